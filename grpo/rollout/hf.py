@@ -1,0 +1,86 @@
+"""The ``hf`` engine: batched ``transformers`` generate on the policy itself.
+
+Colocated and sharing the trainer's module, so a weight sync is free: the engine always
+samples from the current policy. It is the fallback when vLLM is not installed and the
+reference the other engines are tested against.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from .base import Completion, Group, SamplingParams, truncate_at_stop
+
+
+class HFEngine:
+    def __init__(self, model, tokenizer, max_batch: int = 256, return_logprobs: bool = False):
+        self.model, self.tok = model, tokenizer
+        self.max_batch = max_batch          # sequences per generate call (memory bound)
+        self.return_logprobs = return_logprobs
+        self.weight_version = 0
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], sampling: SamplingParams) -> list[Group]:
+        groups = []
+        per_call = max(1, self.max_batch // sampling.n)
+        for i in range(0, len(prompts), per_call):
+            groups += self._generate(prompts[i:i + per_call], sampling)
+        return groups
+
+    def _generate(self, prompts: list[str], sp: SamplingParams) -> list[Group]:
+        tok, model = self.tok, self.model
+        tok.padding_side = "left"           # all prompts end at the same column
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(model.device)
+        was_training = model.training
+        model.eval()
+        try:
+            out = model.generate(
+                **enc, do_sample=True, temperature=sp.temperature, top_p=sp.top_p,
+                top_k=sp.top_k or None, max_new_tokens=sp.max_new_tokens,
+                num_return_sequences=sp.n, pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id, stop_strings=sp.stop or None,
+                tokenizer=tok if sp.stop else None, return_dict_in_generate=True,
+                output_scores=self.return_logprobs,
+            )
+        finally:
+            model.train(was_training)
+        new = out.sequences[:, enc.input_ids.shape[1]:]                  # [B*G, <=max_new]
+        logps = None
+        if self.return_logprobs:
+            scores = torch.stack(out.scores, 1).float().log_softmax(-1)  # processed (temperature, top-p)
+            logps = scores.gather(-1, new.unsqueeze(-1)).squeeze(-1)
+        groups = []
+        for b, prompt in enumerate(prompts):
+            prompt_ids = enc.input_ids[b][enc.attention_mask[b].bool()].tolist()
+            comps = [self._completion(new[b * sp.n + g], None if logps is None else logps[b * sp.n + g], sp)
+                     for g in range(sp.n)]
+            groups.append(Group(prompt, prompt_ids, comps))
+        return groups
+
+    def _completion(self, ids: torch.Tensor, logps, sp: SamplingParams) -> Completion:
+        ids = ids.tolist()
+        eos, pad = self.tok.eos_token_id, self.tok.pad_token_id
+        finish = "length"
+        if eos in ids:                       # keep the EOS: the policy must learn to stop
+            ids, finish = ids[:ids.index(eos) + 1], "stop"
+        else:
+            while ids and ids[-1] == pad and pad != eos:
+                ids.pop()
+        text = self.tok.decode(ids, skip_special_tokens=True)
+        if sp.stop:
+            text, hit = truncate_at_stop(text, sp.stop)
+            if hit:
+                finish = "stop"
+        lp = None if logps is None else logps[:len(ids)].tolist()
+        return Completion(text, ids, lp, finish)
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]] = ()) -> None:
+        # The engine holds the policy module itself: nothing to copy.
+        self.weight_version += 1
+
+    def sleep(self) -> None:
+        pass
+
+    def wake(self) -> None:
+        pass

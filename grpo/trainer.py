@@ -1,0 +1,241 @@
+"""The GRPO loop, top to bottom: rollout -> reward -> advantage -> loss -> step -> sync -> log.
+
+GRPO (Shao et al. 2024, DeepSeekMath; DeepSeek-R1 report eq. 1-3): for each prompt sample
+G completions, score them with rule-based rewards, use the group-normalised reward as
+every token's advantage, and maximise the clipped surrogate, with no value model.
+Departures from vanilla GRPO are options, each citing its paper in algorithms.py.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+import rewards as rewards_lib
+
+from . import algorithms as A
+from . import checkpoint
+from .config import Config, dump_config
+from .data import PromptSampler, apply_template, load_rows
+from .metrics import MetricsLogger, reflection_counts, safe_mean, write_samples
+from .policy import build_batch, load_policy, score, score_all
+from .rollout import make_engine
+from .rollout.base import SamplingParams
+
+ACCURACY_NAMES = ("math_accuracy", "accuracy", "countdown", "code_tests")
+
+
+class Trainer:
+    def __init__(self, cfg: Config, resume: bool = False):
+        self.cfg = cfg
+        self.run_dir = cfg.run_dir()
+        self.ckpt_root = self.run_dir / "checkpoints"
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        torch.manual_seed(cfg.train.seed)
+
+        # Validate everything cheap before anything expensive: data and rewards, then models.
+        d = cfg.data
+        self.rows = load_rows(d.source, d.num_samples, cfg.train.seed, d.split, d.subset,
+                              d.preprocess, d.columns)
+        self.rewards = rewards_lib.RewardSet(
+            [rewards_lib.RewardSpec(r.name, r.weight, r.kwargs) for r in cfg.rewards],
+            fail_on_error=cfg.reward_fail_on_error, timeout_s=cfg.reward_timeout_s)
+        self.rewards.check_columns(set(self.rows[0]))
+        self.sampler = PromptSampler(len(self.rows), cfg.train.prompts_per_step, cfg.train.seed)
+
+        ckpt = checkpoint.latest(self.ckpt_root) if resume else None
+        m = cfg.model
+        adapter = str(ckpt) if ckpt is not None and m.lora else None
+        path = str(ckpt) if ckpt is not None and not m.lora else m.path
+        self.tok, self.policy = load_policy(path, m.dtype, m.lora, trainable=True, adapter=adapter)
+        if m.gradient_checkpointing:
+            self.policy.gradient_checkpointing_enable()
+        self.ref = self._load_reference()
+        self.engine = make_engine(cfg.rollout, self.policy, self.tok)
+
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        warm = max(cfg.train.warmup_steps, 1)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm))
+        self.start_step = checkpoint.restore_trainer_state(ckpt, self.opt, self.sched) if ckpt else 0
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+        self.log = MetricsLogger(self.run_dir, self.start_step, cfg.output.tensorboard)
+
+    def _load_reference(self):
+        """A frozen reference only when the KL term is used or tracked: with beta=0 the
+        R1-Zero recipe needs none (DAPO and Dr. GRPO drop it), saving a model's memory."""
+        a, m = self.cfg.algorithm, self.cfg.model
+        if a.beta == 0 and not a.track_kl:
+            return None
+        if m.lora:
+            return "adapter-off"            # the base weights under the adapter are the reference
+        return load_policy(m.path, m.dtype, None, trainable=False)[1]
+
+    # ------------------------------------------------------------------ one step
+    def step(self, step: int) -> dict:
+        cfg, a = self.cfg, self.cfg.algorithm
+        G = cfg.rollout.n
+        rows = [self.rows[i] for i in self.sampler.indices(step)]
+        prompts = [self._prompt(r["prompt"]) for r in rows]
+
+        # 1. Rollout: G completions per prompt from the current policy.
+        t0 = time.time()
+        groups = self.engine.generate(prompts, self._sampling())
+        comps = [c for g in groups for c in g.completions]                  # N = B*G, prompt-major
+        t_rollout = time.time() - t0
+
+        # 2. Rewards on every completion; dataset columns repeated G times.
+        t0 = time.time()
+        cols = {k: [r[k] for r in rows for _ in range(G)] for k in rows[0] if k != "prompt"}
+        cols["completion_ids"] = [c.token_ids for c in comps]
+        texts = [c.text for c in comps]
+        out = self.rewards([p for p in prompts for _ in range(G)], texts, cols)
+        reward = torch.tensor(out.total, dtype=torch.float32)               # [N]
+        t_reward = time.time() - t0
+
+        # 3. Advantages within each group; optional DAPO filters.
+        t0 = time.time()
+        adv = A.get(A.ADVANTAGES, a.advantage, "advantage")(reward, G)       # [N]
+        zero_std = A.zero_std_groups(reward, G)                              # [B]
+        keep = torch.ones(len(comps), dtype=torch.bool)
+        if a.dynamic_sampling:                 # DAPO: groups with no reward variance teach nothing
+            keep &= ~zero_std.repeat_interleave(G)
+        batch = build_batch([g.prompt_ids for g in groups for _ in range(G)],
+                            [c.token_ids for c in comps], self.tok.pad_token_id)
+        truncated = torch.tensor([c.finish_reason == "length" for c in comps])
+        if a.mask_truncated:                   # DAPO overlong filtering: no signal from cut-off text
+            batch.mask[truncated] = 0
+
+        # 4-5. Loss and optimizer steps (mu inner iterations over the same rollouts).
+        upd = self._update(batch.slice(keep), adv[keep]) if keep.any() else {}
+        t_update = time.time() - t0
+
+        # 6. Sync the new weights to the rollout engine.
+        t0 = time.time()
+        self.engine.update_weights(self.policy.named_parameters())
+        t_sync = time.time() - t0
+
+        lengths = [len(c.token_ids) for c in comps]
+        correct = self._correct(out.per_fn)
+        n_refl = reflection_counts(texts, cfg.output.reflection_words)
+        dt = t_rollout + t_reward + t_update + t_sync
+        metrics = {
+            **out.metrics, **upd,
+            "completion_len/mean": sum(lengths) / len(lengths),
+            "completion_len/max": max(lengths),
+            "completion_len/correct": safe_mean([n for n, ok in zip(lengths, correct) if ok]),
+            "completion_len/incorrect": safe_mean([n for n, ok in zip(lengths, correct) if ok is False]),
+            "truncated_frac": truncated.float().mean().item(),
+            "zero_std_frac": zero_std.float().mean().item(),
+            "reflection/rate": sum(n > 0 for n in n_refl) / len(n_refl),
+            "reflection/per_completion": sum(n_refl) / len(n_refl),
+            "time/rollout": t_rollout, "time/reward": t_reward,
+            "time/update": t_update, "time/sync": t_sync, "time/step": dt,
+            "tokens_per_s": sum(lengths) / max(t_rollout + t_update, 1e-9),
+            "completions_per_s": len(comps) / max(dt, 1e-9),
+            "lr": self.sched.get_last_lr()[0],
+        }
+        if (step + 1) % cfg.output.sample_every == 0 or step == 0:
+            self._write_samples(step + 1, prompts, texts, reward, out.per_fn, G)
+        return metrics
+
+    def _update(self, batch, adv: torch.Tensor) -> dict:
+        a, t = self.cfg.algorithm, self.cfg.train
+        N, micro = len(batch), t.micro_batch_size
+        n_tokens = int(batch.mask.sum().item())
+        constant = a.constant_norm or self.cfg.rollout.max_new_tokens
+        agg = A.get(A.AGGREGATIONS, a.loss_agg, "loss aggregation")
+        kl_fn = A.get(A.KL_ESTIMATORS, a.kl_estimator, "KL estimator")
+        # With mu=1 the rollout policy *is* the current policy: old log-probs are the current
+        # ones detached (ratio 1), saving a forward pass. With mu>1 they are fixed up front.
+        old = score_all(self.policy, batch, micro) if a.mu > 1 else None
+        ref = self._ref_logprobs(batch, micro) if self.ref is not None else None
+        sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "clip_low_frac": 0.0,
+                "clip_high_frac": 0.0}
+        grad_norm = 0.0
+        for _ in range(a.mu):
+            for i in range(0, N, micro):
+                mb = slice(i, i + micro)
+                sub = batch.slice(mb)
+                logp, ent = score(self.policy, sub, with_entropy=True)
+                old_lp = old[mb] if old is not None else logp.detach()
+                loss_tok, cm = A.clipped_surrogate(logp, old_lp, adv[mb], a.clip_low, a.clip_high)
+                if ref is not None:
+                    kl = kl_fn(logp, ref[mb])
+                    if a.beta > 0:
+                        loss_tok = loss_tok + a.beta * kl
+                    sums["kl"] += (kl.detach() * sub.mask).sum().item() / max(n_tokens, 1) / a.mu
+                loss = agg(loss_tok, sub.mask, n_tokens, N, constant)
+                loss.backward()
+                w = sub.mask
+                tok_share = lambda x: (x.float() * w).sum().item() / max(n_tokens, 1) / a.mu  # noqa: E731
+                sums["loss"] += loss.item() / a.mu
+                sums["entropy"] += tok_share(ent)
+                sums["clip_low_frac"] += tok_share(cm["clip_low"])
+                sums["clip_high_frac"] += tok_share(cm["clip_high"])
+                sums["clip_frac"] += tok_share(cm["clip_low"] | cm["clip_high"])
+            params = [p for p in self.policy.parameters() if p.requires_grad]
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm).item()
+            self.opt.step()
+            self.sched.step()
+            self.opt.zero_grad(set_to_none=True)
+        if ref is None:
+            sums["kl"] = None
+        return {**sums, "grad_norm": grad_norm, "update_tokens": n_tokens}
+
+    def _ref_logprobs(self, batch, micro: int) -> torch.Tensor:
+        if self.ref == "adapter-off":
+            with self.policy.disable_adapter():
+                return score_all(self.policy, batch, micro)
+        return score_all(self.ref, batch, micro)
+
+    # ------------------------------------------------------------------ helpers
+    def _prompt(self, question: str) -> str:
+        if self.cfg.data.template == "chat":
+            return self.tok.apply_chat_template([{"role": "user", "content": question}],
+                                                tokenize=False, add_generation_prompt=True)
+        return apply_template(self.cfg.data.template, question)
+
+    def _sampling(self) -> SamplingParams:
+        r = self.cfg.rollout
+        return SamplingParams(n=r.n, max_new_tokens=r.max_new_tokens, temperature=r.temperature,
+                              top_p=r.top_p, top_k=r.top_k, stop=list(r.stop))
+
+    def _correct(self, per_fn: dict) -> list[bool | None]:
+        """Which completions count as correct, by the first accuracy-like reward."""
+        name = next((n for n in per_fn if n in ACCURACY_NAMES), next(iter(per_fn), None))
+        if name is None:
+            return []
+        return [None if v is None else v > 0.5 for v in per_fn[name]]
+
+    def _write_samples(self, step, prompts, texts, reward, per_fn, G) -> None:
+        rows = [{"prompt": prompts[i // G], "completion": t, "reward": reward[i].item(),
+                 **{k: v[i] for k, v in per_fn.items()}} for i, t in enumerate(texts)]
+        write_samples(self.run_dir / "samples" / f"step-{step}.jsonl", rows)
+
+    # ------------------------------------------------------------------ the run
+    def train(self) -> Path:
+        cfg = self.cfg
+        bar = tqdm(range(self.start_step, cfg.train.steps), initial=self.start_step,
+                   total=cfg.train.steps, desc=f"grpo {cfg.output.name}", dynamic_ncols=True)
+        try:
+            for step in bar:
+                metrics = self.step(step)
+                self.log.log(step + 1, metrics)
+                bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}",
+                                len=f"{metrics['completion_len/mean']:.0f}")
+                if (step + 1) % cfg.output.save_every == 0 or step + 1 == cfg.train.steps:
+                    checkpoint.save(self.ckpt_root, step + 1, self.policy, self.tok, self.opt,
+                                    self.sched, cfg.output.keep_checkpoints)
+        finally:
+            self.log.close()
+        return self.run_dir
+
+
+def train(cfg: Config, resume: bool = False) -> Path:
+    return Trainer(cfg, resume).train()
