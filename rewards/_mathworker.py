@@ -1,0 +1,81 @@
+"""Symbolic-comparison worker process (run as a script by :mod:`rewards._pool`).
+
+Protocol on stdin/stdout, one JSON line each way: request ``[pred, gold,
+soft_timeout_s]``, reply ``1`` / ``0`` / ``E <message>``; ``ready`` is printed
+once the imports are done.  The parent kills this process when a reply is late
+-- that is the hard timeout, and it works whatever the worker is stuck in (a
+C-level big-integer power ignores Python signals).  Two more guards bound the
+damage of an orphaned or runaway worker: RLIMIT_CPU (the kernel kills the
+process if a request burns more CPU than allowed) and RLIMIT_AS (``10**10**10``
+fails with MemoryError instead of eating the machine).
+
+This file imports nothing from the ``rewards`` package on purpose: it must start
+in a bare interpreter quickly, whatever the parent had on ``sys.path``.
+"""
+
+import json
+import logging
+import os
+import re
+import sys
+
+
+def _limit(resource, kind, soft):
+    try:
+        _, hard = resource.getrlimit(kind)
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(kind, (soft, hard))
+    except (ValueError, OSError):
+        pass
+
+
+def main():
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        resource = None
+    mem_mb = int(os.environ.get("GRPO_MATH_WORKER_MEM_MB", "4096"))
+    if resource is not None and mem_mb > 0:
+        _limit(resource, resource.RLIMIT_AS, mem_mb * 1024 * 1024)
+
+    logging.disable(logging.WARNING)  # math-verify logs every timeout/parse failure
+    out = sys.stdout
+    try:
+        from math_verify import parse, verify
+    except BaseException as e:  # noqa: BLE001 -- tell the parent why instead of dying silently
+        out.write(" ".join(f"E {type(e).__name__}: {e}".split()) + "\n")
+        out.flush()
+        return
+    out.write("ready\n")
+    out.flush()
+    for line in sys.stdin:
+        try:
+            pred, gold, soft = json.loads(line)
+            soft = max(1, int(soft))
+            if resource is not None:
+                # CPU budget for this request: used so far + a margin over the
+                # parent's timeout; SIGXCPU's default action terminates us.
+                ru = resource.getrusage(resource.RUSAGE_SELF)
+                _limit(resource, resource.RLIMIT_CPU, int(ru.ru_utime + ru.ru_stime) + 3 * soft + 5)
+            g = parse(_wrap(gold), parsing_timeout=soft)
+            p = parse(_wrap(pred), parsing_timeout=soft)
+            ok = bool(g) and bool(p) and verify(g, p, timeout_seconds=soft)
+            reply = "1" if ok else "0"
+        except BaseException as e:  # noqa: BLE001 -- report, never die on a bad answer
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            reply = "E " + " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        out.write(reply + "\n")
+        out.flush()
+
+
+def _wrap(s: str) -> str:
+    # math-verify extracts LaTeX from $...$; a bare answer like "\\frac{1}{2}" or
+    # "(1, 2]" is otherwise read as plain text.
+    s = s.strip()
+    return s if re.search(r"(?<!\\)\$", s) or "\\boxed" in s else f"${s}$"
+
+
+if __name__ == "__main__":
+    main()

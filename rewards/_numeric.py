@@ -1,0 +1,439 @@
+r"""Fast, pure-Python answer comparison for the common cases.
+
+Typical math-RL answers are integers, decimals, simple fractions and short LaTeX
+constants (``\frac{1}{2}``, ``2\sqrt{3}``, ``\pi/4``).  Parsing these with sympy
+costs milliseconds each; here they are normalized and evaluated exactly with
+:class:`fractions.Fraction` (floats only for irrational constants) in
+microseconds, which is what lets ``math_accuracy`` score thousands of answers
+per second.  :func:`fast_equal` returns True/False when it can decide and None
+when the answer needs the symbolic path (variables, intervals with symbols,
+matrices, ...).  Nothing here can hang: inputs are length-capped and powers are
+size-checked before they are computed (``9^9^9^9`` is "too big", not evaluated).
+
+Equality rules follow math-verify (float_rounding=6): exact for rationals,
+rounding to 6 decimals when either side is written as a decimal, and a relative
+1e-9 tolerance for irrational constants.
+
+>>> fast_equal("1/2", r"\dfrac{1}{2}")
+True
+>>> fast_equal("0.333333", r"\frac13")
+True
+>>> fast_equal("0.333", r"\frac13")
+False
+>>> fast_equal(r"50\%", "0.5"), fast_equal("5 cm", "5"), fast_equal("x = 3", "3")
+(True, True, True)
+>>> fast_equal(r"\frac{\sqrt{3}}{2}", r"\frac{1}{2}\sqrt3")
+True
+>>> fast_equal(r"\{3, 1, 2\}", "1,2,3"), fast_equal("(1, 2]", r"\left(1,2\right]")
+(True, True)
+>>> fast_equal("9^9^9^9", "1")
+False
+>>> fast_equal("2x+1", "1+2x") is None
+True
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+
+MAX_FAST_LEN = 120  # longer answers go to the symbolic path (or string equality)
+_MAX_BITS = 16384  # exact results beyond this are "too big" (2^16384 ~ 10^4932)
+
+
+class _TooBig(Exception):
+    pass
+
+
+class _NoParse(Exception):
+    pass
+
+
+TOO_BIG = "too big"
+
+# --------------------------------------------------------------------------- normalize
+_REPLACE = [
+    ("\\left", ""), ("\\right", ""), ("\\!", ""), ("\\,", ""), ("\\;", ""), ("\\:", ""),
+    ("\\ ", " "), ("~", " "), ("\\displaystyle", ""), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"),
+    ("\\cdot", "*"), ("\\times", "*"), ("\\div", "/"), ("**", "^"), ("\u2212", "-"), ("\u00d7", "*"),
+    ("\u00f7", "/"), ("\u03c0", "\\pi"), ("\u221e", "\\infty"), ("^{\\circ}", ""), ("^\\circ", ""),
+    ("\\circ", ""), ("\u00b0", ""), ("\\%", "%"), ("\\$", ""), ("$", ""), ("\\lbrace", "\\{"),
+    ("\\rbrace", "\\}"), ("\\infinity", "\\infty"),
+]
+_WRAP = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|operatorname)\s*\{([^{}]*)\}")
+_UNIT_WORDS = (
+    "cm|mm|km|m|kg|mg|g|l|ml|s|sec|secs|second|seconds|min|mins|minute|minutes|h|hr|hrs|hour|hours|"
+    "day|days|week|weeks|year|years|dollar|dollars|cent|cents|degree|degrees|inch|inches|in|ft|foot|"
+    "feet|yard|yards|mile|miles|mph|meter|meters|metre|metres|units?|sq|square|cubic|pounds?|lbs?|oz|"
+    "percent|people|students|apples|times|ways|pages|points|marbles|miles/hour|km/h|m/s"
+)
+_UNIT_TAIL = re.compile(
+    r"^(.*?[\d}])\s*(?:(?:\s[a-zA-Z][a-zA-Z./]*(?:\s[a-zA-Z][a-zA-Z./]*){0,2})|(?:%s))(?:\^\{?[23]\}?)?\.?$"
+    % _UNIT_WORDS)
+_ASSIGN = re.compile(r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*=\s*(?=[^=]+$)")
+_CHOICE = re.compile(r"^\(?([A-E])\)?$")
+_THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+
+
+def normalize(s: str) -> str:
+    r"""Canonical text of an answer: LaTeX spacing/sizing, ``$``, ``\text{}``
+    units, degree signs, ``x =`` prefixes and trailing periods removed.
+
+    >>> normalize(r" $x = \dfrac{1}{2}\ \text{cm}$. ")
+    '\\frac{1}{2}'
+    >>> normalize(r"\textbf{(B)}")
+    'B'
+    """
+    s = str(s).strip()
+    if "\\boxed" in s or "\\fbox" in s:
+        from rewards._text import last_boxed
+
+        s = last_boxed(s) or s
+    for a, b in _REPLACE:
+        if a in s:
+            s = s.replace(a, b)
+    s = re.sub(r"^\\[(\[]|\\[)\]]$", "", s.strip()).strip()
+    s = s.rstrip(".").strip()
+    # A trailing \text{unit} after a number is a unit; otherwise \text{X} -> X.
+    s = re.sub(r"(?<=[\d}])\s*\\(?:text|mbox|mathrm)\s*\{\s*[a-zA-Z][a-zA-Z ./]*\}(\^\{?[23]\}?)?$", "", s)
+    for _ in range(3):
+        s2 = _WRAP.sub(r"\1", s)
+        if s2 == s:
+            break
+        s = s2
+    s = _ASSIGN.sub("", s.strip())
+    m = _UNIT_TAIL.match(s)
+    if m and not re.search(r"[a-zA-Z]", m.group(1).replace("\\frac", "").replace("\\sqrt", "").replace("\\pi", "")):
+        s = m.group(1)
+    if re.search(r"\d\s+\d", s) and not _THOUSANDS.match(s.replace(" ", ",")):
+        s = s.replace(" ", "\u2423")  # "3 1/2" (mixed number?) must not become "31/2"
+    s = re.sub(r"\s+", "", s)
+    if _THOUSANDS.match(s):
+        s = s.replace(",", "")
+    s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)
+    s = re.sub(r"\\frac(\d)", r"\\frac{\1}", s)
+    s = re.sub(r"\\frac(\{[^{}]*\})(\d)", r"\\frac\1{\2}", s)
+    s = re.sub(r"\\sqrt(\d)", r"\\sqrt{\1}", s)
+    m = _CHOICE.match(s)
+    return m.group(1) if m else s
+
+
+# --------------------------------------------------------------------------- evaluate
+_TOKEN = re.compile(r"(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|(\\frac|\\sqrt|\\pi|\\infty)|([-+*/^(){}\[\]])")
+
+
+class _Num:
+    """A value: exact Fraction (or None if irrational), float approximation, and
+    whether a decimal literal was involved (then compare at 6 decimals)."""
+
+    __slots__ = ("q", "f", "dec")
+
+    def __init__(self, q, f, dec=False):
+        self.q, self.f, self.dec = q, f, dec
+
+
+def _isnum(tok: str) -> bool:
+    return tok[0].isdigit() or tok[0] == "."
+
+
+def _tokenize(s: str) -> list[str]:
+    out, i = [], 0
+    while i < len(s):
+        m = _TOKEN.match(s, i)
+        if not m:
+            raise _NoParse(s[i:])
+        out.append(m.group(0))
+        i = m.end()
+    return out
+
+
+class _Parser:
+    def __init__(self, toks):
+        self.t, self.i = toks, 0
+
+    def peek(self):
+        return self.t[self.i] if self.i < len(self.t) else None
+
+    def take(self, want=None):
+        tok = self.peek()
+        if tok is None or (want is not None and tok != want):
+            raise _NoParse(want)
+        self.i += 1
+        return tok
+
+    def expr(self):
+        v = self.term()
+        while self.peek() in ("+", "-"):
+            op = self.take()
+            w = self.term()
+            v = _arith(v, w, op)
+        return v
+
+    def term(self):
+        v = self.unary()
+        while True:
+            tok = self.peek()
+            if tok in ("*", "/"):
+                self.take()
+                v = _arith(v, self.unary(), tok)
+            elif tok is not None and (tok in ("\\frac", "\\sqrt", "\\pi", "(", "{") or _isnum(tok)):
+                prev = self.t[self.i - 1]
+                if _isnum(prev) and (tok == "\\frac" or _isnum(tok)):
+                    raise _NoParse("mixed number")  # 2\frac{1}{2}: 2.5 or 1? leave to sympy
+                v = _arith(v, self.power(), "*")  # implicit product: 2\sqrt{3}, 2(3)
+            else:
+                return v
+
+    def unary(self):
+        if self.peek() == "-":
+            self.take()
+            v = self.unary()
+            return _Num(None if v.q is None else -v.q, -v.f, v.dec)
+        if self.peek() == "+":
+            self.take()
+            return self.unary()
+        return self.power()
+
+    def power(self):
+        base = self.primary()
+        if self.peek() == "^":
+            self.take()
+            return _pow(base, self.unary())
+        return base
+
+    def group(self):
+        if self.peek() == "{":
+            self.take()
+            v = self.expr()
+            self.take("}")
+            return v
+        return self.primary()
+
+    def primary(self):
+        tok = self.take()
+        if tok[0].isdigit() or tok[0] == ".":
+            q = Fraction(tok)
+            return _Num(q, float(q), "." in tok or "e" in tok.lower())
+        if tok == "\\pi":
+            return _Num(None, math.pi)
+        if tok == "\\frac":
+            a = self.group()
+            b = self.group()
+            return _arith(a, b, "/")
+        if tok == "\\sqrt":
+            n = 2
+            if self.peek() == "[":
+                self.take()
+                k = self.expr()
+                self.take("]")
+                if k.q is None or k.q.denominator != 1 or not 2 <= k.q <= 64:
+                    raise _NoParse("root index")
+                n = int(k.q)
+            return _root(self.group(), n)
+        if tok in ("(", "{"):
+            v = self.expr()
+            self.take(")" if tok == "(" else "}")
+            return v
+        raise _NoParse(tok)
+
+
+def _arith(a: _Num, b: _Num, op: str) -> _Num:
+    dec = a.dec or b.dec
+    if a.q is not None and b.q is not None:
+        if op == "+":
+            q = a.q + b.q
+        elif op == "-":
+            q = a.q - b.q
+        elif op == "*":
+            q = a.q * b.q
+        else:
+            if b.q == 0:
+                raise _NoParse("division by zero")
+            q = a.q / b.q
+        if q.numerator.bit_length() + q.denominator.bit_length() > 2 * _MAX_BITS:
+            raise _TooBig()
+        return _Num(q, _tofloat(q), dec)
+    try:
+        f = {"+": a.f + b.f, "-": a.f - b.f, "*": a.f * b.f}[op] if op != "/" else a.f / b.f
+    except ZeroDivisionError:
+        raise _NoParse("division by zero")
+    if not math.isfinite(f):
+        raise _TooBig()
+    return _Num(None, f, dec)
+
+
+def _tofloat(q: Fraction) -> float:
+    try:
+        return float(q)
+    except OverflowError:
+        return math.inf
+
+
+def _pow(b: _Num, e: _Num) -> _Num:
+    dec = b.dec or e.dec
+    if b.q is not None and e.q is not None and e.q.denominator == 1:
+        n = int(e.q)
+        if b.q in (0, 1, -1):
+            if b.q == 0 and n < 0:
+                raise _NoParse("0^negative")
+            return _Num(b.q ** n if b.q else Fraction(0 if n else 1), float(b.q ** n if b.q else (0 if n else 1)), dec)
+        if abs(n) > _MAX_BITS or (b.q.numerator.bit_length() + b.q.denominator.bit_length()) * abs(n) > _MAX_BITS:
+            raise _TooBig()
+        q = b.q ** n
+        return _Num(q, _tofloat(q), dec)
+    if b.f < 0:
+        raise _NoParse("negative base, non-integer exponent")
+    if b.q is not None and e.q is not None and e.q.denominator <= 64:  # exact roots: 8^{2/3} = 4
+        r = _root(b, e.q.denominator)
+        return _pow(r, _Num(Fraction(e.q.numerator), float(e.q.numerator), dec))
+    try:
+        f = math.pow(b.f, e.f)
+    except (OverflowError, ValueError):
+        raise _TooBig()
+    if not math.isfinite(f):
+        raise _TooBig()
+    return _Num(None, f, dec)
+
+
+def _iroot(x: int, n: int) -> int | None:
+    if x < 0:
+        return None
+    r = round(x ** (1.0 / n)) if x.bit_length() < 1000 else None
+    if r is None:
+        return None
+    for c in (r - 1, r, r + 1):
+        if c >= 0 and c ** n == x:
+            return c
+    return None
+
+
+def _root(v: _Num, n: int) -> _Num:
+    if v.f < 0:
+        if n % 2 == 0:
+            raise _NoParse("even root of a negative")
+        r = _root(_Num(None if v.q is None else -v.q, -v.f, v.dec), n)
+        return _Num(None if r.q is None else -r.q, -r.f, r.dec)
+    if v.q is not None:
+        a, b = _iroot(v.q.numerator, n), _iroot(v.q.denominator, n)
+        if a is not None and b is not None:
+            q = Fraction(a, b)
+            return _Num(q, float(q), v.dec)
+    f = v.f ** (1.0 / n)
+    if not math.isfinite(f):
+        raise _TooBig()
+    return _Num(None, f, v.dec)
+
+
+def parse_number(s: str):
+    r"""Value of a normalized numeric answer as a list of candidate values
+    (a percentage ``p%`` may mean ``p/100`` or ``p``), :data:`TOO_BIG`, or None.
+
+    >>> [float(v.q) for v in parse_number("2^{10}")]
+    [1024.0]
+    >>> parse_number("9^9^9^9")
+    'too big'
+    """
+    if not s or len(s) > MAX_FAST_LEN:
+        return None
+    pct = s.endswith("%")
+    body = s[:-1] if pct else s
+    if body in ("\\infty", "+\\infty", "-\\infty", "inf", "-inf", "oo", "-oo"):
+        return [_Num(None, -math.inf if body.startswith("-") else math.inf)]
+    try:
+        p = _Parser(_tokenize(body))
+        v = p.expr()
+        if p.peek() is not None:
+            return None
+    except _TooBig:
+        return TOO_BIG
+    except (_NoParse, ValueError, ZeroDivisionError, OverflowError):
+        return None
+    if not pct:
+        return [v]
+    hundred = _Num(Fraction(100), 100.0)
+    return [_arith(v, hundred, "/"), v]
+
+
+def num_equal(a: _Num, b: _Num) -> bool:
+    if a.q is not None and b.q is not None:
+        if a.dec or b.dec:
+            return round(a.q, 6) == round(b.q, 6)
+        return a.q == b.q
+    if math.isinf(a.f) or math.isinf(b.f):  # only a written \infty is infinite here
+        return a.f == b.f and a.q is None and b.q is None
+    if a.dec or b.dec:
+        return round(a.f, 6) == round(b.f, 6)
+    return math.isclose(a.f, b.f, rel_tol=1e-9, abs_tol=1e-12)
+
+
+# --------------------------------------------------------------------------- structure
+def _split_top(s: str) -> list[str]:
+    parts, depth, cur = [], 0, []
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        if c == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def _shape(s: str):
+    """('set', elems) | ('seq', open, elems, close) | ('one', s)."""
+    if s.startswith("\\{") and s.endswith("\\}"):
+        return ("set", _split_top(s[2:-2]))
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
+        inner = _split_top(s[1:-1])
+        if len(inner) >= 2:
+            return ("seq", s[0], inner, s[-1])
+    parts = _split_top(s)
+    if len(parts) >= 2:
+        return ("set", parts)
+    return ("one", s)
+
+
+def _elem_equal(a: str, b: str):
+    va, vb = parse_number(a), parse_number(b)
+    if va is None or vb is None:
+        return None if a != b else True
+    if va is TOO_BIG or vb is TOO_BIG:
+        return False if (va is TOO_BIG) != (vb is TOO_BIG) else None
+    return any(num_equal(x, y) for x in va for y in vb)
+
+
+def fast_equal(pred: str, gold: str, normalized: bool = False):
+    """True/False when decidable without sympy, else None (see module doc)."""
+    p, g = (pred, gold) if normalized else (normalize(pred), normalize(gold))
+    if not p or not g:
+        return False if (p or g) else None
+    if p == g:
+        return True
+    if _CHOICE.match(p) and _CHOICE.match(g):
+        return False  # two different multiple-choice letters
+    if len(p) > MAX_FAST_LEN or len(g) > MAX_FAST_LEN:
+        return None
+    sp, sg = _shape(p), _shape(g)
+    if sp[0] == "one" and sg[0] == "one":
+        return _elem_equal(p, g)
+    if sp[0] == "seq" and sg[0] == "seq":
+        if len(sp[2]) != len(sg[2]):
+            return False
+        res = [_elem_equal(x, y) for x, y in zip(sp[2], sg[2])]
+        if None in res:
+            return None
+        return all(res) and sp[1] == sg[1] and sp[3] == sg[3]
+    if sp[0] == "set" and sg[0] == "set":
+        if any(parse_number(x) in (None, TOO_BIG) for x in sp[1] + sg[1]):
+            return None
+        return (all(any(_elem_equal(x, y) for y in sg[1]) for x in sp[1])
+                and all(any(_elem_equal(y, x) for x in sp[1]) for y in sg[1]))
+    return None

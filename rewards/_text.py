@@ -1,0 +1,167 @@
+"""Text helpers shared by the reward functions: turning TRL completions (plain
+strings or chat message lists) into text, and pulling out the final answer.
+
+>>> completion_text([{"role": "assistant", "content": "hi"}])
+'hi'
+>>> extract_answer("<think>2+2</think> <answer>4</answer>")
+'4'
+>>> extract_answer(r"so the result is \\boxed{\\frac{1}{2}}.")
+'\\\\frac{1}{2}'
+>>> extract_answer("Thus, the final answer is: 12 apples.")
+'12 apples'
+>>> extract_answer("no answer here") is None
+True
+"""
+
+from __future__ import annotations
+
+import re
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+def completion_text(c) -> str:
+    """Text of one completion: a string, a chat message dict, or a list of
+    messages (TRL's conversational format).  For message lists the contents of
+    all assistant messages are joined (multi-part ``content`` lists too)."""
+    if c is None:
+        return ""
+    if isinstance(c, str):
+        return c
+    if isinstance(c, dict):
+        return _content(c.get("content"))
+    if isinstance(c, (list, tuple)):
+        msgs = [m for m in c if isinstance(m, dict)]
+        asst = [m for m in msgs if m.get("role", "assistant") == "assistant"] or msgs
+        return "".join(_content(m.get("content")) for m in asst)
+    return str(c)
+
+
+def prompt_text(p) -> str:
+    """Text of a prompt; for message lists, the content of the last message
+    (that is where an R1-Zero style ``Assistant: <think>`` would be)."""
+    if p is None:
+        return ""
+    if isinstance(p, str):
+        return p
+    if isinstance(p, dict):
+        return _content(p.get("content"))
+    if isinstance(p, (list, tuple)) and p:
+        return _content(p[-1].get("content")) if isinstance(p[-1], dict) else str(p[-1])
+    return str(p)
+
+
+def _content(content) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # multimodal parts: [{"type": "text", "text": ...}]
+        return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    return str(content)
+
+
+def prompt_opens_think(prompt) -> bool:
+    """True when the prompt ends inside an open ``<think>`` block, as the
+    R1-Zero template "... Assistant: <think>" does (DeepSeek-R1 paper, Table 1)."""
+    t = prompt_text(prompt).rstrip()
+    return t.endswith(THINK_OPEN)
+
+
+def with_think_prefix(text: str, prompt) -> str:
+    """Re-attach the ``<think>`` that the prompt already opened, if any."""
+    if prompt_opens_think(prompt) and not text.lstrip().startswith(THINK_OPEN):
+        return THINK_OPEN + text
+    return text
+
+
+def think_part(text: str, prompt=None) -> str:
+    """The chain of thought: the ``<think>`` block (or, when the prompt opened it,
+    everything before ``</think>``); otherwise the whole text."""
+    text = with_think_prefix(text, prompt)
+    start = text.find(THINK_OPEN)
+    if start < 0:
+        return text
+    end = text.find(THINK_CLOSE, start)
+    return text[start + len(THINK_OPEN): end if end >= 0 else len(text)]
+
+
+_ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.S)
+_ANSWER_IS = re.compile(r"(?:final\s+answer|the\s+answer|answer)\s*(?:is|:)\s*:?\s*(.+)", re.I)
+
+
+def last_boxed(text: str) -> str | None:
+    r"""Content of the last ``\boxed{...}`` / ``\fbox{...}`` with balanced braces
+    (``\boxed 5`` is accepted too); None when there is none or it is unclosed.
+
+    >>> last_boxed(r"\boxed{1} then \boxed{\frac{a}{b}}")
+    '\\frac{a}{b}'
+    """
+    i = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if i < 0:
+        return None
+    j = i + (6 if text.startswith("\\boxed", i) else 5)
+    while j < len(text) and text[j] == " ":
+        j += 1
+    if j >= len(text):
+        return None
+    if text[j] != "{":  # \boxed 5
+        m = re.match(r"[^\s$]+", text[j:])
+        return m.group(0) if m else None
+    depth = 0
+    for k in range(j, len(text)):
+        if text[k] == "{":
+            depth += 1
+        elif text[k] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[j + 1:k]
+    return None
+
+
+def _answer_is(text: str) -> str | None:
+    ms = list(_ANSWER_IS.finditer(text))
+    if not ms:
+        return None
+    ans = ms[-1].group(1).strip().splitlines()[0] if ms[-1].group(1).strip() else ""
+    # Cut at the end of the sentence (a period followed by space/end), keep "0.5".
+    ans = re.split(r"\.(?:\s|$)", ans, maxsplit=1)[0]
+    return ans.strip().strip("*").strip() or None
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer of a completion, or None.
+
+    Priority: the last ``<answer>...</answer>`` block (an unclosed one at the end
+    counts, for truncated generations) -- within it a ``\\boxed{}`` or "the
+    answer is" wins; else the last ``\\boxed{}``; else the last "the (final)
+    answer is X" / "answer: X".
+    """
+    if not text:
+        return None
+    tags = _ANSWER_TAG.findall(text)
+    if tags:
+        inner = tags[-1].strip()
+        return last_boxed(inner) or _answer_is(inner) or inner or None
+    return last_boxed(text) or _answer_is(text)
+
+
+def extract_gold(gold) -> str | None:
+    """Normalize a dataset's gold answer: GSM8K's ``#### 42`` and MATH's
+    ``\\boxed{}`` solutions are reduced to the answer itself.
+
+    >>> extract_gold("She pays 3*4=12\\n#### 12")
+    '12'
+    >>> extract_gold(7)
+    '7'
+    """
+    if gold is None:
+        return None
+    gold = str(gold).strip()
+    if not gold:
+        return None
+    if "####" in gold:
+        return gold.rsplit("####", 1)[1].strip() or None
+    if "\\boxed" in gold or "\\fbox" in gold:
+        return last_boxed(gold) or gold
+    return gold

@@ -1,0 +1,244 @@
+"""Combine weighted reward functions, isolating the samples that break them.
+
+GRPO's advantage is computed from the *sum* of rewards within a group, so one
+crashing sample must neither kill the step nor silently become 0: a function
+that raises is retried per sample, the failing samples are scored None (counted
+as 0 in the total, like TRL's nansum) and reported in ``errors`` and metrics.
+
+>>> rs = RewardSet([RewardSpec("math_accuracy", 1.0), RewardSpec("think_format", 0.5)])
+>>> out = rs(["Q"] * 2, ["<think>t</think><answer>4</answer>", "4"], {"answer": ["4", "4"]})
+>>> out.total, out.per_fn["think_format"]
+([1.5, 0.0], [1.0, 0.0])
+>>> rs.check_columns({"prompt", "x"})
+Traceback (most recent call last):
+...
+rewards.combine.RewardError: reward 'math_accuracy' needs dataset column(s) ['answer'] but the dataset has ['prompt', 'x']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from rewards._text import completion_text
+from rewards.registry import REGISTRY, load, required_columns
+
+# Passed by the trainer itself, never needed from the dataset.
+TRAINER_KWARGS = frozenset({"completion_ids", "trainer_state"})
+
+
+@dataclass
+class RewardSpec:
+    """One reward of a recipe: a :func:`rewards.load` spec, its weight, and
+    keyword arguments bound with :func:`functools.partial`."""
+
+    name: str
+    weight: float = 1.0
+    kwargs: dict = field(default_factory=dict)
+
+
+class RewardError(RuntimeError):
+    """A reward function is misconfigured or (with fail_on_error) failed."""
+
+
+@dataclass
+class RewardOutput:
+    total: list[float]
+    per_fn: dict[str, list[float | None]]
+    metrics: dict[str, float]
+    errors: list[dict]
+
+
+def _base(fn):
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return fn
+
+
+def _call(fn: Callable, kwargs: dict, timeout_s: float | None):
+    """Call ``fn(**kwargs)`` (sync or async) with a wall-clock limit.
+
+    The call runs in a daemon thread: Python cannot kill a thread, so a call
+    that times out is abandoned, not stopped -- rewards that may hang should
+    bound themselves (math does, with killable processes).
+    """
+    box: dict = {}
+
+    def run():
+        try:
+            res = fn(**kwargs)
+            if inspect.isawaitable(res):
+                res = asyncio.run(_awaited(res))
+            box["value"] = res
+        except BaseException as e:  # noqa: BLE001 -- re-raised in the caller's thread
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True, name="reward-call")
+    t.start()
+    t.join(timeout_s if timeout_s and timeout_s > 0 else None)
+    if t.is_alive():
+        raise TimeoutError(f"reward call took longer than {timeout_s:g}s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+async def _awaited(aw):
+    return await aw
+
+
+def _fmt(e: BaseException) -> str:
+    return " ".join(f"{type(e).__name__}: {e}".split())[:500]
+
+
+class RewardSet:
+    """Weighted rewards loaded from :class:`RewardSpec` s.
+
+    ``timeout_s`` bounds each call of a reward function (the whole batch, then
+    each sample on retry); a function may override it with a ``timeout_s``
+    attribute (None = no limit, for functions that bound themselves).
+    """
+
+    def __init__(self, specs: list[RewardSpec], fail_on_error: bool = False, timeout_s: float = 10.0):
+        if not specs:
+            raise RewardError("no reward functions given")
+        self.specs = [s if isinstance(s, RewardSpec) else RewardSpec(**s) for s in specs]
+        self.fail_on_error = fail_on_error
+        self.timeout_s = timeout_s
+        self.fns: list[Callable] = []
+        self.weights: list[float] = []
+        self.names: list[str] = []
+        for spec in self.specs:
+            fn = load(spec.name)
+            if spec.kwargs:
+                _check_kwargs(fn, spec)
+                fn = functools.partial(fn, **spec.kwargs)
+            name = spec.name if spec.name in REGISTRY else getattr(_base(fn), "__name__", "reward")
+            base, k = name, 2
+            while name in self.names:
+                name, k = f"{base}_{k}", k + 1
+            self.names.append(name)
+            self.fns.append(fn)
+            self.weights.append(float(spec.weight))
+        self.required_columns: dict[str, set[str]] = {
+            n: required_columns(f) for n, f in zip(self.names, self.fns)}
+
+    def check_columns(self, available: set[str]) -> None:
+        have = set(available) | TRAINER_KWARGS
+        for name, need in self.required_columns.items():
+            missing = sorted(need - have)
+            if missing:
+                raise RewardError(f"reward {name!r} needs dataset column(s) {missing} "
+                                  f"but the dataset has {sorted(available)}")
+
+    def _timeout(self, fn) -> float | None:
+        return getattr(_base(fn), "timeout_s", self.timeout_s)
+
+    def __call__(self, prompts: list, completions: list, columns: dict[str, list]) -> RewardOutput:
+        n = len(completions)
+        if len(prompts) != n:
+            raise RewardError(f"got {len(prompts)} prompts for {n} completions")
+        columns = dict(columns or {})
+        self.check_columns(set(columns))
+        per_fn: dict[str, list] = {}
+        errors: list[dict] = []
+        for name, fn in zip(self.names, self.fns):
+            per_fn[name] = self._score(name, fn, prompts, completions, columns, errors)
+        total = [0.0] * n
+        for name, w in zip(self.names, self.weights):
+            for i, v in enumerate(per_fn[name]):
+                if v is not None:
+                    total[i] += w * v
+        metrics = {"reward/mean": _mean(total), "reward/std": _std(total)}
+        for name in self.names:
+            vals = [v for v in per_fn[name] if v is not None]
+            metrics[f"reward/{name}/mean"] = _mean(vals)
+            metrics[f"reward/{name}/std"] = _std(vals)
+            metrics[f"reward/{name}/none_frac"] = (n - len(vals)) / n if n else 0.0
+            metrics[f"reward/{name}/errors"] = float(sum(e["reward"] == name for e in errors))
+        return RewardOutput(total=total, per_fn=per_fn, metrics=metrics, errors=errors)
+
+    def _score(self, name, fn, prompts, completions, columns, errors) -> list:
+        n = len(completions)
+        timeout = self._timeout(fn)
+        kwargs = dict(columns, prompts=list(prompts), completions=list(completions))
+        try:
+            return self._check(name, _call(fn, kwargs, timeout), n)
+        except RewardError:
+            raise
+        except Exception:  # noqa: BLE001 -- isolate the failing samples below
+            pass
+        out: list = []
+        for i in range(n):
+            one = {k: ([v[i]] if isinstance(v, (list, tuple)) and len(v) == n else v)
+                   for k, v in kwargs.items()}
+            try:
+                out.append(self._check(name, _call(fn, one, timeout), 1)[0])
+            except RewardError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                if self.fail_on_error:
+                    raise RewardError(f"reward {name!r} failed on sample {i}: {_fmt(e)}") from e
+                errors.append({"reward": name, "index": i, "error": _fmt(e),
+                               "completion": completion_text(completions[i])[:200]})
+                out.append(None)
+        return out
+
+    @staticmethod
+    def _check(name: str, res, n: int) -> list:
+        if not isinstance(res, (list, tuple)):
+            raise RewardError(f"reward {name!r} returned {type(res).__name__}, expected a list of {n} floats")
+        if len(res) != n:
+            raise RewardError(f"reward {name!r} returned {len(res)} values for {n} completions")
+        out = []
+        for v in res:
+            if v is None:
+                out.append(None)
+                continue
+            try:
+                f = float(v)
+            except (TypeError, ValueError):
+                raise RewardError(f"reward {name!r} returned a non-number {v!r:.60}") from None
+            out.append(None if math.isnan(f) else f)
+        return out
+
+
+def _check_kwargs(fn, spec: RewardSpec) -> None:
+    """Fail at load time, not mid-training, on a misspelled recipe kwarg."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        # **kwargs swallows anything; only flag names that look like typos of real ones.
+        named = [p for p in params if p not in ("prompts", "completions")]
+        return _suggest_only(spec, named)
+    unknown = sorted(set(spec.kwargs) - set(params))
+    if unknown:
+        raise RewardError(f"reward {spec.name!r} got unknown kwargs {unknown}; it accepts {sorted(params)}")
+
+
+def _suggest_only(spec, named) -> None:
+    import difflib
+
+    for k in spec.kwargs:
+        if k not in named:
+            close = difflib.get_close_matches(k, named, n=1, cutoff=0.8)
+            if close:
+                raise RewardError(f"reward {spec.name!r}: unknown kwarg {k!r}; did you mean {close[0]!r}?")
+
+
+def _mean(xs: list) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def _std(xs: list) -> float:
+    if not xs:
+        return float("nan")
+    m = _mean(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / len(xs))

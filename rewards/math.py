@@ -1,0 +1,150 @@
+r"""Math answer checking: the rule-based accuracy reward of DeepSeek-R1-Zero.
+
+"The accuracy reward model evaluates whether the response is correct ... the
+model is required to provide the final answer in a specified format (e.g.,
+within a box)" -- DeepSeek-R1 paper, section 2.2.2.  :func:`math_accuracy`
+extracts the final answer (``<answer>`` block, last ``\boxed{}``, "the answer
+is ...") and compares it with the gold answer via :func:`verify`.
+
+:func:`verify` is two-tier so that it is both fast and hang-proof:
+
+1. a pure-Python path (:mod:`rewards._numeric`) decides integers, decimals,
+   fractions, percentages, units, ``x = 3``, numeric sets/intervals and short
+   LaTeX constants in microseconds, without signals, threads or sympy;
+2. everything else (variables, symbolic sets, matrices, ...) goes to
+   math-verify in a persistent worker process (:mod:`rewards._pool`) that is
+   killed when it exceeds ``timeout_s`` -- so it works from any thread or
+   process and never hangs.  Timeouts count as wrong.
+
+>>> verify("0.5", r"\frac{1}{2}"), verify(r"\boxed{x = 3}", "3"), verify("7", "8")
+(True, True, False)
+>>> math_accuracy(["q"] * 3, ["<answer>\\dfrac12</answer>", "\\boxed{3}", "no idea"],
+...               answer=["0.5", "2", "1"])
+[1.0, 0.0, 0.0]
+>>> math_accuracy(["q"], [[{"role": "assistant", "content": "The answer is 50%."}]], answer=[None])
+[None]
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from rewards._numeric import fast_equal, normalize
+from rewards._pool import get_pool
+from rewards._text import completion_text, extract_answer, extract_gold
+from rewards.registry import register
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 3.0
+MAX_SYMBOLIC_LEN = 1000  # longer "answers" are not worth a sympy parse
+_CACHE_MAX = 1 << 16
+# GRPO samples G completions per prompt and many agree on the answer, so a
+# (pred, gold) cache removes most repeated work; timeouts are cached too, so a
+# pathological answer costs its timeout once.
+_cache: dict[tuple[str, str], bool] = {}
+_cache_lock = threading.Lock()
+stats = {"fast": 0, "symbolic": 0, "timeouts": 0, "crashes": 0}
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def _fast(pred: str, gold: str):
+    """(key, decided result or None)."""
+    key = (pred, gold)
+    hit = _cache.get(key)
+    if hit is not None:
+        return key, hit
+    p, g = normalize(pred), normalize(gold)
+    r = fast_equal(p, g, normalized=True)
+    if r is None and (len(pred) > MAX_SYMBOLIC_LEN or len(gold) > MAX_SYMBOLIC_LEN or not p or not g):
+        r = False
+    if r is not None:
+        stats["fast"] += 1
+        _store(key, r)
+    return key, r
+
+
+def _store(key, value: bool) -> None:
+    with _cache_lock:
+        if len(_cache) >= _CACHE_MAX:
+            _cache.clear()
+        _cache[key] = value
+
+
+def _symbolic(pred: str, gold: str, timeout_s: float) -> bool:
+    ok, status = get_pool().verify(pred, gold, timeout_s)
+    stats["symbolic"] += 1
+    if status != "ok":
+        stats["timeouts" if status == "timeout" else "crashes"] += 1
+        if stats["timeouts"] + stats["crashes"] <= 5:
+            log.warning("math verify %s after %.1fs on pred=%.80r gold=%.80r; scored as wrong",
+                        status, timeout_s, pred, gold)
+    _store((pred, gold), ok)
+    return ok
+
+
+def verify(pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+    """Whether answer ``pred`` is mathematically equivalent to ``gold``.
+
+    Both are answer strings (a surrounding ``\\boxed{}``/``$`` is fine).  Takes at
+    most about ``timeout_s`` seconds whatever the input, from any thread.
+
+    >>> verify("(1, 2]", r"\\left(1,2\\right]"), verify("(1, 2)", "[1, 2]")
+    (True, False)
+    """
+    pred, gold = str(pred).strip(), str(gold).strip()
+    key, r = _fast(pred, gold)
+    return r if r is not None else _symbolic(pred, gold, timeout_s)
+
+
+def verify_many(pairs: list[tuple[str, str]], timeout_s: float = DEFAULT_TIMEOUT_S) -> list[bool]:
+    """:func:`verify` over many pairs; symbolic cases run on all pool workers at once."""
+    out: list = []
+    todo = []
+    for i, (p, g) in enumerate(pairs):
+        p, g = str(p).strip(), str(g).strip()
+        _, r = _fast(p, g)
+        out.append(r)
+        if r is None:
+            todo.append((i, p, g))
+    if len(todo) == 1:
+        i, p, g = todo[0]
+        out[i] = _symbolic(p, g, timeout_s)
+    elif todo:
+        uniq = list(dict.fromkeys((p, g) for _, p, g in todo))
+        with ThreadPoolExecutor(max_workers=min(len(uniq), get_pool().size)) as ex:
+            res = dict(zip(uniq, ex.map(lambda pg: _symbolic(pg[0], pg[1], timeout_s), uniq)))
+        for i, p, g in todo:
+            out[i] = res[(p, g)]
+    return out
+
+
+def correctness(completions: list, answer: list, timeout_s: float = DEFAULT_TIMEOUT_S) -> list:
+    """Per completion: True/False, or None when the gold answer is missing."""
+    golds = [extract_gold(a) for a in answer]
+    preds = [extract_answer(completion_text(c)) for c in completions]
+    idx = [i for i, (p, g) in enumerate(zip(preds, golds)) if p is not None and g is not None]
+    res = verify_many([(preds[i], golds[i]) for i in idx], timeout_s)
+    out: list = [None if g is None else False for g in golds]
+    for i, r in zip(idx, res):
+        out[i] = r
+    return out
+
+
+@register("math_accuracy")
+def math_accuracy(prompts, completions, answer, timeout_s: float = DEFAULT_TIMEOUT_S, **kwargs):
+    """1.0 if the completion's final answer equals the ``answer`` column, else 0.0
+    (no extractable answer counts as wrong); None where the gold is missing."""
+    if len(answer) != len(completions):
+        raise ValueError(f"answer column has {len(answer)} values for {len(completions)} completions")
+    return [None if c is None else float(c) for c in correctness(completions, answer, timeout_s)]
+
+
+# DeepSeek-R1-Zero calls it the "accuracy reward"; recipes may use either name.
+register("accuracy")(math_accuracy)
