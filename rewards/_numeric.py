@@ -28,14 +28,18 @@ True
 (True, True)
 >>> fast_equal("9^9^9^9", "1")
 False
->>> fast_equal("2x+1", "1+2x") is None
+>>> fast_equal("2x+1", "1+2x"), fast_equal("x^2-1", "(x-1)(x+1)"), fast_equal("2x", "2y")
+(True, True, False)
+>>> fast_equal(r"\sin^2 x + \cos^2 x", "1") is None  # functions: left to sympy
 True
 """
 
 from __future__ import annotations
 
 import math
+import random
 import re
+import string
 from fractions import Fraction
 
 MAX_FAST_LEN = 120  # longer answers go to the symbolic path (or string equality)
@@ -72,6 +76,7 @@ _UNIT_TAIL = re.compile(
     r"^(.*?[\d}])\s*(?:(?:\s[a-zA-Z][a-zA-Z./]*(?:\s[a-zA-Z][a-zA-Z./]*){0,2})|(?:%s))(?:\^\{?[23]\}?)?\.?$"
     % _UNIT_WORDS)
 _ASSIGN = re.compile(r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*=\s*(?=[^=]+$)")
+_PLAIN = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)$")
 _CHOICE = re.compile(r"^\(?([A-E])\)?$")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 
@@ -86,6 +91,8 @@ def normalize(s: str) -> str:
     'B'
     """
     s = str(s).strip()
+    if _PLAIN.match(s):
+        return s.lstrip("+")
     if "\\boxed" in s or "\\fbox" in s:
         from rewards._text import last_boxed
 
@@ -111,16 +118,32 @@ def normalize(s: str) -> str:
     s = re.sub(r"\s+", "", s)
     if _THOUSANDS.match(s):
         s = s.replace(",", "")
-    s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)
-    s = re.sub(r"\\frac(\d)", r"\\frac{\1}", s)
-    s = re.sub(r"\\frac(\{[^{}]*\})(\d)", r"\\frac\1{\2}", s)
-    s = re.sub(r"\\sqrt(\d)", r"\\sqrt{\1}", s)
+    if "\\frac" in s:  # LaTeX's one-token arguments: \frac12, \frac{a}2
+        s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)
+        s = re.sub(r"\\frac(\d)", r"\\frac{\1}", s)
+        s = re.sub(r"\\frac(\{[^{}]*\})(\d)", r"\\frac\1{\2}", s)
+    if "\\sqrt" in s:
+        s = re.sub(r"\\sqrt(\d)", r"\\sqrt{\1}", s)
     m = _CHOICE.match(s)
     return m.group(1) if m else s
 
 
 # --------------------------------------------------------------------------- evaluate
-_TOKEN = re.compile(r"(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|(\\frac|\\sqrt|\\pi|\\infty)|([-+*/^(){}\[\]])")
+_TOKEN = re.compile(
+    r"(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|(\\frac|\\sqrt|\\pi|\\infty)|([-+*/^(){}\[\]])|([a-zA-Z])")
+VARS = "has variables"
+# Identity testing for expressions with variables: both sides are evaluated
+# exactly at a few fixed "random" rational points; equal rational functions agree
+# everywhere, different ones almost never agree at all of them (Schwartz-Zippel).
+_POINTS = 3
+_ENVS = [{c: Fraction(random.Random(ord(c) * 101 + k).randrange(1001, 99991),
+                      random.Random(ord(c) * 103 + k + 7).randrange(1001, 99991)) * (-1) ** (k + ord(c))
+          for c in string.ascii_letters} for k in range(_POINTS)]
+_CONSTANT_LETTERS = set("eEiI")  # Euler's e, imaginary i: leave to sympy
+
+
+class _HasVar(Exception):
+    pass
 
 
 class _Num:
@@ -138,6 +161,8 @@ def _isnum(tok: str) -> bool:
 
 
 def _tokenize(s: str) -> list[str]:
+    if re.search(r"[a-zA-Z]{3,}", re.sub(r"\\[a-zA-Z]+", " ", s)):
+        raise _NoParse("a word, not an expression")
     out, i = [], 0
     while i < len(s):
         m = _TOKEN.match(s, i)
@@ -149,8 +174,8 @@ def _tokenize(s: str) -> list[str]:
 
 
 class _Parser:
-    def __init__(self, toks):
-        self.t, self.i = toks, 0
+    def __init__(self, toks, env=None):
+        self.t, self.i, self.env = toks, 0, env
 
     def peek(self):
         return self.t[self.i] if self.i < len(self.t) else None
@@ -177,7 +202,7 @@ class _Parser:
             if tok in ("*", "/"):
                 self.take()
                 v = _arith(v, self.unary(), tok)
-            elif tok is not None and (tok in ("\\frac", "\\sqrt", "\\pi", "(", "{") or _isnum(tok)):
+            elif tok is not None and (tok in ("\\frac", "\\sqrt", "\\pi", "(", "{") or _isnum(tok) or tok.isalpha()):
                 prev = self.t[self.i - 1]
                 if _isnum(prev) and (tok == "\\frac" or _isnum(tok)):
                     raise _NoParse("mixed number")  # 2\frac{1}{2}: 2.5 or 1? leave to sympy
@@ -217,6 +242,13 @@ class _Parser:
             return _Num(q, float(q), "." in tok or "e" in tok.lower())
         if tok == "\\pi":
             return _Num(None, math.pi)
+        if tok.isalpha():
+            if tok in _CONSTANT_LETTERS:
+                raise _NoParse(tok)
+            if self.env is None:
+                raise _HasVar()
+            q = self.env[tok]
+            return _Num(q, float(q))
         if tok == "\\frac":
             a = self.group()
             b = self.group()
@@ -325,9 +357,10 @@ def _root(v: _Num, n: int) -> _Num:
     return _Num(None, f, v.dec)
 
 
-def parse_number(s: str):
+def parse_number(s: str, env=None):
     r"""Value of a normalized numeric answer as a list of candidate values
     (a percentage ``p%`` may mean ``p/100`` or ``p``), :data:`TOO_BIG`, or None.
+    With variables: :data:`VARS`, unless ``env`` gives their values.
 
     >>> [float(v.q) for v in parse_number("2^{10}")]
     [1024.0]
@@ -341,12 +374,14 @@ def parse_number(s: str):
     if body in ("\\infty", "+\\infty", "-\\infty", "inf", "-inf", "oo", "-oo"):
         return [_Num(None, -math.inf if body.startswith("-") else math.inf)]
     try:
-        p = _Parser(_tokenize(body))
+        p = _Parser(_tokenize(body), env)
         v = p.expr()
         if p.peek() is not None:
             return None
     except _TooBig:
         return TOO_BIG
+    except _HasVar:
+        return VARS
     except (_NoParse, ValueError, ZeroDivisionError, OverflowError):
         return None
     if not pct:
@@ -405,6 +440,14 @@ def _elem_equal(a: str, b: str):
     va, vb = parse_number(a), parse_number(b)
     if va is None or vb is None:
         return None if a != b else True
+    if va is VARS or vb is VARS:
+        for env in _ENVS:
+            va, vb = parse_number(a, env), parse_number(b, env)
+            if va in (None, TOO_BIG) or vb in (None, TOO_BIG):
+                return None
+            if not any(num_equal(x, y) for x in va for y in vb):
+                return False
+        return True
     if va is TOO_BIG or vb is TOO_BIG:
         return False if (va is TOO_BIG) != (vb is TOO_BIG) else None
     return any(num_equal(x, y) for x in va for y in vb)

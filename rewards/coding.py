@@ -10,7 +10,7 @@ and memory limits; imported lazily so the other rewards work without it).
 
 from __future__ import annotations
 
-import os
+import json
 import re
 
 from rewards._text import completion_text
@@ -32,6 +32,19 @@ def extract_code(text: str) -> str:
     return text.strip("\n")
 
 
+def _tests(t):
+    """Datasets often store the test list JSON-encoded; run as code, such a
+    string would be a no-op expression that "passes"."""
+    if isinstance(t, str) and t.lstrip().startswith("["):
+        try:
+            v = json.loads(t)
+        except ValueError:
+            return t
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            return v
+    return t
+
+
 @register("code_tests")
 def code_tests(prompts, completions, tests, timeout_s: float = 5.0, memory_mb: int = 512,
                workers: int | None = None, **kwargs):
@@ -43,12 +56,11 @@ def code_tests(prompts, completions, tests, timeout_s: float = 5.0, memory_mb: i
     if not hasattr(sandbox, "run_batch"):
         raise RuntimeError("sandbox.run_batch is not available (is the sandbox package installed?)")
     idx = [i for i, t in enumerate(tests) if t]
-    items = [(extract_code(completion_text(completions[i])), tests[i]) for i in idx]
+    items = [(extract_code(completion_text(completions[i])), _tests(tests[i])) for i in idx]
     out: list = [None] * len(completions)
     if not items:
         return out
-    results = sandbox.run_batch(items, timeout_s=timeout_s, memory_mb=memory_mb,
-                                workers=workers or min(len(items), os.cpu_count() or 1))
+    results = sandbox.run_batch(items, timeout_s=timeout_s, memory_mb=memory_mb, workers=workers)
     if len(results) != len(items):
         raise RuntimeError(f"sandbox.run_batch returned {len(results)} results for {len(items)} items")
     for i, r in zip(idx, results):

@@ -46,7 +46,11 @@ CASES = [
     # symbolic (math-verify worker)
     ("2x+1", "1+2x", True), ("2x+1", "2x-1", False), ("x^2 - 1", "(x-1)(x+1)", True), (r"\frac{a}{b}", "a/b", True),
     (r"x \in (1, 2)", "(1,2)", True), ("a+b", "b+a", True), (r"\sin^2 x + \cos^2 x", "1", True),
-    (r"2\frac{1}{2}", "2.5", True),
+    (r"2\frac{1}{2}", "2.5", True), (r"\frac{1}{x}", "x^{-1}", True), ("(a+b)^2", "a^2+2ab+b^2", True),
+    ("(a+b)^2", "a^2+b^2", False), (r"\ln(e^2)", "2", True), (r"e^{\ln 3}", "3", True),
+    (r"\sin(\pi/4)", r"\frac{\sqrt{2}}{2}", True),
+    (r"\log_2 8", "3", True), (r"\sin(\pi/6)", r"\frac{1}{2}", True), (r"\cos 0", "0", False),
+    (r"\{x, y\}", r"\{y, x\}", True), ("(x, 2x)", "(x, x+x)", True), ("y = 2x + 1", "2x+1", True),
     # multiple choice / text
     ("A", r"\text{(A)}", True), (r"\textbf{(B)}", "B", True), ("(C)", "D", False), ("B", "A", False),
     # degenerate
