@@ -62,6 +62,10 @@ def all_steps(ckpt_root: Path) -> list[int]:
 
 
 def latest(ckpt_root: Path) -> Path | None:
+    """The newest complete checkpoint; leftovers of a save that was killed are removed."""
+    if ckpt_root.is_dir():
+        for partial in ckpt_root.glob(".tmp-step-*"):
+            shutil.rmtree(partial, ignore_errors=True)
     steps = all_steps(ckpt_root)
     return ckpt_root / f"step-{steps[-1]}" if steps else None
 

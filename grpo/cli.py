@@ -11,7 +11,8 @@ import importlib
 import sys
 
 USER_ERRORS = ("grpo.config:ConfigError", "grpo.data:DataError", "grpo.policy:ModelError",
-               "rewards:RewardLoadError", "rewards:RewardError")
+               "rewards:RewardLoadError", "rewards:RewardError",
+               "grpo.report:ReportError")
 
 
 def _user_error_types() -> tuple[type, ...]:
@@ -63,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.debug:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv                      # accepted anywhere on the line
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    if debug or args.debug:
         return args.fn(args)
     try:
         return args.fn(args)
