@@ -78,3 +78,15 @@ def test_symbolic_from_daemonic_worker_process():
     with ctx.Pool(1) as p:  # Pool workers are daemonic: multiprocessing children are forbidden there
         res = p.map_async(_child, [("a+b", "b+a"), (r"9^{9^{9^{9}}}+z", "z")]).get(60)
     assert res == [True, False]
+
+
+def test_huge_inputs_are_fast():
+    big = "1" * 200_000
+    (ok, dt) = _timed(rmath.verify, big, "1")
+    assert ok is False and dt < 1.0
+    comp = "<think>" + "let me think (" * 50_000 + "</think><answer>" + "9^" * 5_000 + "9</answer>"
+    res, dt = _timed(rmath.math_accuracy, ["q"], [comp], answer=["9"])
+    assert res == [0.0] and dt < 2.0
+    comp = "$$ " * 20_000 + r"\boxed{" * 10_000
+    res, dt = _timed(rmath.math_accuracy, ["q"], [comp], answer=["3"])
+    assert res == [0.0] and dt < 2.0
