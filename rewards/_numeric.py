@@ -42,6 +42,8 @@ import re
 import string
 from fractions import Fraction
 
+from rewards._normalize import CHOICE as _CHOICE, normalize
+
 MAX_FAST_LEN = 120  # longer answers go to the symbolic path (or string equality)
 _MAX_BITS = 16384  # exact results beyond this are "too big" (2^16384 ~ 10^4932)
 
@@ -55,78 +57,6 @@ class _NoParse(Exception):
 
 
 TOO_BIG = "too big"
-
-# --------------------------------------------------------------------------- normalize
-_REPLACE = [
-    ("\\left", ""), ("\\right", ""), ("\\!", ""), ("\\,", ""), ("\\;", ""), ("\\:", ""),
-    ("\\ ", " "), ("~", " "), ("\\displaystyle", ""), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"),
-    ("\\cdot", "*"), ("\\times", "*"), ("\\div", "/"), ("**", "^"), ("\u2212", "-"), ("\u00d7", "*"),
-    ("\u00f7", "/"), ("\u03c0", "\\pi"), ("\u221e", "\\infty"), ("^{\\circ}", ""), ("^\\circ", ""),
-    ("\\circ", ""), ("\u00b0", ""), ("\\%", "%"), ("\\$", ""), ("$", ""), ("\\lbrace", "\\{"),
-    ("\\rbrace", "\\}"), ("\\infinity", "\\infty"),
-]
-_WRAP = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|operatorname)\s*\{([^{}]*)\}")
-_UNIT_WORDS = (
-    "cm|mm|km|m|kg|mg|g|l|ml|s|sec|secs|second|seconds|min|mins|minute|minutes|h|hr|hrs|hour|hours|"
-    "day|days|week|weeks|year|years|dollar|dollars|cent|cents|degree|degrees|inch|inches|in|ft|foot|"
-    "feet|yard|yards|mile|miles|mph|meter|meters|metre|metres|units?|sq|square|cubic|pounds?|lbs?|oz|"
-    "percent|people|students|apples|times|ways|pages|points|marbles|miles/hour|km/h|m/s"
-)
-_UNIT_TAIL = re.compile(
-    r"^(.*?[\d}])\s*(?:(?:\s[a-zA-Z][a-zA-Z./]*(?:\s[a-zA-Z][a-zA-Z./]*){0,2})|(?:%s))(?:\^\{?[23]\}?)?\.?$"
-    % _UNIT_WORDS)
-_ASSIGN = re.compile(r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*=\s*(?=[^=]+$)")
-_PLAIN = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)$")
-_CHOICE = re.compile(r"^\(?([A-E])\)?$")
-_THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
-
-
-def normalize(s: str) -> str:
-    r"""Canonical text of an answer: LaTeX spacing/sizing, ``$``, ``\text{}``
-    units, degree signs, ``x =`` prefixes and trailing periods removed.
-
-    >>> normalize(r" $x = \dfrac{1}{2}\ \text{cm}$. ")
-    '\\frac{1}{2}'
-    >>> normalize(r"\textbf{(B)}")
-    'B'
-    """
-    s = str(s).strip()
-    if _PLAIN.match(s):
-        return s.lstrip("+")
-    if "\\boxed" in s or "\\fbox" in s:
-        from rewards._text import last_boxed
-
-        s = last_boxed(s) or s
-    for a, b in _REPLACE:
-        if a in s:
-            s = s.replace(a, b)
-    s = re.sub(r"^\\[(\[]|\\[)\]]$", "", s.strip()).strip()
-    s = s.rstrip(".").strip()
-    # A trailing \text{unit} after a number is a unit; otherwise \text{X} -> X.
-    s = re.sub(r"(?<=[\d}])\s*\\(?:text|mbox|mathrm)\s*\{\s*[a-zA-Z][a-zA-Z ./]*\}(\^\{?[23]\}?)?$", "", s)
-    for _ in range(3):
-        s2 = _WRAP.sub(r"\1", s)
-        if s2 == s:
-            break
-        s = s2
-    s = _ASSIGN.sub("", s.strip())
-    m = _UNIT_TAIL.match(s)
-    if m and not re.search(r"[a-zA-Z]", m.group(1).replace("\\frac", "").replace("\\sqrt", "").replace("\\pi", "")):
-        s = m.group(1)
-    if re.search(r"\d\s+\d", s) and not _THOUSANDS.match(s.replace(" ", ",")):
-        s = s.replace(" ", "\u2423")  # "3 1/2" (mixed number?) must not become "31/2"
-    s = re.sub(r"\s+", "", s)
-    if _THOUSANDS.match(s):
-        s = s.replace(",", "")
-    if "\\frac" in s:  # LaTeX's one-token arguments: \frac12, \frac{a}2
-        s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)
-        s = re.sub(r"\\frac(\d)", r"\\frac{\1}", s)
-        s = re.sub(r"\\frac(\{[^{}]*\})(\d)", r"\\frac\1{\2}", s)
-    if "\\sqrt" in s:
-        s = re.sub(r"\\sqrt(\d)", r"\\sqrt{\1}", s)
-    m = _CHOICE.match(s)
-    return m.group(1) if m else s
-
 
 # --------------------------------------------------------------------------- evaluate
 _TOKEN = re.compile(
