@@ -1,0 +1,125 @@
+"""Run untrusted, model-generated Python against unit tests, locally.
+
+    >>> import sandbox
+    >>> r = sandbox.run("def f(x):\\n    return 2 * x", ["assert f(2) == 4", "assert f(3) == 7"])
+    >>> r.status, r.passed, r.total
+    ('failed', 1, 2)
+
+``tests`` as a list: each snippet runs after the code, in the same namespace,
+and counts on its own (a failing one does not stop the others).  As a str:
+one snippet, ``total == 1``.  The code runs with ``__name__ == "__sandbox__"``
+(as in the HumanEval harness, ``if __name__ == "__main__":`` blocks do not
+run) and only the standard library is importable.
+
+Statuses: "ok" (all tests passed), "failed" (some test failed), "error" (the
+code raised or had a syntax error before the tests), "timeout" (wall clock or
+CPU limit), "memory" (MemoryError), "output_limit" (stdout+stderr over 1 MiB),
+"killed" (a signal such as SIGSEGV, or a resource limit: file size, disk,
+processes, open files), "sandbox_error" (the sandbox itself failed).
+
+What every run gets (all backends)
+----------------------------------
+* A fresh interpreter, ``python -I -S -B``: no PYTHON* variables, no
+  site-packages, no cwd on sys.path, no .pyc writes.
+* A fixed environment (PATH, HOME, TMPDIR, LANG, MALLOC_ARENA_MAX); nothing
+  of the caller's environment is passed on.
+* rlimits set before the code runs, soft = hard so they cannot be raised:
+  CPU seconds (ceil(timeout)+1), address space (``memory_mb``), processes
+  (64), file size (16 MiB), open files (64), core dumps (0), locked memory (0).
+* A wall clock that starts when the code starts; on expiry, and after every
+  run, the whole process group is SIGKILLed.  An external ``timeout -s KILL``
+  watchdog still ends the run if the calling process dies.
+* Output caps: stdout+stderr are read up to 1 MiB, then the run is killed.
+* When the caller is root (as in our containers), a private unprivileged uid
+  per concurrent run: RLIMIT_NPROC then really applies (root is exempt), and
+  the code cannot signal, ptrace, or read the environment or files of the
+  caller or of other runs.
+* A seccomp filter (x86_64/aarch64) denying socket(), io_uring, ptrace,
+  process_vm_*, bpf, perf_event_open, userfaultfd and the keyring syscalls,
+  under no_new_privs (setuid binaries cannot raise privileges).
+* Results come back on a separate pipe, so printing "PASSED" or exiting
+  early (sys.exit(0), os._exit(0)) never counts as passing.
+
+Backends (strongest available is chosen at first use; see capabilities())
+----------------------------------------------------------------------
+* ``bwrap`` (Debian package ``bubblewrap``): new pid/net/ipc/uts/mount
+  namespaces; the code sees only read-only /usr and the Python prefix, a
+  private /proc and /dev, and a 64 MiB tmpfs as its cwd that vanishes with the
+  run.  Killing the sandbox's pid 1 kills every process inside, so
+  grandchildren that ``setsid`` away die too.
+* ``unshare`` (util-linux): the same namespaces, but the host filesystem stays
+  visible (read-only for the sandbox uid by ordinary permissions); /tmp,
+  /var/tmp and /dev/shm are replaced by private size-capped tmpfs mounts.
+* ``none``: plain subprocess.  No network namespace: network access is
+  refused only by the seccomp filter, and is OPEN if seccomp is unavailable.
+  The cwd is a host temp dir removed afterwards; leftover processes are
+  killed with kill(-1) as the run's uid (needs root).
+  Set ``GRPO_SANDBOX_BACKEND`` to force one of these (and
+  ``GRPO_SANDBOX_LAUNCH`` to ``zygote`` or ``spawn``); an automatic fallback
+  to anything weaker than bwrap+seccomp is logged as a warning and visible
+  in capabilities().
+
+What it does NOT cover (be honest about it)
+-------------------------------------------
+* Kernel exploits: all backends share the host kernel.  This is process
+  isolation, not a VM; for hostile-by-design code use gVisor/Firecracker.
+* ``memory_mb`` is per process (RLIMIT_AS), not per run: 64 processes may
+  each map ``memory_mb``.  No cgroups are used (they are not delegated to us
+  here); nor is there a per-run CPU-share limit, only CPU time per process.
+* Reward integrity: tests run in the same interpreter as the code, so code
+  written to cheat (patching builtins, ``__eq__`` that always returns True,
+  writing fake lines to the result pipe, or reading the tests from memory)
+  can forge a pass.  The sandbox protects the host, not the reward.
+* Without root: no private uid, RLIMIT_NPROC counts all the user's processes
+  (we allow current count + 64; concurrent runs share that headroom), and in
+  the ``none`` backend processes that escape the process group survive.
+* ``none`` backend: files written to world-writable host dirs stay (each
+  capped at 16 MiB); the host filesystem is readable where permissions allow.
+* Languages other than Python (``language`` must be "python").
+* Timing side channels, /proc and /sys information leaks (kernel version,
+  CPU model), and denial of service through CPU contention between runs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from ._status import STATUSES, Result
+from .core import Sandbox
+
+__all__ = ["Result", "Sandbox", "STATUSES", "run", "run_batch", "capabilities"]
+
+_default: Sandbox | None = None
+_default_lock = threading.Lock()
+
+
+def default_sandbox() -> Sandbox:
+    """The process-wide Sandbox used by run/run_batch/capabilities."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Sandbox(backend=os.environ.get("GRPO_SANDBOX_BACKEND") or None,
+                               launch=os.environ.get("GRPO_SANDBOX_LAUNCH") or None)
+        return _default
+
+
+def run(code: str, tests: str | list[str], language: str = "python",
+        timeout_s: float = 5.0, memory_mb: int = 512) -> Result:
+    """Run ``code`` then each test snippet in one fresh sandboxed interpreter."""
+    return default_sandbox().run(code, tests, language, timeout_s, memory_mb)
+
+
+def run_batch(items: list[tuple[str, str | list[str]]], timeout_s: float = 5.0,
+              memory_mb: int = 512, workers: int | None = None) -> list[Result]:
+    """``run`` for many (code, tests) pairs concurrently; results keep the order.
+
+    ``workers`` defaults to the number of usable CPUs.
+    """
+    return default_sandbox().run_batch(items, timeout_s, memory_mb, workers)
+
+
+def capabilities() -> dict:
+    """What isolation this machine offers and which one ``run`` uses."""
+    return default_sandbox().capabilities()
+

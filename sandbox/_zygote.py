@@ -1,0 +1,125 @@
+"""Pre-forked sandbox server ("zygote"), child side.
+
+Executed inside a bwrap/unshare sandbox as ``python -I -S -B -c <_harness.py
++ this file> --zygote <sock_fd>``; it reuses ``run_child`` and ``_libc`` from
+the harness source it is concatenated with.  Why: starting an interpreter
+costs ~15-25 ms of CPU, forking a warm one well under 1 ms, and code rewards
+need thousands of runs per training step.
+
+Per request ("R" plus four fds over a SOCK_SEQPACKET socket: stdin, stdout,
+stderr and result pipe) the zygote forks a process C that is pid 1 of a
+*fresh pid namespace*; C takes fresh mount and IPC namespaces, mounts its own
+/proc, forks the harness G and reaps until G exits.  So each run still gets:
+
+* its own pid namespace: it sees only itself, and when C dies (run over, or
+  the host asked to kill it with "K") the kernel kills everything inside,
+  including processes that escaped with setsid;
+* its own mount namespace with fresh tmpfs at /tmp and /dev/shm (mounted by
+  the harness), gone with the run; its own SysV IPC / POSIX mqueue namespace;
+* the same rlimits, uid drop and (inherited from bwrap, or installed by the
+  harness) seccomp filter as a spawned run.
+
+What runs share with the zygote: the (empty, loopback-only) network
+namespace, and a copy of the zygote's memory, which never holds a payload:
+payloads go straight from the host to G through G's own stdin pipe.  The
+zygote itself is trusted code running as root with CAP_SYS_ADMIN, SETUID and
+SETGID inside the sandbox; G closes every descriptor but its four pipes and
+drops to the run's uid before any untrusted code runs.
+
+Messages to the host: "READY" once, then "E <wait status of C>" per run.
+"""
+
+import os
+import select
+import signal
+
+_CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
+_MS_REC, _MS_PRIVATE = 0x4000, 0x40000
+
+
+def _check(ctypes, ret, what):
+    if ret != 0:
+        raise OSError(ctypes.get_errno(), what)
+
+
+def _pid1(ctypes, libc, fds):
+    """C: pid 1 of the run's namespace.  Never returns."""
+    _check(ctypes, libc.unshare(_CLONE_NEWNS | _CLONE_NEWIPC), "unshare")
+    # Private propagation: the run's mounts never reach the zygote or host.
+    _check(ctypes, libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "mount private")
+    _check(ctypes, libc.mount(b"proc", b"/proc", b"proc",
+                              _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None), "mount proc")
+    child = os.fork()
+    if child == 0:
+        try:
+            # fds are all >= 3 and the targets 0..2 come first, so no dup2
+            # overwrites a source that is still needed.
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+            os.closerange(4, 1 << 20)  # the control socket must not leak to G
+            run_child(3)  # noqa: F821 (defined in _harness.py, concatenated)
+        finally:
+            os._exit(70)
+    for fd in fds:  # G holds the pipes; keeping them would delay EOF
+        os.close(fd)
+    while True:  # as pid 1 we also reap orphans of the run
+        pid, status = os.wait()
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(code if code >= 0 else 128 - code)
+
+
+def _serve(ctypes, libc, sock, own_pidns, fds):
+    # Re-enter our own pid namespace for children, then ask for a new one:
+    # unshare(CLONE_NEWPID) only works while the two are the same.
+    _check(ctypes, libc.setns(own_pidns, _CLONE_NEWPID), "setns")
+    _check(ctypes, libc.unshare(_CLONE_NEWPID), "unshare pid")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sock.close()
+            os.close(own_pidns)
+            _pid1(ctypes, libc, fds)
+        finally:
+            os._exit(70)
+    for fd in fds:
+        os.close(fd)
+    pidfd = os.pidfd_open(pid)
+    try:
+        while True:
+            ready = select.select([sock, pidfd], [], [])[0]
+            if pidfd in ready:
+                sock.send(b"E %d" % os.waitpid(pid, 0)[1])
+                return True
+            msg = sock.recv(64)
+            if msg == b"K" or not msg:
+                os.kill(pid, signal.SIGKILL)  # the whole pid namespace dies
+            if not msg:  # the host is gone: clean up and stop serving
+                os.waitpid(pid, 0)
+                return False
+    finally:
+        os.close(pidfd)
+
+
+def zygote_main(sock_fd):
+    import socket
+    import resource  # noqa: F401  (warm import: the harness needs it per run)
+    ctypes, libc = _libc()  # noqa: F821 (defined in _harness.py)
+    sock = socket.socket(fileno=sock_fd)
+    own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
+    sock.send(b"READY")
+    while True:
+        msg, fds, _, _ = socket.recv_fds(sock, 64, 8)
+        if not msg:
+            return
+        if msg != b"R" or len(fds) != 4:
+            for fd in fds:
+                os.close(fd)
+            continue
+        if not _serve(ctypes, libc, sock, own_pidns, fds):
+            return
+
+
+if __name__ == "__main__" and __import__("sys").argv[1:2] == ["--zygote"]:
+    zygote_main(int(__import__("sys").argv[2]))

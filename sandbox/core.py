@@ -1,0 +1,264 @@
+"""Sandbox: picks the strongest working mode, runs code, runs batches."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import marshal
+import os
+import shutil
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
+
+from . import _seccomp, backends, limits
+from ._pool import Zygote, ZygotePool
+from ._process import Raw, spawn_run
+from ._slots import Slots
+from ._status import Result, classify
+
+_HERE = Path(__file__).parent
+_HARNESS = (_HERE / "_harness.py").read_text()
+_ZYGOTE = _HARNESS + "\n" + (_HERE / "_zygote.py").read_text()
+LAUNCHES = ("zygote", "spawn")  # pre-forked server, or one process per run
+log = logging.getLogger(__name__)
+
+
+class Mode(NamedTuple):
+    backend: str  # see backends.BACKENDS
+    seccomp: bool
+    launch: str  # see LAUNCHES
+
+
+def _normalize(code, tests, language, timeout_s, memory_mb) -> list[str]:
+    if language != "python":
+        raise ValueError(f"unsupported language {language!r}; only 'python' is implemented")
+    if not isinstance(code, str):
+        raise TypeError("code must be a str")
+    tests = [tests] if isinstance(tests, str) else list(tests)
+    if not all(isinstance(t, str) for t in tests):
+        raise TypeError("tests must be a str or a list of str")
+    if not timeout_s > 0:
+        raise ValueError("timeout_s must be > 0")
+    if memory_mb < limits.MIN_MEMORY_MB:
+        raise ValueError(f"memory_mb must be >= {limits.MIN_MEMORY_MB}")
+    return tests
+
+
+def _seccomp_supported() -> bool:
+    try:
+        return "Seccomp:" in Path("/proc/self/status").read_text()
+    except OSError:
+        return False
+
+
+def _clean_exit(raw: Raw | None) -> bool:
+    # A spawned run that ended on its own tore its pid namespace down before
+    # the launcher exited; one we killed is torn down asynchronously.
+    return raw is not None and raw.exited and not raw.timed_out and not raw.output_exceeded
+
+
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class Sandbox:
+    """Runs code in the strongest mode that works here (see capabilities()).
+
+    ``backend``/``launch``/``use_seccomp`` pin a mode instead of choosing;
+    a pinned mode that does not work makes every run a "sandbox_error".
+    """
+
+    def __init__(self, backend: str | None = None, launch: str | None = None,
+                 use_seccomp: bool | None = None):
+        if backend not in (None, *backends.BACKENDS) or launch not in (None, *LAUNCHES):
+            raise ValueError(f"backend in {backends.BACKENDS}, launch in {LAUNCHES}")
+        self._pins = (backend, launch, use_seccomp)
+        self._lock = threading.Lock()
+        self._mode: Mode | None | bool = False  # False: not chosen yet
+        self.probes: dict[Mode, str] = {}  # mode -> "ok" or why it failed
+        self.root = os.geteuid() == 0
+        self.prog = _seccomp.build() if _seccomp_supported() else None
+        self.slots = Slots()
+        self._pools: dict[Mode, ZygotePool] = {}
+        self._pools_lock = threading.Lock()
+        atexit.register(self.close)
+
+    # -- choosing a mode ---------------------------------------------------
+    def _candidates(self, pinned: bool = True) -> list[Mode]:
+        backend, launch, seccomp = self._pins if pinned else (None, None, None)
+        out = []
+        for name in [backend] if backend else backends.BACKENDS:
+            if name != "none" and not backends.which(name):
+                continue
+            for sec in [seccomp] if seccomp is not None else [True, False]:
+                for lau in [launch] if launch else LAUNCHES:
+                    if (sec and not self.prog) or (lau == "zygote" and name == "none"):
+                        continue  # none: no namespaces to give each forked run
+                    out.append(Mode(name, sec, lau))
+        return out
+
+    def _probe(self, mode: Mode) -> bool:
+        tests = ["import os\nassert os.getcwd()"]
+        if self.root:
+            tests.append("assert os.getuid() != 0 and os.geteuid() != 0")
+        if mode.seccomp:
+            tests.append("import _socket\ntry:\n    _socket.socket()\n"
+                         "except PermissionError:\n    pass\n"
+                         "else:\n    raise AssertionError('seccomp filter not active')")
+        r = self._execute(mode, "x = 1", tests, 5.0, 128)
+        self.probes[mode] = "ok" if r.status == "ok" else f"{r.status}: {r.stderr[-400:]}"
+        return r.status == "ok"
+
+    def mode(self) -> Mode | None:
+        """The mode runs use, chosen (by probing) on first use; None if none works."""
+        with self._lock:
+            if self._mode is False:
+                self._mode = next((m for m in self._candidates() if self._probe(m)), None)
+                weak = self._mode is None or self._mode.backend != "bwrap" or not self._mode.seccomp
+                if weak and self._pins == (None, None, None):  # never weaken silently
+                    log.warning("sandbox: bwrap+seccomp unusable here, using %s; "
+                                "see sandbox.capabilities()", self._mode)
+            return self._mode
+
+    def capabilities(self) -> dict:
+        from ._caps import describe
+        mode = self.mode()
+        with self._lock:  # also find out what else would work here
+            for name in backends.BACKENDS:
+                todo = [m for m in self._candidates(pinned=False) if m.backend == name]
+                if not any(self.probes.get(m) == "ok" for m in todo):
+                    next((m for m in todo if m not in self.probes and self._probe(m)), None)
+        return describe(self, mode)
+
+    # -- running -----------------------------------------------------------
+    def run(self, code: str, tests: str | list[str], language: str = "python",
+            timeout_s: float = 5.0, memory_mb: int = 512) -> Result:
+        tests = _normalize(code, tests, language, timeout_s, memory_mb)
+        mode = self.mode()
+        if mode is None:
+            why = "; ".join(f"{m}: {v}" for m, v in self.probes.items()) or "nothing to try"
+            return Result("sandbox_error", 0, len(tests), "", f"[sandbox] no working mode: {why}", 0.0)
+        return self._execute(mode, code, tests, timeout_s, memory_mb)
+
+    def run_batch(self, items, timeout_s: float = 5.0, memory_mb: int = 512,
+                  workers: int | None = None) -> list[Result]:
+        items = [(code, tests) for code, tests in items]
+        for code, tests in items:  # fail fast on bad input, before spawning anything
+            _normalize(code, tests, "python", timeout_s, memory_mb)
+        workers = min(workers or default_workers(), self.slots.size, max(len(items), 1))
+        if workers <= 1:
+            return [self.run(c, t, "python", timeout_s, memory_mb) for c, t in items]
+        with ThreadPoolExecutor(workers, thread_name_prefix="sandbox") as pool:
+            return list(pool.map(lambda it: self.run(it[0], it[1], "python", timeout_s,
+                                                     memory_mb), items))
+
+    def close(self) -> None:
+        """Stop idle zygotes (also done at interpreter exit)."""
+        for pool in list(self._pools.values()):
+            pool.close()
+
+    def _execute(self, mode: Mode, code: str, tests: list[str], timeout_s: float,
+                 memory_mb: int) -> Result:
+        with self.slots.acquire() as slot:
+            uid = self.slots.uid(slot) if self.root else None
+            workdir, raw = None, None
+            try:
+                if mode.backend == "none":
+                    workdir = tempfile.mkdtemp(prefix="grpo-sandbox-")
+                    if uid is not None:
+                        os.chown(workdir, uid, uid)
+                raw = self._launch(mode, code, tests, timeout_s, memory_mb, uid, workdir)
+            except OSError as exc:  # parent-side trouble, e.g. out of fds
+                raw = Raw(spawn_error=f"sandbox set-up failed: {exc}")
+            finally:
+                if mode.backend == "none":
+                    self.slots.kill_all(uid)  # escaped grandchildren (no pid namespace)
+                if mode.backend == "none" or (mode.launch == "spawn" and not _clean_exit(raw)):
+                    if not self.slots.wait_gone(uid):
+                        log.error("sandbox: processes of uid %s survived the run", uid)
+                if workdir:
+                    shutil.rmtree(workdir, ignore_errors=True)
+        status, passed, note = classify(raw, len(tests))
+        stderr = raw.stderr.decode("utf-8", "replace") + (f"\n[sandbox] {note}" if note else "")
+        return Result(status, passed, len(tests), raw.stdout.decode("utf-8", "replace"),
+                      stderr, raw.duration_s)
+
+    def _launch(self, mode, code, tests, timeout_s, memory_mb, uid, workdir) -> Raw:
+        cwd = workdir or backends.WORKDIR
+        payload = marshal.dumps({
+            "code": code, "tests": tests, "cwd": cwd, "uid": uid,
+            "mounts": backends.harness_mounts(mode.backend, mode.launch == "zygote",
+                                              limits.DISK_BYTES, limits.SHM_BYTES),
+            "rlimits": limits.rlimits(timeout_s, memory_mb, self.slots.nproc(uid, mode.backend)),
+            # bwrap installs the filter itself (inherited by a zygote's runs)
+            "seccomp": self.prog if mode.seccomp and mode.backend != "bwrap" else None,
+        })
+        lim = dict(timeout_s=timeout_s, startup_s=limits.STARTUP_S,
+                   max_output=limits.MAX_OUTPUT_BYTES)
+        if mode.launch == "zygote":
+            return self._pool(mode).run(payload, **lim)
+        result_r, result_w = os.pipe()
+        pass_fds = [result_w]
+        try:
+            argv = self._argv(mode, pass_fds)
+            watchdog = backends.which("timeout")
+            if watchdog:  # bounds the run even if this Python process dies mid-run
+                hard = limits.STARTUP_S + timeout_s + limits.WATCHDOG_GRACE_S
+                argv = [watchdog, "-s", "KILL", "%.0f" % hard] + argv
+            argv += ["-c", _HARNESS, str(result_w)]
+        except BaseException:
+            for fd in (result_r, *pass_fds):
+                os.close(fd)
+            raise
+        # Killing the run's uid first lets each launcher reap its own child, so
+        # no orphan is left for the host's init to reap (slowly, or never).
+        pre_kill = (lambda: self.slots.kill_all(uid)) if uid is not None else None
+        return spawn_run(argv, payload, env=backends.child_env(cwd), cwd=workdir,
+                         pass_fds=tuple(pass_fds), result_r=result_r, pre_kill=pre_kill, **lim)
+
+    def _argv(self, mode: Mode, pass_fds: list[int]) -> list[str]:
+        """Launcher + interpreter argv; appends fds the child must inherit."""
+        python, prefix = backends.python_for(mode.backend, self.root)
+        if mode.backend == "bwrap":
+            seccomp_fd = None
+            if mode.seccomp:
+                r, w = os.pipe()  # bwrap reads the BPF program from this fd
+                pass_fds.append(r)
+                try:
+                    os.write(w, self.prog)  # a few hundred bytes: fits the pipe buffer
+                finally:
+                    os.close(w)
+                seccomp_fd = r
+            argv = backends.bwrap_argv(backends.which("bwrap"), prefix, root=self.root,
+                                       seccomp_fd=seccomp_fd, disk_bytes=limits.DISK_BYTES,
+                                       shm_bytes=limits.SHM_BYTES,
+                                       zygote=mode.launch == "zygote")
+        elif mode.backend == "unshare":
+            argv = backends.unshare_argv(backends.which("unshare"), root=self.root)
+        else:
+            argv = []
+        return argv + [python, *backends.harness_flags()]
+
+    def _pool(self, mode: Mode) -> ZygotePool:
+        with self._pools_lock:  # not self._lock: probing (under it) lands here
+            pool = self._pools.get(mode)
+            if pool is None:
+                pool = self._pools[mode] = ZygotePool(lambda: self._new_zygote(mode),
+                                                      self.slots.size)
+            return pool
+
+    def _new_zygote(self, mode: Mode) -> Zygote:
+        pass_fds: list[int] = []
+        try:
+            argv = self._argv(mode, pass_fds) + ["-c", _ZYGOTE]
+            return Zygote(argv, backends.child_env(backends.WORKDIR), limits.STARTUP_S,
+                          extra_fds=tuple(pass_fds))
+        finally:
+            for fd in pass_fds:
+                os.close(fd)
