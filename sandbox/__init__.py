@@ -17,18 +17,19 @@ CPU limit), "memory" (MemoryError), "output_limit" (stdout+stderr over 1 MiB),
 "killed" (a signal such as SIGSEGV, or a resource limit: file size, disk,
 processes, open files), "sandbox_error" (the sandbox itself failed).
 
-What every run gets (all backends)
-----------------------------------
-* A fresh interpreter, ``python -I -S -B``: no PYTHON* variables, no
-  site-packages, no cwd on sys.path, no .pyc writes.
-* A fixed environment (PATH, HOME, TMPDIR, LANG, MALLOC_ARENA_MAX); nothing
-  of the caller's environment is passed on.
-* rlimits set before the code runs, soft = hard so they cannot be raised:
-  CPU seconds (ceil(timeout)+1), address space (``memory_mb``), processes
-  (64), file size (16 MiB), open files (64), core dumps (0), locked memory (0).
-* A wall clock that starts when the code starts; on expiry, and after every
-  run, the whole process group is SIGKILLed.  An external ``timeout -s KILL``
-  watchdog still ends the run if the calling process dies.
+What every run gets (all modes)
+------------------------------
+* A fresh Python process: ``python -I -S -B`` (no PYTHON* variables, no
+  site-packages, no cwd on sys.path, no .pyc writes), either started for the
+  run or forked for it from a warm "zygote" (see Launch below).
+* A fixed environment (PATH, HOME, TMPDIR, LANG, LC_ALL, MALLOC_ARENA_MAX;
+  bwrap adds PWD); nothing of the caller's environment is passed on.
+* rlimits set before the code runs, soft = hard so they cannot be raised
+  (CPU: hard = soft + 1): CPU seconds (ceil(timeout)+1), address space
+  (``memory_mb``), processes (64), file size (16 MiB), open files (64), core
+  dumps (0), locked memory (0).
+* A wall clock that starts when the code starts; when it expires everything
+  of the run is SIGKILLed, and no run returns before its processes are gone.
 * Output caps: stdout+stderr are read up to 1 MiB, then the run is killed.
 * When the caller is root (as in our containers), a private unprivileged uid
   per concurrent run: RLIMIT_NPROC then really applies (root is exempt), and
@@ -39,14 +40,18 @@ What every run gets (all backends)
   under no_new_privs (setuid binaries cannot raise privileges).
 * Results come back on a separate pipe, so printing "PASSED" or exiting
   early (sys.exit(0), os._exit(0)) never counts as passing.
+* If the calling process dies mid-run, the run dies too: zygotes kill their
+  run on EOF of their control socket, bwrap has --die-with-parent, and the
+  other spawned runs are ended by a ``timeout -s KILL`` watchdog
+  (start-up budget + timeout + 5 s).
 
 Backends (strongest available is chosen at first use; see capabilities())
 ----------------------------------------------------------------------
 * ``bwrap`` (Debian package ``bubblewrap``): new pid/net/ipc/uts/mount
   namespaces; the code sees only read-only /usr and the Python prefix, a
-  private /proc and /dev, and a 64 MiB tmpfs as its cwd that vanishes with the
-  run.  Killing the sandbox's pid 1 kills every process inside, so
-  grandchildren that ``setsid`` away die too.
+  private /proc and /dev, and a 64 MiB tmpfs as its cwd (plus 16 MiB at
+  /dev/shm) that vanish with the run.  When the run's pid 1 dies the kernel
+  kills every process inside, so grandchildren that ``setsid`` away die too.
 * ``unshare`` (util-linux): the same namespaces, but the host filesystem stays
   visible (read-only for the sandbox uid by ordinary permissions); /tmp,
   /var/tmp and /dev/shm are replaced by private size-capped tmpfs mounts.
@@ -54,18 +59,27 @@ Backends (strongest available is chosen at first use; see capabilities())
   refused only by the seccomp filter, and is OPEN if seccomp is unavailable.
   The cwd is a host temp dir removed afterwards; leftover processes are
   killed with kill(-1) as the run's uid (needs root).
-  Set ``GRPO_SANDBOX_BACKEND`` to force one of these (and
-  ``GRPO_SANDBOX_LAUNCH`` to ``zygote`` or ``spawn``); an automatic fallback
-  to anything weaker than bwrap+seccomp is logged as a warning and visible
-  in capabilities().
+
+Launch: ``zygote`` (bwrap and unshare, preferred) keeps a warm interpreter
+inside a long-lived sandbox and forks each run into its *own* fresh pid,
+mount and IPC namespaces with fresh tmpfs mounts, so runs do not see each
+other; only the (empty) network namespace is shared.  This is 3-4x faster
+than ``spawn``, which starts a new sandbox and interpreter per run.  The
+zygote runs as root with CAP_SYS_ADMIN/SETUID/SETGID inside the sandbox; each
+run drops all of that before its code starts.
+
+Set ``GRPO_SANDBOX_BACKEND`` (and ``GRPO_SANDBOX_LAUNCH``) to force a mode;
+an automatic fallback to anything weaker than bwrap+seccomp is logged as a
+warning and is visible in capabilities().
 
 What it does NOT cover (be honest about it)
 -------------------------------------------
-* Kernel exploits: all backends share the host kernel.  This is process
+* Kernel exploits: all modes share the host kernel.  This is process
   isolation, not a VM; for hostile-by-design code use gVisor/Firecracker.
 * ``memory_mb`` is per process (RLIMIT_AS), not per run: 64 processes may
   each map ``memory_mb``.  No cgroups are used (they are not delegated to us
   here); nor is there a per-run CPU-share limit, only CPU time per process.
+  tmpfs contents (up to 80 MiB per run) live in RAM outside RLIMIT_AS.
 * Reward integrity: tests run in the same interpreter as the code, so code
   written to cheat (patching builtins, ``__eq__`` that always returns True,
   writing fake lines to the result pipe, or reading the tests from memory)
@@ -73,8 +87,11 @@ What it does NOT cover (be honest about it)
 * Without root: no private uid, RLIMIT_NPROC counts all the user's processes
   (we allow current count + 64; concurrent runs share that headroom), and in
   the ``none`` backend processes that escape the process group survive.
-* ``none`` backend: files written to world-writable host dirs stay (each
-  capped at 16 MiB); the host filesystem is readable where permissions allow.
+* ``none`` backend: no per-run disk quota (only 16 MiB per file), files
+  written to world-writable host dirs (/tmp, /dev/shm) stay, the host
+  filesystem is readable where permissions allow, and orphaned processes are
+  reaped by the host's init (their zombies count toward the slot's process
+  limit until then).
 * Languages other than Python (``language`` must be "python").
 * Timing side channels, /proc and /sys information leaks (kernel version,
   CPU model), and denial of service through CPU contention between runs.
@@ -114,7 +131,7 @@ def run_batch(items: list[tuple[str, str | list[str]]], timeout_s: float = 5.0,
               memory_mb: int = 512, workers: int | None = None) -> list[Result]:
     """``run`` for many (code, tests) pairs concurrently; results keep the order.
 
-    ``workers`` defaults to the number of usable CPUs.
+    ``workers`` defaults to twice the number of usable CPUs.
     """
     return default_sandbox().run_batch(items, timeout_s, memory_mb, workers)
 

@@ -108,6 +108,8 @@ def zygote_main(sock_fd):
     ctypes, libc = _libc()  # noqa: F821 (defined in _harness.py)
     sock = socket.socket(fileno=sock_fd)
     own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
+    import gc
+    gc.freeze()  # keep the GC of each forked run from writing to (copying) our pages
     sock.send(b"READY")
     while True:
         msg, fds, _, _ = socket.recv_fds(sock, 64, 8)

@@ -152,7 +152,7 @@ def bwrap_argv(bwrap: str, prefix: str, *, root: bool, seccomp_fd: int | None,
         args += ["--setenv", key, value]
     args += _filesystem(prefix)
     args += ["--proc", "/proc", "--dev", "/dev",
-             "--size", str(shm_bytes), "--tmpfs", "/dev/shm",
+             "--size", str(shm_bytes), "--perms", "1777", "--tmpfs", "/dev/shm",
              "--size", str(disk_bytes), "--perms", "1777", "--tmpfs", WORKDIR,
              "--chdir", WORKDIR]
     if seccomp_fd is not None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 import marshal
 import os
 import shutil
 import tempfile
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -54,6 +54,11 @@ def _seccomp_supported() -> bool:
         return False
 
 
+def _close_pools(pools: dict) -> None:
+    for pool in list(pools.values()):
+        pool.close()
+
+
 def _clean_exit(raw: Raw | None) -> bool:
     # A spawned run that ended on its own tore its pid namespace down before
     # the launcher exited; one we killed is torn down asynchronously.
@@ -61,10 +66,12 @@ def _clean_exit(raw: Raw | None) -> bool:
 
 
 def default_workers() -> int:
+    """Two runs per usable CPU: while one waits on its pipes, another computes."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    return 2 * cpus
 
 
 class Sandbox:
@@ -87,7 +94,9 @@ class Sandbox:
         self.slots = Slots()
         self._pools: dict[Mode, ZygotePool] = {}
         self._pools_lock = threading.Lock()
-        atexit.register(self.close)
+        # Stop idle zygotes when this object goes away or at interpreter exit
+        # (they would also exit by themselves on EOF of their sockets).
+        self._finalizer = weakref.finalize(self, _close_pools, self._pools)
 
     # -- choosing a mode ---------------------------------------------------
     def _candidates(self, pinned: bool = True) -> list[Mode]:
@@ -159,9 +168,8 @@ class Sandbox:
                                                      memory_mb), items))
 
     def close(self) -> None:
-        """Stop idle zygotes (also done at interpreter exit)."""
-        for pool in list(self._pools.values()):
-            pool.close()
+        """Stop idle zygotes (also done when garbage-collected and at exit)."""
+        _close_pools(self._pools)
 
     def _execute(self, mode: Mode, code: str, tests: list[str], timeout_s: float,
                  memory_mb: int) -> Result:
@@ -185,7 +193,9 @@ class Sandbox:
                 if workdir:
                     shutil.rmtree(workdir, ignore_errors=True)
         status, passed, note = classify(raw, len(tests))
-        stderr = raw.stderr.decode("utf-8", "replace") + (f"\n[sandbox] {note}" if note else "")
+        stderr = raw.stderr.decode("utf-8", "replace")
+        if note:
+            stderr += ("\n" if stderr and not stderr.endswith("\n") else "") + f"[sandbox] {note}\n"
         return Result(status, passed, len(tests), raw.stdout.decode("utf-8", "replace"),
                       stderr, raw.duration_s)
 
@@ -208,7 +218,9 @@ class Sandbox:
         try:
             argv = self._argv(mode, pass_fds)
             watchdog = backends.which("timeout")
-            if watchdog:  # bounds the run even if this Python process dies mid-run
+            # Bounds the run even if this Python process dies mid-run; bwrap
+            # needs none: --die-with-parent ties it to the waiting thread.
+            if watchdog and mode.backend != "bwrap":
                 hard = limits.STARTUP_S + timeout_s + limits.WATCHDOG_GRACE_S
                 argv = [watchdog, "-s", "KILL", "%.0f" % hard] + argv
             argv += ["-c", _HARNESS, str(result_w)]
@@ -249,7 +261,8 @@ class Sandbox:
         with self._pools_lock:  # not self._lock: probing (under it) lands here
             pool = self._pools.get(mode)
             if pool is None:
-                pool = self._pools[mode] = ZygotePool(lambda: self._new_zygote(mode),
+                me = weakref.ref(self)  # the finalizer holds the pools: no cycle to self
+                pool = self._pools[mode] = ZygotePool(lambda: me()._new_zygote(mode),
                                                       self.slots.size)
             return pool
 

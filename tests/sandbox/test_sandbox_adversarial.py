@@ -13,6 +13,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -274,4 +275,31 @@ def test_runs_do_not_inherit_files_from_earlier_runs(sb, healthy):
     r = sb.run(f"import os\nfound = [p for p in {paths!r} if os.path.exists(p)]",
                ["assert found == [], found"])
     assert r.status == "ok", r
+    healthy(sb)
+
+
+CALLER = """
+import sys, threading
+import sandbox
+box = sandbox.Sandbox(sys.argv[1], launch=sys.argv[2])
+code = "import subprocess\\nsubprocess.run(['sleep', '%s'])" % sys.argv[3]
+threading.Thread(target=box.run, args=(code, ['assert True']), kwargs={'timeout_s': 60}).start()
+threading.Event().wait()
+"""
+
+
+def test_runs_die_with_their_caller(sb, healthy):
+    mode = sb.mode()
+    if mode.launch == "spawn" and mode.backend != "bwrap":
+        pytest.skip("bounded only by the `timeout` watchdog (start-up + timeout + grace)")
+    marker = f"{900 + secrets.randbelow(99)}.{secrets.randbelow(10**6)}"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    caller = subprocess.Popen([sys.executable, "-c", CALLER, mode.backend, mode.launch, marker],
+                              cwd=root, env={**os.environ, "PYTHONPATH": root})
+    try:
+        assert wait_until(lambda: pids_with_arg(marker), 20.0), "the run never started"
+    finally:
+        caller.kill()  # SIGKILL: no cleanup code runs in the caller
+        caller.wait()
+    assert wait_until(lambda: not pids_with_arg(marker), 5.0), pids_with_arg(marker)
     healthy(sb)
