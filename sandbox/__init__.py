@@ -85,8 +85,11 @@ What it does NOT cover (be honest about it)
   writing fake lines to the result pipe, or reading the tests from memory)
   can forge a pass.  The sandbox protects the host, not the reward.
 * Without root: no private uid, RLIMIT_NPROC counts all the user's processes
-  (we allow current count + 64; concurrent runs share that headroom), and in
-  the ``none`` backend processes that escape the process group survive.
+  (we allow current count + 64; concurrent runs share that headroom), and no
+  zygote under bwrap (its nested user namespace forbids it: runs are
+  spawned).  With the ``none`` backend on top, the code runs AS THE CALLER'S
+  USER: it can read and write the caller's files and signal (kill) the
+  caller's processes, and processes that escape the process group survive.
 * ``none`` backend: no per-run disk quota (only 16 MiB per file), files
   written to world-writable host dirs (/tmp, /dev/shm) stay, the host
   filesystem is readable where permissions allow, and orphaned processes are

@@ -89,6 +89,10 @@ def _setup(payload):
     devnull = os.open("/dev/null", os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
+    if payload["setsid"]:
+        # Leave the launcher's process group: kill(0, ...) from the code must
+        # not reach unshare / the zygote (they may run as the same user).
+        os.setsid()
     _mount_tmpfs(payload["mounts"])
     os.chdir(payload["cwd"])
     _set_limits(payload["rlimits"])

@@ -50,13 +50,14 @@ class Pump:
         self.payload, self.sent = memoryview(payload), 0
         self.exit_check, self.exit_fd = exit_check, exit_fd
         self.timeout_s, self.max_output = timeout_s, max_output
-        self.raw, self.pending = Raw(), b""
+        self.raw, self.pending, self.res_bytes = Raw(), b"", 0
         self.deadline = time.monotonic() + startup_s
         self.sel = selectors.DefaultSelector()
         self.fds = list(fds)  # entries become -1 once closed: never close twice
         for fd, tag in zip(fds, ("in", "out", "err", "res")):
             os.set_blocking(fd, False)
-            self.sel.register(fd, selectors.EVENT_WRITE if tag == "in" else selectors.EVENT_READ, tag)
+            events = selectors.EVENT_WRITE if tag == "in" else selectors.EVENT_READ
+            self.sel.register(fd, events, tag)
         if exit_fd is not None:
             self.sel.register(exit_fd, selectors.EVENT_READ, "exit")
 
@@ -75,13 +76,15 @@ class Pump:
             now = time.monotonic()
             if self.exit_fd is None and not self.raw.exited and self.exit_check():
                 self._on_exit(now)
-            pipes_open = len(self.sel.get_map()) - (self.exit_fd is not None and not self.raw.exited)
-            if self.raw.exited and not pipes_open:
-                return
+            watching_exit = self.exit_fd is not None and not self.raw.exited
+            if self.raw.exited and len(self.sel.get_map()) == watching_exit:
+                return  # exited, and every pipe is at EOF
             if now >= self.deadline:
                 self.raw.timed_out = not self.raw.exited
                 return
-            wait = self.deadline - now if self.exit_fd is not None else min(self.deadline - now, _POLL_S)
+            wait = self.deadline - now
+            if self.exit_fd is None:
+                wait = min(wait, _POLL_S)
             for key, _ in self.sel.select(wait):
                 if not self._handle(key.fd, key.data):
                     return
@@ -106,6 +109,10 @@ class Pump:
         if not data:
             self.sel.unregister(fd)
         elif tag == "res":
+            self.res_bytes += len(data)
+            if self.res_bytes > self.max_output:  # only forged lines get this long
+                self.raw.output_exceeded = True
+                return False
             self._records(data)
         else:
             room = self.max_output - len(self.raw.stdout) - len(self.raw.stderr)
@@ -136,8 +143,7 @@ class Pump:
                 # The wall clock for user code starts now, not at spawn:
                 # interpreter start-up is slow on a loaded machine.
                 self.deadline = time.monotonic() + self.timeout_s
-            if len(self.raw.records) < 100_000:
-                self.raw.records.append(line)
+            self.raw.records.append(line)
 
 
 def _pidfd(pid: int) -> int | None:

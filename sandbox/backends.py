@@ -147,6 +147,8 @@ def bwrap_argv(bwrap: str, prefix: str, *, root: bool, seccomp_fd: int | None,
         if zygote:
             args += ["--cap-add", "CAP_SYS_ADMIN"]
     else:
+        # Unprivileged bwrap nests a second user namespace, which cannot
+        # enter the pid namespace a zygote needs: only "spawn" works here.
         args += ["--unshare-user"]
     for key, value in child_env(WORKDIR).items():
         args += ["--setenv", key, value]
@@ -154,7 +156,9 @@ def bwrap_argv(bwrap: str, prefix: str, *, root: bool, seccomp_fd: int | None,
     args += ["--proc", "/proc", "--dev", "/dev",
              "--size", str(shm_bytes), "--perms", "1777", "--tmpfs", "/dev/shm",
              "--size", str(disk_bytes), "--perms", "1777", "--tmpfs", WORKDIR,
-             "--chdir", WORKDIR]
+             # The new root is itself an unbounded tmpfs, owned by the sandbox
+             # user when bwrap runs unprivileged: make it read-only.
+             "--remount-ro", "/", "--chdir", WORKDIR]
     if seccomp_fd is not None:
         args += ["--seccomp", str(seccomp_fd)]
     return args

@@ -203,6 +203,9 @@ class Sandbox:
         cwd = workdir or backends.WORKDIR
         payload = marshal.dumps({
             "code": code, "tests": tests, "cwd": cwd, "uid": uid,
+            # Without a pid namespace we kill the run through its process
+            # group, so there it must stay in the launcher's.
+            "setsid": mode.backend != "none",
             "mounts": backends.harness_mounts(mode.backend, mode.launch == "zygote",
                                               limits.DISK_BYTES, limits.SHM_BYTES),
             "rlimits": limits.rlimits(timeout_s, memory_mb, self.slots.nproc(uid, mode.backend)),

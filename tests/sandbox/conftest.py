@@ -16,7 +16,8 @@ MODES = [("bwrap", "zygote"), ("bwrap", "spawn"), ("unshare", "zygote"),
 def sb(request) -> sandbox.Sandbox:
     box = sandbox.Sandbox(backend=request.param[0], launch=request.param[1])
     if box.mode() is None:
-        pytest.skip(f"{request.param} unavailable here: {box.probes}")
+        why = "; ".join(v[-160:] for v in box.probes.values())
+        pytest.skip(f"{'-'.join(request.param)} unavailable here: {why}")
     yield box
     box.close()
 
