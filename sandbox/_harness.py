@@ -37,8 +37,9 @@ def _libc():
 
 
 def _mount_tmpfs(mounts):
-    # "unshare" backend: we are root in a private mount namespace; hide the
-    # host's world-writable dirs behind fresh size-capped tmpfs mounts.
+    # unshare backend and zygote runs: we are still root, in a private mount
+    # namespace; give the run fresh size-capped tmpfs mounts (for unshare
+    # they also hide the host's world-writable dirs).
     if not mounts:
         return
     ctypes, libc = _libc()
@@ -50,7 +51,8 @@ def _mount_tmpfs(mounts):
                 raise OSError(ctypes.get_errno(), "mount tmpfs on " + path)
 
 
-def _install_seccomp(prog):
+def _restrict(prog):
+    """no_new_privs, then the seccomp filter if there is one (bwrap does both itself)."""
     ctypes, libc = _libc()
 
     class SockFprog(ctypes.Structure):
@@ -62,8 +64,8 @@ def _install_seccomp(prog):
     # what allows an unprivileged process to install a filter.
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(NO_NEW_PRIVS)")
-    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER,
-                  ctypes.byref(fprog), 0, 0) != 0:
+    if prog and libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER,
+                           ctypes.byref(fprog), 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(SECCOMP)")
 
 
@@ -98,8 +100,8 @@ def _setup(payload):
     _set_limits(payload["rlimits"])
     if payload["uid"] is not None:
         _drop_privileges(payload["uid"])
-    if payload["seccomp"]:
-        _install_seccomp(payload["seccomp"])
+    if payload["restrict"]:
+        _restrict(payload["seccomp"])
     import _signal
     # Python ignores SIGXFSZ; restore the default so that hitting the file
     # size limit kills the run (reported as "killed") instead of raising.
@@ -113,7 +115,7 @@ def _describe(exc):
         text = type(exc).__name__
     line, tb = None, exc.__traceback__
     while tb is not None:  # innermost frame that belongs to user code
-        if tb.tb_frame.f_code.co_filename.startswith("<"):
+        if tb.tb_frame.f_code.co_filename.startswith(("<solution>", "<test ")):
             line = tb.tb_lineno
         tb = tb.tb_next
     if line is not None:

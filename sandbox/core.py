@@ -209,8 +209,10 @@ class Sandbox:
             "mounts": backends.harness_mounts(mode.backend, mode.launch == "zygote",
                                               limits.DISK_BYTES, limits.SHM_BYTES),
             "rlimits": limits.rlimits(timeout_s, memory_mb, self.slots.nproc(uid, mode.backend)),
-            # bwrap installs the filter itself (inherited by a zygote's runs)
-            "seccomp": self.prog if mode.seccomp and mode.backend != "bwrap" else None,
+            # bwrap sets no_new_privs and the filter itself (a zygote's runs
+            # inherit both); elsewhere the harness does.
+            "restrict": mode.backend != "bwrap",
+            "seccomp": self.prog if mode.seccomp and mode.backend != "bwrap" else b"",
         })
         lim = dict(timeout_s=timeout_s, startup_s=limits.STARTUP_S,
                    max_output=limits.MAX_OUTPUT_BYTES)

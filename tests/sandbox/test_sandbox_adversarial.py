@@ -313,3 +313,18 @@ def test_runs_die_with_their_caller(sb, healthy):
         caller.wait()
     assert wait_until(lambda: not pids_with_arg(marker), 5.0), pids_with_arg(marker)
     healthy(sb)
+
+
+def test_code_runs_without_privileges(sb, healthy):
+    needs_private_uid(sb, "nothing to drop")
+    code = ("import os\nstatus = dict(line.split(':\\t') for line in\n"
+            "              open('/proc/self/status').read().splitlines() if ':\\t' in line)\n")
+    tests = ["assert os.getuid() != 0 and os.getgid() != 0 and os.getgroups() == []",
+             "assert int(status['CapEff'], 16) == int(status['CapPrm'], 16) == 0",
+             "assert int(status['CapAmb'], 16) == 0",
+             "assert status['NoNewPrivs'] == '1'",
+             f"assert status['Seccomp'] == '{2 if sb.mode().seccomp else 0}'",
+             "import resource\nassert resource.getrlimit(resource.RLIMIT_NPROC)[1] <= 4096"]
+    r = sb.run(code, tests)
+    assert (r.status, r.passed) == ("ok", len(tests)), r
+    healthy(sb)
