@@ -91,10 +91,11 @@ class Zygote:
 
     def close(self) -> None:
         self.sock.close()  # EOF: the zygote kills its current run and exits
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        if self.proc.returncode is None:  # once reaped, its pgid may be recycled
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         self.proc.wait()
         self.log.close()
 

@@ -30,30 +30,33 @@ UID_BASE = 1_000_000_000
 SLOTS = 64  # max concurrent runs per process; pid_max (2**22) << 6 stays < 2**31
 
 
+# One pool per process, shared by every Sandbox in it: two runs must never
+# share a uid, or one's kill(-1) would hit the other.
+_cond = threading.Condition()
+_owner = {"pid": -1, "free": []}
+
+
 class Slots:
     size = SLOTS
 
     def __init__(self):
-        self._cond = threading.Condition()
-        self._pid = -1
-        self._free: list[int] = []
         self._count_cache = (0.0, 0)
 
     @contextlib.contextmanager
     def acquire(self):
-        with self._cond:
-            if self._pid != os.getpid():  # fresh pool after a fork
-                self._pid, self._free = os.getpid(), list(range(SLOTS))
-            while not self._free:
-                self._cond.wait()
-            slot = self._free.pop()
+        with _cond:
+            if _owner["pid"] != os.getpid():  # fresh pool after a fork
+                _owner.update(pid=os.getpid(), free=list(range(SLOTS)))
+            while not _owner["free"]:
+                _cond.wait()
+            slot = _owner["free"].pop()
         try:
             yield slot
         finally:
-            with self._cond:
-                if self._pid == os.getpid():
-                    self._free.append(slot)
-                    self._cond.notify()
+            with _cond:
+                if _owner["pid"] == os.getpid():
+                    _owner["free"].append(slot)
+                    _cond.notify()
 
     @staticmethod
     def uid(slot: int) -> int:

@@ -29,7 +29,7 @@ def healthy():
     def check(box: sandbox.Sandbox) -> None:
         # Runs return only after their processes are gone; allow a moment
         # for the kernel to reap, but nothing may survive.
-        assert wait_until(lambda: not sandbox_pids(), 2.0), f"leftover: {sandbox_pids()}"
+        assert wait_until(lambda: not sandbox_pids(), 5.0), f"leftover: {sandbox_pids()}"
         r = box.run("def inc(x):\n    return x + 1", ["assert inc(1) == 2", "assert inc(2) == 3"])
         assert (r.status, r.passed, r.total) == ("ok", 2, 2), r
 

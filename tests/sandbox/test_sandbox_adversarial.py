@@ -41,7 +41,7 @@ def needs_private_uid(box: sandbox.Sandbox, why: str) -> None:
 def test_infinite_loop_times_out(sb, healthy):
     r = sb.run("while True:\n    pass", OK, timeout_s=0.5)
     assert r.status == "timeout"
-    assert 0.5 <= r.duration_s < 5.0
+    assert 0.5 <= r.duration_s < 10.0  # generous: CI machines are loaded
     healthy(sb)
 
 
@@ -247,7 +247,7 @@ def test_child_sleeping_past_the_timeout_is_killed(sb, healthy):
     marker = f"{900 + secrets.randbelow(99)}.{secrets.randbelow(10**6)}"
     r = sb.run(f"import subprocess\nsubprocess.run(['sleep', '{marker}'])", OK, timeout_s=0.5)
     assert r.status == "timeout"
-    assert wait_until(lambda: not pids_with_arg(marker), 2.0), pids_with_arg(marker)
+    assert wait_until(lambda: not pids_with_arg(marker), 5.0), pids_with_arg(marker)
     healthy(sb)
 
 
@@ -266,7 +266,7 @@ os.wait()                   # the child exits at once; the grandchild is orphane
     r = sb.run(code, OK, timeout_s=5.0)
     assert r.status == "ok", r
     assert r.duration_s < 4.0  # the run did not wait for the sleeper
-    assert wait_until(lambda: not pids_with_arg(marker), 2.0), pids_with_arg(marker)
+    assert wait_until(lambda: not pids_with_arg(marker), 5.0), pids_with_arg(marker)
     healthy(sb)
 
 
