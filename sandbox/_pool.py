@@ -176,5 +176,7 @@ class ZygotePool:
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
+            if self._pid != os.getpid():  # a forked child: those are the parent's
+                return
         for z in idle:
             z.close()

@@ -263,9 +263,8 @@ if os.fork() == 0:          # child: new session, then a grandchild that sleeps
     os._exit(0)
 os.wait()                   # the child exits at once; the grandchild is orphaned
 """
-    r = sb.run(code, OK, timeout_s=5.0)
-    assert r.status == "ok", r
-    assert r.duration_s < 4.0  # the run did not wait for the sleeper
+    r = sb.run(code, OK, timeout_s=30.0)
+    assert r.status == "ok", r  # not "timeout": the run did not wait for the sleeper
     assert wait_until(lambda: not pids_with_arg(marker), 5.0), pids_with_arg(marker)
     healthy(sb)
 

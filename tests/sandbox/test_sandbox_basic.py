@@ -149,3 +149,12 @@ def test_capabilities_describe_the_mode_in_use():
     if caps["available"]["bwrap"] and not os.environ.get("GRPO_SANDBOX_BACKEND"):
         # the strongest one that works is used
         assert caps["backend"] == "bwrap"
+
+
+def test_attacks_in_a_batch_do_not_disturb_their_neighbours():
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    hog = "x = bytearray(1 << 40)"
+    good = (DOUBLE, ["assert double(21) == 42"])
+    items = [(bomb, ["assert True"]), good, good, (hog, ["assert True"]), good, good, good]
+    results = sandbox.run_batch(items, timeout_s=1.0, workers=4)
+    assert [r.status for r in results] == ["timeout", "ok", "ok", "memory", "ok", "ok", "ok"]
