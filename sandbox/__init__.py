@@ -79,7 +79,7 @@ What it does NOT cover (be honest about it)
 * ``memory_mb`` is per process (RLIMIT_AS), not per run: 64 processes may
   each map ``memory_mb``.  No cgroups are used (they are not delegated to us
   here); nor is there a per-run CPU-share limit, only CPU time per process.
-  tmpfs contents (up to 80 MiB per run) live in RAM outside RLIMIT_AS.
+  tmpfs contents (up to 96 MiB per run) live in RAM outside RLIMIT_AS.
 * Reward integrity: tests run in the same interpreter as the code, so code
   written to cheat (patching builtins, ``__eq__`` that always returns True,
   writing fake lines to the result pipe, or reading the tests from memory)
