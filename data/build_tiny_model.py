@@ -31,7 +31,7 @@ SPECIAL = ["<pad>", "<s>", "</s>", "<unk>"]
 
 
 def build_tokenizer():
-    from tokenizers import Tokenizer, decoders, models
+    from tokenizers import Tokenizer, decoders, models, processors
     from transformers import PreTrainedTokenizerFast
 
     chars = [chr(i) for i in range(32, 127)] + ["\n"]
@@ -39,6 +39,8 @@ def build_tokenizer():
     # BPE with no merges is a character-level model that round-trips any ASCII text.
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     tok.decoder = decoders.Fuse()
+    # Prepend <s> like Llama tokenizers do, so prompts at RL time look like pre-training text.
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
                                  eos_token="</s>", unk_token="<unk>")
     hf.add_tokens(TAGS)  # single tokens: the format is one decision, not seven characters
@@ -57,7 +59,7 @@ def corpus(n: int, seed: int) -> list[str]:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(Path(__file__).parent / "tiny_model"))
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
@@ -84,8 +86,8 @@ def main(argv=None) -> None:
     t0 = time.time()
     model.train()
     for step in range(args.steps):
-        batch = [tok.bos_token + t + tok.eos_token for t in texts[step * args.batch:(step + 1) * args.batch]]
-        enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = [t + tok.eos_token for t in texts[step * args.batch:(step + 1) * args.batch]]
+        enc = tok(batch, return_tensors="pt", padding=True)       # adds <s>
         labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)
         loss = model(**enc, labels=labels).loss
         loss.backward()

@@ -69,3 +69,26 @@ def evaluate(engine, rows: list[dict], template: str, k: int = 4, max_new_tokens
         "completion_len/mean": sum(lengths) / len(lengths),
         "samples": samples,
     }
+
+
+def held_out_rows(cfg, n: int | None = None) -> list[dict]:
+    """The recipe's held-out set: ``data.eval_source``, or for a built-in task fresh problems
+    from a different seed (never seen in training, which uses ``train.seed``)."""
+    from .data import load_rows
+    d = cfg.data
+    n = n or d.eval_samples
+    source = d.eval_source or d.source
+    if source.startswith("builtin:"):
+        return load_rows(source, n, seed=10_000 + cfg.train.seed)
+    split = "test" if not d.eval_source else d.split
+    return load_rows(source, n, 0, split, d.subset, d.preprocess, d.columns)
+
+
+def eval_config(cfg, model: str | None = None, k: int = 4, n: int | None = None, **kw) -> dict:
+    from .policy import load_policy
+    from .rollout.hf import HFEngine
+    tok, policy = load_policy(model or cfg.model.path, cfg.model.dtype, trainable=False)
+    accuracy = next((r.name for r in cfg.rewards if r.name in ("math_accuracy", "accuracy", "countdown",
+                                                                "code_tests")), "math_accuracy")
+    return evaluate(HFEngine(policy, tok), held_out_rows(cfg, n), cfg.data.template, k=k,
+                    max_new_tokens=cfg.rollout.max_new_tokens, accuracy=accuracy, **kw)

@@ -5,7 +5,7 @@ traces below, and the tiny recipes train it with GRPO on problems from the same
 generator. The traces are deliberately imperfect, like a real base model's
 pre-training data: some steps hold arithmetic slips, a few traces skip the
 answer tags, and at a low base rate the trace re-checks a step ("wait, let me
-check: ...") and corrects it. Under an accuracy reward GRPO can then raise
+check: ...") and carries on from the corrected value. Under an accuracy reward GRPO can then raise
 accuracy by suppressing slips and by re-checking more often: the small-scale
 analogue of R1-Zero's "aha moment" (DeepSeek-R1 report, section 2.2.4).
 
@@ -40,13 +40,15 @@ def _slip(rng: random.Random, value: int) -> int:
 
 
 def arithmetic_trace(problem: dict, rng: random.Random, slip_rate: float = 0.3,
-                     reflect_rate: float = 0.08, untagged_rate: float = 0.15) -> str:
+                     reflect_rate: float = 0.1, untagged_rate: float = 0.15) -> str:
     """A step-by-step completion for ``problem`` (the text after ``Assistant:``).
 
-    Each step is right with probability ``1 - slip_rate``; after any step, with
-    probability ``reflect_rate``, the trace re-checks it and carries on from the
-    corrected value. Slips propagate, so a slip that is not re-checked makes
-    the final answer wrong.
+    Each step's result is right with probability ``1 - slip_rate``. After any step, with
+    probability ``reflect_rate`` and regardless of whether it slipped, the trace re-checks
+    it ("wait, let me check: 23+7=30.") and carries on from the re-computed, correct
+    value. Slips propagate, so an unchecked slip makes the final answer wrong; a check
+    always repairs its step. Whether to re-check is one early token ("wait"), which is
+    what lets RL discover that checking pays.
     """
     nums = problem["numbers"]
     acc, steps = nums[0], []
@@ -55,8 +57,7 @@ def arithmetic_trace(problem: dict, rng: random.Random, slip_rate: float = 0.3,
         shown = _slip(rng, true) if rng.random() < slip_rate else true
         step = f"{acc}+{x}={shown}."
         if rng.random() < reflect_rate:
-            verdict = "ok." if shown == true else f"no, {acc}+{x}={true}."
-            step += f" {REFLECT} {acc}+{x}={true}, {verdict}"
+            step += f" {REFLECT} {acc}+{x}={true}."
             shown = true
         steps.append(step)
         acc = shown

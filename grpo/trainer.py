@@ -25,6 +25,9 @@ from .rollout import make_engine
 from .rollout.base import SamplingParams
 
 ACCURACY_NAMES = ("math_accuracy", "accuracy", "countdown", "code_tests")
+# Logged as null on a step whose groups were all filtered out (no update happened).
+UPDATE_KEYS = ("loss", "kl", "entropy", "clip_frac", "clip_low_frac", "clip_high_frac", "grad_norm",
+               "update_tokens")
 
 
 class Trainer:
@@ -112,7 +115,7 @@ class Trainer:
             batch.mask[truncated] = 0
 
         # 4-5. Loss and optimizer steps (mu inner iterations over the same rollouts).
-        upd = self._update(batch.slice(keep), adv[keep]) if keep.any() else {}
+        upd = self._update(batch.slice(keep), adv[keep]) if keep.any() else dict.fromkeys(UPDATE_KEYS)
         t_update = time.time() - t0
 
         # 6. Sync the new weights to the rollout engine.
