@@ -17,9 +17,10 @@ import rewards as rewards_lib
 
 from . import algorithms as A
 from . import checkpoint
-from .config import Config, dump_config
+from .config import Config, ConfigError, dump_config
 from .data import PromptSampler, apply_template, load_rows
 from .metrics import MetricsLogger, reflection_counts, safe_mean, write_samples
+from .parallel import Parallel
 from .policy import build_batch, load_policy, score, score_all
 from .rollout import make_engine
 from .rollout.base import SamplingParams
@@ -37,7 +38,10 @@ class Trainer:
         self.ckpt_root = self.run_dir / "checkpoints"
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        torch.manual_seed(cfg.train.seed)
+        self.par = Parallel(cfg)
+        if resume and self.par.enabled:
+            raise ConfigError("--resume with several processes is not supported yet")
+        torch.manual_seed(cfg.train.seed + self.par.rank)   # ranks sample different completions
 
         # Validate everything cheap before anything expensive: data and rewards, then models.
         d = cfg.data
@@ -56,8 +60,9 @@ class Trainer:
         self.tok, self.policy = load_policy(path, m.dtype, m.lora, trainable=True, adapter=adapter)
         if m.gradient_checkpointing:
             self.policy.gradient_checkpointing_enable()
+        self.par.prepare(self.policy)
         self.ref = self._load_reference()
-        self.engine = make_engine(cfg.rollout, self.policy, self.tok)
+        self.engine = make_engine(cfg.rollout, self.policy, self.tok, synced=self.par.enabled)
 
         params = [p for p in self.policy.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
@@ -65,9 +70,11 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm))
         self.start_step = checkpoint.restore_trainer_state(ckpt, self.opt, self.sched) if ckpt else 0
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(dump_config(cfg))
-        self.log = MetricsLogger(self.run_dir, self.start_step, cfg.output.tensorboard)
+        self.log = None
+        if self.par.is_main:              # one writer: rank 0 logs its own shard's metrics
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+            self.log = MetricsLogger(self.run_dir, self.start_step, cfg.output.tensorboard)
 
     def _load_reference(self):
         """A frozen reference only when the KL term is used or tracked: with beta=0 the
@@ -77,13 +84,13 @@ class Trainer:
             return None
         if m.lora:
             return "adapter-off"            # the base weights under the adapter are the reference
-        return load_policy(m.path, m.dtype, None, trainable=False)[1]
+        return self.par.prepare(load_policy(m.path, m.dtype, None, trainable=False)[1])
 
     # ------------------------------------------------------------------ one step
     def step(self, step: int) -> dict:
         cfg, a = self.cfg, self.cfg.algorithm
         G = cfg.rollout.n
-        rows = [self.rows[i] for i in self.sampler.indices(step)]
+        rows = [self.rows[i] for i in self.par.shard(self.sampler.indices(step))]
         prompts = [self._prompt(r["prompt"]) for r in rows]
 
         # 1. Rollout: G completions per prompt from the current policy.
@@ -143,7 +150,7 @@ class Trainer:
             "completions_per_s": len(comps) / max(dt, 1e-9),
             "lr": self.sched.get_last_lr()[0],
         }
-        if (step + 1) % cfg.output.sample_every == 0 or step == 0:
+        if self.par.is_main and ((step + 1) % cfg.output.sample_every == 0 or step == 0):
             self._write_samples(step + 1, prompts, texts, reward, out.per_fn, G)
         return metrics
 
@@ -182,8 +189,7 @@ class Trainer:
                 sums["clip_low_frac"] += tok_share(cm["clip_low"])
                 sums["clip_high_frac"] += tok_share(cm["clip_high"])
                 sums["clip_frac"] += tok_share(cm["clip_low"] | cm["clip_high"])
-            params = [p for p in self.policy.parameters() if p.requires_grad]
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm).item()
+            grad_norm = self.par.sync_and_clip(self.policy, t.max_grad_norm)
             self.opt.step()
             self.sched.step()
             self.opt.zero_grad(set_to_none=True)
@@ -225,19 +231,28 @@ class Trainer:
     def train(self) -> Path:
         cfg = self.cfg
         bar = tqdm(range(self.start_step, cfg.train.steps), initial=self.start_step,
-                   total=cfg.train.steps, desc=f"grpo {cfg.output.name}", dynamic_ncols=True)
+                   total=cfg.train.steps, desc=f"grpo {cfg.output.name}", dynamic_ncols=True,
+                   disable=not self.par.is_main)
         try:
             for step in bar:
                 metrics = self.step(step)
-                self.log.log(step + 1, metrics)
+                if self.log is not None:
+                    self.log.log(step + 1, metrics)
                 bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}",
                                 len=f"{metrics['completion_len/mean']:.0f}")
                 if (step + 1) % cfg.output.save_every == 0 or step + 1 == cfg.train.steps:
-                    checkpoint.save(self.ckpt_root, step + 1, self.policy, self.tok, self.opt,
-                                    self.sched, cfg.output.keep_checkpoints)
+                    self._save(step + 1)
         finally:
-            self.log.close()
+            if self.log is not None:
+                self.log.close()
         return self.run_dir
+
+    def _save(self, step: int) -> None:
+        full = self.par.full_state_dict(self.policy)   # collective when experts are sharded
+        if self.par.is_main:
+            checkpoint.save(self.ckpt_root, step, self.policy, self.tok, self.opt, self.sched,
+                            self.cfg.output.keep_checkpoints, state_dict=full)
+        self.par.barrier()
 
 
 def train(cfg: Config, resume: bool = False) -> Path:

@@ -3,5 +3,11 @@
 # torch first, pinned, so pip takes the local CPU build rather than a multi-GB CUDA one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# bubblewrap gives the code sandbox its strongest isolation (namespaces); without it the
+# sandbox falls back to unshare or plain rlimits and says so in sandbox.capabilities().
+if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1 \
+        || echo "setup: could not install bubblewrap; the sandbox will use a weaker backend" >&2
+fi
 python3 -m pip install -q torch==2.13.0
 python3 -m pip install -q -e ".[dev]"

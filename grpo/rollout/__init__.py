@@ -12,7 +12,7 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def make_engine(rollout_cfg, model, tokenizer) -> RolloutEngine:
+def make_engine(rollout_cfg, model, tokenizer, synced: bool = False) -> RolloutEngine:
     """``auto`` uses vLLM when installed (much faster sampling), else transformers."""
     engine = rollout_cfg.engine
     if engine == "auto":
@@ -24,4 +24,6 @@ def make_engine(rollout_cfg, model, tokenizer) -> RolloutEngine:
         from .vllm import VLLMEngine
         return VLLMEngine(model, tokenizer, rollout_cfg)
     from .hf import HFEngine
-    return HFEngine(model, tokenizer)
+    # synced: under torch.distributed every rank keeps stepping until all are done, since
+    # an expert-parallel forward is a collective.
+    return HFEngine(model, tokenizer, synced_gpus=synced)

@@ -14,8 +14,10 @@ from .base import Completion, Group, SamplingParams, truncate_at_stop
 
 
 class HFEngine:
-    def __init__(self, model, tokenizer, max_batch: int = 256, return_logprobs: bool = False):
+    def __init__(self, model, tokenizer, max_batch: int = 256, return_logprobs: bool = False,
+                 synced_gpus: bool = False):
         self.model, self.tok = model, tokenizer
+        self.synced_gpus = synced_gpus
         self.max_batch = max_batch          # sequences per generate call (memory bound)
         self.return_logprobs = return_logprobs
         self.weight_version = 0
@@ -41,7 +43,7 @@ class HFEngine:
                 num_return_sequences=sp.n, pad_token_id=tok.pad_token_id,
                 eos_token_id=tok.eos_token_id, stop_strings=sp.stop or None,
                 tokenizer=tok if sp.stop else None, return_dict_in_generate=True,
-                output_scores=self.return_logprobs,
+                output_scores=self.return_logprobs, synced_gpus=self.synced_gpus,
             )
         finally:
             model.train(was_training)
