@@ -41,6 +41,7 @@ class ModelConfig(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     lora: Optional[LoraConfig] = Field(None, description="train LoRA adapters instead of all weights")
     gradient_checkpointing: bool = False
+    precision: Literal["default", "fp8"] = Field("default", description="fp8: torchao float8 linears (H100)")
 
 
 class DataConfig(_Strict):

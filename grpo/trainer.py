@@ -55,11 +55,17 @@ class Trainer:
 
         ckpt = checkpoint.latest(self.ckpt_root) if resume else None
         m = cfg.model
+        if m.precision == "fp8":          # fail before loading anything
+            from .fp8 import check_fp8_support
+            check_fp8_support()
         adapter = str(ckpt) if ckpt is not None and m.lora else None
         path = str(ckpt) if ckpt is not None and not m.lora else m.path
         self.tok, self.policy = load_policy(path, m.dtype, m.lora, trainable=True, adapter=adapter)
         if m.gradient_checkpointing:
             self.policy.gradient_checkpointing_enable()
+        if m.precision == "fp8":
+            from .fp8 import enable_fp8_training
+            enable_fp8_training(self.policy)
         self.par.prepare(self.policy)
         self.ref = self._load_reference()
         self.engine = make_engine(cfg.rollout, self.policy, self.tok, synced=self.par.enabled)

@@ -29,3 +29,11 @@ def test_user_error_is_one_line(args, needle, tmp_path):
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, r.stderr
     assert needle in lines[0] and lines[0].startswith("grpo: error:")
+
+
+def test_fp8_without_gpu_is_a_clear_error(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU")
+    r = run_cli("train", RECIPE, "--set", "model.precision=fp8", "--set", f"output.dir={tmp_path}")
+    assert r.returncode == 2 and "needs a CUDA GPU" in r.stderr and "Traceback" not in r.stderr

@@ -44,10 +44,11 @@ def test_bad_set_syntax():
         load_config(None, ["train.steps"])
 
 
-@pytest.mark.parametrize("recipe", sorted(p.relative_to(ROOT) for p in (ROOT / "recipes").rglob("*.yaml")))
-def test_shipped_recipes_validate(recipe, monkeypatch):
+TRAIN_RECIPES = ["recipes/r1_zero.yaml", "recipes/tiny/r1_zero.yaml", "recipes/tiny/aha.yaml"]
+
+
+@pytest.mark.parametrize("recipe", TRAIN_RECIPES)
+def test_shipped_train_recipes_validate(recipe, monkeypatch):
     monkeypatch.chdir(ROOT)
-    if recipe.name == "r1.yaml" or "pipeline" in recipe.read_text()[:200]:
-        pytest.skip("pipeline recipes have their own schema")
     cfg = load_config(recipe)
-    assert cfg.output.name
+    assert cfg.output.name and cfg.rewards
