@@ -32,7 +32,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -40,8 +40,9 @@ import yaml
 from pydantic import Field
 
 from . import reward_model  # noqa: F401  (registers the 'reward_model' reward for stage 4)
-from .config import ConfigError, RewardConfig, _Strict
-from .sft import SourceConfig, load_recipe, load_source
+from .config import ConfigError, _Strict
+from .sample import EvalSpec, evaluate_model
+from .sft import SourceConfig, load_recipe, write_prompts
 
 MODEL_STAGES = ("sft", "rl")
 
@@ -60,28 +61,6 @@ class StageSpec(_Strict):
     eval: bool = Field(True, description="evaluate this stage's model on the held-out set")
 
 
-class GeneralEval(_Strict):
-    data: SourceConfig
-    reward: RewardConfig = Field(default_factory=lambda: RewardConfig(name="reward_model"))
-    k: int = Field(2, gt=0)
-
-
-class EvalSpec(_Strict):
-    data: SourceConfig = Field(default_factory=lambda: SourceConfig(
-        source="builtin:arithmetic", num_samples=200, seed=10_000))
-    template: Literal["r1_zero", "r1_zero_tiny", "plain", "chat"] = "r1_zero"
-    k: int = Field(4, gt=0)
-    max_new_tokens: int = Field(256, gt=0)
-    temperature: float = Field(0.6, gt=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    accuracy: str = "math_accuracy"
-    format_reward: Optional[str] = "think_format"
-    baseline: bool = Field(True, description="also evaluate the initial model")
-    general: Optional[GeneralEval] = Field(None, description="mean reward on held-out general prompts")
-    batch_prompts: int = Field(32, gt=0, description="prompts per generate call")
-    threads: Optional[int] = Field(None, gt=0)
-
-
 class PipelineConfig(_Strict):
     name: Optional[str] = None
     output_dir: str = "runs"
@@ -98,7 +77,10 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> tuple
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"recipe not found: {str(p)!r}")
-    tree = yaml.safe_load(p.read_text()) or {}
+    try:
+        tree = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: invalid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{p}: a pipeline recipe must be a mapping")
     stages = {s.get("name"): s for s in tree.get("stages") or [] if isinstance(s, dict)}
@@ -130,7 +112,6 @@ class Stage:
     inputs: dict[str, str]
     outputs: dict[str, str]
     config_hash: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def _looks_local(path: str) -> bool:
@@ -223,22 +204,6 @@ def _hash(spec: StageSpec, cfg) -> str:
 
 
 # --------------------------------------------------------------------------- runners
-def write_prompts(sources: list[SourceConfig], path: Path) -> dict:
-    """One prompt file from several sources: columns unioned (missing ones None), the raw
-    question kept as ``question``, reference completions dropped. Returns counts per kind."""
-    rows = []
-    for src in sources:
-        rows += [{k: v for k, v in r.items() if k not in ("completion", "split")} for r in load_source(src)]
-    keys = sorted({k for r in rows for k in r} | {"kind", "answer"})
-    rows = [{**{k: r.get(k) for k in keys}, "question": r["prompt"]} for r in rows]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
-    kinds: dict[str, int] = {}
-    for r in rows:
-        kinds[str(r["kind"])] = kinds.get(str(r["kind"]), 0) + 1
-    return kinds
-
-
 def run_sft(st: Stage) -> dict:
     from .sft import sft
     res = sft(st.cfg)
@@ -264,64 +229,11 @@ def run_rl(st: Stage) -> dict:
 
 def run_sample(st: Stage) -> dict:
     from .sample import sample
-    stats = sample(st.cfg)
+    stats = sample(st.cfg, log=lambda *a: None)       # printed by the pipeline, from its state
     return {"sample_stats": {k: v for k, v in stats.items() if k != "data"}}
 
 
 RUNNERS = {"sft": run_sft, "rl": run_rl, "sample": run_sample}
-
-
-# --------------------------------------------------------------------------- eval
-def evaluate_model(model_path: str, ev: EvalSpec) -> dict:
-    """Held-out pass@1 (mean over k samples), maj@k, pass@k and format rate (grpo.eval),
-    plus the mean general reward when ``eval.general`` is set."""
-    import torch
-
-    from .eval import evaluate
-    from .policy import load_policy
-    from .rollout.hf import HFEngine
-    if ev.threads:
-        torch.set_num_threads(ev.threads)
-    torch.manual_seed(0)
-    from .sft import to_device
-    tok, policy = load_policy(model_path, trainable=False)
-    engine = HFEngine(to_device(policy), tok)
-    rows, template = _rendered(tok, load_source(ev.data), ev.template)
-    res = evaluate(engine, rows, template, k=ev.k, max_new_tokens=ev.max_new_tokens,
-                   temperature=ev.temperature, top_p=ev.top_p, accuracy=ev.accuracy,
-                   format_reward=ev.format_reward, batch_prompts=ev.batch_prompts, progress=False)
-    res.pop("samples")
-    if ev.general is not None:
-        res["general_reward"] = _general_reward(engine, tok, ev)
-    return res
-
-
-def _rendered(tok, rows: list[dict], template: str) -> tuple[list[dict], str]:
-    """grpo.eval applies named templates itself; chat prompts are rendered here."""
-    if template != "chat":
-        return rows, template
-    from .sft import render_prompt
-    return [{**r, "prompt": render_prompt(tok, "chat", r["prompt"])} for r in rows], "plain"
-
-
-def _general_reward(engine, tok, ev: EvalSpec) -> float | None:
-    import rewards as rewards_lib
-
-    from .sft import render_prompt
-    from .rollout.base import SamplingParams
-    g = ev.general
-    rows = load_source(g.data)
-    rs = rewards_lib.RewardSet([rewards_lib.RewardSpec(g.reward.name, 1.0, g.reward.kwargs)],
-                               fail_on_error=True, timeout_s=600)
-    prompts = [render_prompt(tok, ev.template, r["prompt"]) for r in rows]
-    groups = engine.generate(prompts, SamplingParams(n=g.k, max_new_tokens=ev.max_new_tokens,
-                                                     temperature=ev.temperature, top_p=ev.top_p))
-    texts = [c.text for grp in groups for c in grp.completions]
-    cols = {k: [r.get(k) for r in rows for _ in range(g.k)] for k in rows[0] if k != "prompt"}
-    cols.setdefault("kind", ["general"] * len(texts))
-    cols.setdefault("question", [r["prompt"] for r in rows for _ in range(g.k)])
-    vals = [v for v in rs([p for p in prompts for _ in range(g.k)], texts, cols).total if v is not None]
-    return sum(vals) / len(vals) if vals else None
 
 
 # --------------------------------------------------------------------------- state
@@ -363,12 +275,14 @@ def run_pipeline(cfg: PipelineConfig, base_dir: Path, from_stage: str | None = N
             raise ConfigError(f"--from {from_stage!r}: no such stage; stages are {names}")
         state.forget_from(names, from_stage)
     ev = cfg.eval
-    if ev is not None and ev.baseline and "base" not in state.data:
-        log(f"[pipeline] evaluating the initial model {cfg.model}")
-        state.data["base"] = {"model": cfg.model, "eval": evaluator(cfg.model, ev)}
-        state.save()
     if ev is not None and ev.baseline:
-        log(_eval_line("base", "model", state.data["base"]["eval"]))
+        base = state.data.get("base") or {}
+        if base.get("model") != cfg.model:
+            base = {"model": cfg.model}
+        if _evaluate_entry(base, cfg.model, ev, evaluator, log):
+            state.data["base"] = base
+            state.save()
+        log(_eval_line("base", "model", base["eval"]))
     for i, st in enumerate(stages, 1):
         _run_stage(st, i, len(stages), state, ev, evaluator, log)
     final = next((s.outputs["model"] for s in reversed(stages) if "model" in s.outputs), None)
@@ -388,6 +302,9 @@ def _run_stage(st: Stage, i: int, n: int, state: State, ev, evaluator, log) -> N
             raise ConfigError(f"stage {name!r} already finished with a different config; "
                               f"re-run it and the later stages with --from {name}")
         log(f"[pipeline] stage {i}/{n} {name} ({kind}): finished earlier, skipped")
+        if st.spec.eval and "model" in st.outputs and _evaluate_entry(prev, st.outputs["model"], ev,
+                                                                      evaluator, log):
+            state.record(name, prev)                  # the eval settings changed: re-evaluated
     else:
         log(f"[pipeline] stage {i}/{n} {name} ({kind}): model {st.inputs['model']}"
             + (f", data {st.inputs['data']}" if "data" in st.inputs else ""))
@@ -395,8 +312,8 @@ def _run_stage(st: Stage, i: int, n: int, state: State, ev, evaluator, log) -> N
         extra = RUNNERS[kind](st) or {}
         entry = {"type": kind, "config_hash": st.config_hash, "inputs": st.inputs,
                  "outputs": st.outputs, "time_s": round(time.time() - t0, 1), **extra}
-        if ev is not None and st.spec.eval and "model" in st.outputs:
-            entry["eval"] = evaluator(st.outputs["model"], ev)
+        if st.spec.eval and "model" in st.outputs:
+            _evaluate_entry(entry, st.outputs["model"], ev, evaluator, log)
         state.record(name, entry)
         prev = entry
     if "eval" in prev:
@@ -404,6 +321,18 @@ def _run_stage(st: Stage, i: int, n: int, state: State, ev, evaluator, log) -> N
     if "sample_stats" in prev:
         from .sample import format_stats
         log(format_stats(prev["sample_stats"]))
+
+
+def _evaluate_entry(entry: dict, model: str, ev: EvalSpec | None, evaluator, log) -> bool:
+    """Evaluate ``model`` into ``entry`` unless it holds an eval with the same settings."""
+    if ev is None:
+        return False
+    key = hashlib.sha1(ev.model_dump_json().encode()).hexdigest()[:12]
+    if "eval" in entry and entry.get("eval_key") == key:
+        return False
+    log(f"[pipeline] evaluating {model} on the held-out set")
+    entry["eval"], entry["eval_key"] = evaluator(model, ev), key
+    return True
 
 
 def _eval_line(name: str, kind: str, e: dict) -> str:
@@ -445,6 +374,10 @@ def format_summary(s: dict) -> str:
         cell = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
         lines.append(f"  {r['name']:<22}{r['type']:<8}{cell(e.get('pass@1')):>8}"
                      f"{cell(e.get('format_rate')):>8}{cell(e.get('general_reward')):>9}")
+    from .sample import format_stats
+    for r in s["stages"]:
+        if "sample_stats" in r:
+            lines.append(f"  {r['name']}: " + format_stats(r["sample_stats"]).strip())
     return "\n".join(lines)
 
 

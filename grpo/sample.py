@@ -1,4 +1,5 @@
-"""Rejection sampling: an SFT dataset from a model's own correct, readable samples.
+"""Rejection sampling: an SFT dataset from a model's own correct, readable samples (and the
+pipeline's held-out evaluation, which samples and scores the same way).
 
 DeepSeek-R1, stage 3 (R1 report, 2.3.3): "we curate reasoning prompts and generate
 reasoning trajectories by performing rejection sampling from the checkpoint from the
@@ -26,14 +27,14 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import Field
 
 import rewards as rewards_lib
 from rewards._text import completion_text, think_part
 
-from .config import (ConfigError, DataConfig, ModelConfig, RewardConfig, RolloutConfig, _Strict)
+from .config import ConfigError, DataConfig, ModelConfig, RewardConfig, RolloutConfig, _Strict
 from .data import load_rows
 from .sft import RunOutput, SourceConfig, load_recipe, load_source, render_prompt, to_device
 
@@ -161,7 +162,7 @@ def generate_and_score(cfg: SampleConfig, rows: list[dict], progress: bool = Tru
                 [v is not None and v > 0.5 for v in formatted]
 
 
-def sample(cfg: SampleConfig, progress: bool = True) -> dict:
+def sample(cfg: SampleConfig, progress: bool = True, log=print) -> dict:
     """Run rejection sampling; write ``data.jsonl`` and ``stats.json``; return the stats."""
     import torch
     if cfg.threads:
@@ -188,7 +189,7 @@ def sample(cfg: SampleConfig, progress: bool = True) -> dict:
     stats["dataset_rows"] = len(data)
     stats["time_s"] = round(time.time() - t0, 1)
     out = _write(cfg.run_dir(), data, stats)
-    print(format_stats(stats))
+    log(format_stats(stats))
     return {**stats, "data": str(out)}
 
 
@@ -240,3 +241,75 @@ def format_stats(s: dict) -> str:
         lines.append(f"  mixed in {m['rows']} non-reasoning rows ({m['distinct']} distinct) from "
                      f"{m['source']} -> {s['dataset_rows']} rows")
     return "\n".join(lines)
+
+
+class GeneralEval(_Strict):
+    data: SourceConfig
+    reward: RewardConfig = Field(default_factory=lambda: RewardConfig(name="reward_model"))
+    k: int = Field(2, gt=0)
+
+
+class EvalSpec(_Strict):
+    data: SourceConfig = Field(default_factory=lambda: SourceConfig(
+        source="builtin:arithmetic", num_samples=200, seed=10_000))
+    template: Literal["r1_zero", "r1_zero_tiny", "plain", "chat"] = "r1_zero"
+    k: int = Field(4, gt=0)
+    max_new_tokens: int = Field(256, gt=0)
+    temperature: float = Field(0.6, gt=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    accuracy: str = "math_accuracy"
+    format_reward: Optional[str] = "think_format"
+    baseline: bool = Field(True, description="also evaluate the initial model")
+    general: Optional[GeneralEval] = Field(None, description="mean reward on held-out general prompts")
+    batch_prompts: int = Field(32, gt=0, description="prompts per generate call")
+    threads: Optional[int] = Field(None, gt=0)
+
+
+# --------------------------------------------------------------------------- held-out eval
+# The pipeline's per-stage report: the same sampling, scored with grpo.eval's metrics.
+def evaluate_model(model_path: str, ev: EvalSpec) -> dict:
+    """Held-out pass@1 (mean over k samples), maj@k, pass@k and format rate (grpo.eval),
+    plus the mean general reward when ``eval.general`` is set."""
+    import torch
+
+    from .eval import evaluate
+    from .policy import load_policy
+    from .rollout.hf import HFEngine
+    if ev.threads:
+        torch.set_num_threads(ev.threads)
+    torch.manual_seed(0)
+    tok, policy = load_policy(model_path, trainable=False)
+    engine = HFEngine(to_device(policy), tok)
+    rows, template = _rendered(tok, load_source(ev.data), ev.template)
+    res = evaluate(engine, rows, template, k=ev.k, max_new_tokens=ev.max_new_tokens,
+                   temperature=ev.temperature, top_p=ev.top_p, accuracy=ev.accuracy,
+                   format_reward=ev.format_reward, batch_prompts=ev.batch_prompts, progress=False)
+    res.pop("samples")
+    if ev.general is not None:
+        res["general_reward"] = _general_reward(engine, tok, ev)
+    return res
+
+
+def _rendered(tok, rows: list[dict], template: str) -> tuple[list[dict], str]:
+    """grpo.eval applies named templates itself; chat prompts are rendered here."""
+    if template != "chat":
+        return rows, template
+    return [{**r, "prompt": render_prompt(tok, "chat", r["prompt"])} for r in rows], "plain"
+
+
+def _general_reward(engine, tok, ev: EvalSpec) -> float | None:
+    """Mean reward (e.g. reward_model) of k samples on each held-out general prompt."""
+    from .rollout.base import SamplingParams
+    g = ev.general
+    rows = load_source(g.data)
+    rs = rewards_lib.RewardSet([rewards_lib.RewardSpec(g.reward.name, 1.0, g.reward.kwargs)],
+                               fail_on_error=True, timeout_s=600)
+    prompts = [render_prompt(tok, ev.template, r["prompt"]) for r in rows]
+    groups = engine.generate(prompts, SamplingParams(n=g.k, max_new_tokens=ev.max_new_tokens,
+                                                     temperature=ev.temperature, top_p=ev.top_p))
+    texts = [c.text for grp in groups for c in grp.completions]
+    cols = {k: [r.get(k) for r in rows for _ in range(g.k)] for k in rows[0] if k != "prompt"}
+    cols.setdefault("kind", ["general"] * len(texts))
+    cols.setdefault("question", [r["prompt"] for r in rows for _ in range(g.k)])
+    vals = [v for v in rs([p for p in prompts for _ in range(g.k)], texts, cols).total if v is not None]
+    return sum(vals) / len(vals) if vals else None

@@ -167,6 +167,22 @@ def load_source(src: SourceConfig) -> list[dict]:
     return out[:src.num_samples] if src.num_samples else out
 
 
+def write_prompts(sources: list[SourceConfig], path: Path) -> dict:
+    """One prompt file from several sources: columns unioned (missing ones None), the raw
+    question kept as ``question``, reference completions dropped. Returns counts per kind."""
+    rows = []
+    for src in sources:
+        rows += [{k: v for k, v in r.items() if k not in ("completion", "split")} for r in load_source(src)]
+    keys = sorted({k for r in rows for k in r} | {"kind", "answer"})
+    rows = [{**{k: r.get(k) for k in keys}, "question": r["prompt"]} for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
+    kinds: dict[str, int] = {}
+    for r in rows:
+        kinds[str(r["kind"])] = kinds.get(str(r["kind"]), 0) + 1
+    return kinds
+
+
 def _format(fmt: str, row: dict, source: str) -> str:
     try:
         return fmt.format(**row)

@@ -90,12 +90,16 @@ def test_resume_skips_finished_stages(tmp_path, base, monkeypatch):
     calls.clear()                                                          # all finished: nothing runs
     P.run_pipeline(cfg, base_dir, evaluator=evaluator, log=lambda *a: None)
     assert calls == []
+    cfg_k2, _ = P.load_pipeline(_recipe(tmp_path, base), ["eval.k=2"])     # new eval settings:
+    P.run_pipeline(cfg_k2, base_dir, evaluator=evaluator, log=lambda *a: None)
+    assert len(calls) == 5 and all(c.startswith("eval:") for c in calls)  # re-evaluated, not re-run
+    calls.clear()
 
     state = json.loads((run / "pipeline_state.json").read_text())        # killed after stage rs
     for name in ("s3", "r4"):
         del state["stages"][name]
     (run / "pipeline_state.json").write_text(json.dumps(state))
-    P.run_pipeline(cfg, base_dir, evaluator=evaluator, log=lambda *a: None)
+    P.run_pipeline(cfg_k2, base_dir, evaluator=evaluator, log=lambda *a: None)
     assert calls == ["s3", f"eval:{run / 's3' / 'model'}", "r4", f"eval:{run / 'r4' / 'checkpoints' / 'step-100'}"]
 
 
