@@ -43,6 +43,30 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_sft(args) -> int:
+    from .sft import load_sft_config, sft
+    res = sft(load_sft_config(args.recipe, args.overrides))
+    print(f"sft finished: {res['model']} (loss {res['loss_before']:.4f} -> {res['loss_after']:.4f})")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from .sample import load_sample_config, sample
+    res = sample(load_sample_config(args.recipe, args.overrides))
+    print(f"dataset written: {res['data']} ({res['dataset_rows']} rows; stats in stats.json)")
+    return 0
+
+
+def cmd_pipeline(args) -> int:
+    from .pipeline import describe, load_pipeline, plan, run_pipeline
+    cfg, base_dir = load_pipeline(args.recipe, args.overrides)
+    if args.dry_run:
+        print(describe(plan(cfg, base_dir)))
+        return 0
+    run_pipeline(cfg, base_dir, from_stage=args.from_stage)
+    return 0
+
+
 def cmd_report(args) -> int:
     from .report import report
     out = report(args.run_dir)
@@ -57,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _recipe_parser(sub, "train", "GRPO training (R1-Zero style)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     p.set_defaults(fn=cmd_train)
+    p = _recipe_parser(sub, "sft", "supervised fine-tuning (cold start, rejection-sampling SFT, distillation)")
+    p.set_defaults(fn=cmd_sft)
+    p = _recipe_parser(sub, "sample", "rejection sampling to an SFT dataset, with filter statistics")
+    p.set_defaults(fn=cmd_sample)
+    p = _recipe_parser(sub, "pipeline", "multi-stage run (R1, distillation); skips finished stages")
+    p.add_argument("--from", dest="from_stage", metavar="STAGE", help="re-run from this stage on")
+    p.add_argument("--dry-run", action="store_true", help="print the stages and their wiring")
+    p.set_defaults(fn=cmd_pipeline)
     p = sub.add_parser("report", help="plots and a summary of a run directory")
     p.add_argument("run_dir")
     p.set_defaults(fn=cmd_report)
