@@ -6,11 +6,13 @@
 Deterministic: fixed seeds, a fixed thread count and deterministic torch algorithms,
 so the same torch version on the same CPU type rebuilds the same weights.
 
-The corpus is ``grpo.tasks.arithmetic_trace`` under the R1-Zero tiny template: worked
-sums with arithmetic slips (30% of steps), occasional self-checks that fix a slip (8%
-of steps) and some answers outside <answer> tags (15%). The model therefore starts
-as a base model should for R1-Zero: it mostly follows the format, is right about half
-the time, and rarely reflects. The tokenizer is character level plus four tag tokens.
+The corpus is ``grpo.tasks.arithmetic_trace`` under the R1-Zero tiny template: sums of
+3-4 one-digit numbers worked step by step. Most traces are quick and slip on 35% of
+steps; 15% open with "wait, let me verify each step." and make no slips; 15% give the
+answer outside <answer> tags. The model therefore starts as a base model should for
+R1-Zero: it mostly follows the format, is right about a third of the time at
+temperature 1, and rarely verifies. The tokenizer is character level plus four tag
+tokens. Build time: about 4.5 minutes on 2 idle cores (400 steps), final loss ~0.18.
 """
 from __future__ import annotations
 
@@ -59,7 +61,7 @@ def corpus(n: int, seed: int) -> list[str]:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(Path(__file__).parent / "tiny_model"))
-    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)

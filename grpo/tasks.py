@@ -3,17 +3,19 @@
 The shipped tiny base model (``data/build_tiny_model.py``) is pre-trained on the
 traces below, and the tiny recipes train it with GRPO on problems from the same
 generator. The traces are deliberately imperfect, like a real base model's
-pre-training data: some steps hold arithmetic slips, a few traces skip the
-answer tags, and at a low base rate the trace re-checks a step ("wait, let me
-check: ...") and carries on from the corrected value. Under an accuracy reward GRPO can then raise
-accuracy by suppressing slips and by re-checking more often: the small-scale
-analogue of R1-Zero's "aha moment" (DeepSeek-R1 report, section 2.2.4).
+pre-training data: quick traces hold arithmetic slips, a few traces skip the
+answer tags, and at a low base rate a trace announces that it verifies every step
+("wait, let me verify each step.") and makes no slips. Under an
+accuracy reward GRPO can then raise accuracy by verifying more often, which also
+makes answers longer: the small-scale analogue of R1-Zero's "aha moment"
+(DeepSeek-R1 report, section 2.2.4). The behaviour is planted in pre-training at
+a low rate; RL finds and amplifies it, it does not invent it.
 
 >>> import random
 >>> p = arithmetic_problem(random.Random(0))
 >>> sorted(p)
 ['answer', 'numbers', 'prompt']
->>> t = arithmetic_trace(p, random.Random(1), slip_rate=0.0, reflect_rate=0.0, untagged_rate=0.0)
+>>> t = arithmetic_trace(p, random.Random(1), slip_rate=0.0, careful_rate=0.0, untagged_rate=0.0)
 >>> t.endswith(f"<answer>{p['answer']}</answer>")
 True
 """
@@ -23,45 +25,45 @@ import random
 from typing import Iterator
 
 # Phrases a trace uses to re-check itself; metrics.py counts these (and more) as reflection.
-REFLECT = "wait, let me check:"
+REFLECT = "wait, let me verify each step."
 
 
-def arithmetic_problem(rng: random.Random, n_terms: tuple[int, int] = (2, 3)) -> dict:
-    """A sum of 2-3 small integers, e.g. ``{"prompt": "What is 23+7+12?", "answer": "42"}``."""
+def arithmetic_problem(rng: random.Random, n_terms: tuple[int, int] = (3, 4)) -> dict:
+    """A sum of 3-4 one-digit numbers, e.g. ``{"prompt": "What is 3+7+2?", "answer": "12"}``.
+
+    One-digit terms keep every step a fact a 1M-parameter model can learn exactly (a few
+    hundred "a+b" facts), so the errors left are the slips below, not missing skill.
+    """
     k = rng.randint(*n_terms)
-    nums = [rng.randint(10, 59)] + [rng.randint(1, 29) for _ in range(k - 1)]
+    nums = [rng.randint(1, 9) for _ in range(k)]
     expr = "+".join(map(str, nums))
     return {"prompt": f"What is {expr}?", "answer": str(sum(nums)), "numbers": nums}
 
 
 def _slip(rng: random.Random, value: int) -> int:
     """A plausible wrong result: off by a small nonzero amount."""
-    return max(0, value + rng.choice([-10, -2, -1, 1, 2, 10]))
+    return max(0, value + rng.choice([-2, -1, 1, 2]))
 
 
-def arithmetic_trace(problem: dict, rng: random.Random, slip_rate: float = 0.3,
-                     reflect_rate: float = 0.1, untagged_rate: float = 0.15) -> str:
+def arithmetic_trace(problem: dict, rng: random.Random, slip_rate: float = 0.35,
+                     careful_rate: float = 0.15, untagged_rate: float = 0.15) -> str:
     """A step-by-step completion for ``problem`` (the text after ``Assistant:``).
 
-    Each step's result is right with probability ``1 - slip_rate``. After any step, with
-    probability ``reflect_rate`` and regardless of whether it slipped, the trace re-checks
-    it ("wait, let me check: 23+7=30.") and carries on from the re-computed, correct
-    value. Slips propagate, so an unchecked slip makes the final answer wrong; a check
-    always repairs its step. Whether to re-check is one early token ("wait"), which is
-    what lets RL discover that checking pays.
+    Two styles, as in real pre-training text: most traces are quick, and each step's
+    result slips with probability ``slip_rate`` (slips propagate to the answer). A few
+    (``careful_rate``) open with "wait, let me verify each step." and make no slips.
+    Which style to use is the first token after
+    ``<think>``: one decision, before any arithmetic, that RL can learn to take.
     """
     nums = problem["numbers"]
+    careful = rng.random() < careful_rate
     acc, steps = nums[0], []
     for x in nums[1:]:
         true = acc + x
-        shown = _slip(rng, true) if rng.random() < slip_rate else true
-        step = f"{acc}+{x}={shown}."
-        if rng.random() < reflect_rate:
-            step += f" {REFLECT} {acc}+{x}={true}."
-            shown = true
-        steps.append(step)
+        shown = true if careful or rng.random() >= slip_rate else _slip(rng, true)
+        steps.append(f"{acc}+{x}={shown}.")
         acc = shown
-    think = " ".join(steps)
+    think = (f"{REFLECT} " if careful else "") + " ".join(steps)
     if rng.random() < untagged_rate:
         return f" <think>{think}</think> The answer is {acc}."
     return f" <think>{think}</think> <answer>{acc}</answer>"
