@@ -1,0 +1,225 @@
+"""Server mode: vLLM in its own process (or machine), the trainer talks to it over HTTP.
+
+    python -m grpo.rollout.server --model data/tiny_model --port 8000    # or: grpo vllm-serve
+
+``serve`` wraps a :class:`~grpo.rollout.vllm.VLLMEngine` (built from a path) in a stdlib
+HTTP server; :class:`ServerEngine` is the trainer-side client with the same interface as
+the other engines. Endpoints (JSON unless noted):
+
+    GET  /health           {"ok": true, "weight_version": n}
+    POST /generate         {"prompts": [...], "sampling": {SamplingParams fields}} -> {"groups": [...]}
+    POST /score            {"prompt_ids": [[...]], "completion_ids": [[...]]} -> {"logprobs": [[...]]}
+    POST /update_weights   body: a safetensors blob of HF-named tensors; header
+                           X-Final: 1 on the last chunk (the update is applied then, at once)
+    POST /sleep, /wake
+
+Weights travel as safetensors over HTTP: fine for small models and for tests (the tiny
+model's 3.5 MB take milliseconds), wrong for billions of parameters. For multi-GPU the
+way is a NCCL broadcast from the trainer's rank 0 into the server's workers (vLLM's
+weight-transfer engine, or TRL's vllm-serve ``init_communicator``/``update_named_param``);
+that path is not implemented or tested here: this project has no GPU to test it on.
+
+The server is single-threaded (one vLLM engine, requests in order) and unauthenticated:
+it binds 127.0.0.1 by default; never expose it (anyone who reaches it can replace weights).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, fields
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Iterable
+
+import torch
+
+from .base import Completion, Group, SamplingParams
+
+_SAMPLING_FIELDS = {f.name for f in fields(SamplingParams)}
+
+
+def _to_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    from safetensors.torch import save
+    return save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()})
+
+
+def _from_bytes(blob: bytes) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load
+    return load(blob)
+
+
+# ---------------------------------------------------------------------------- server
+def _handler(engine):
+    pending: dict[str, torch.Tensor] = {}          # chunks of an update not yet applied
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, fmt, *args):          # quiet: one line per request is noise
+            pass
+
+        def _reply(self, obj, status: int = 200):
+            body = json.dumps(obj).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _body(self) -> bytes:
+            return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+        def do_GET(self):
+            if self.path == "/health":
+                return self._reply({"ok": True, "weight_version": engine.weight_version})
+            self._reply({"error": f"no such endpoint: GET {self.path}"}, 404)
+
+        def do_POST(self):
+            try:
+                self._reply(self._post())
+            except KeyError:
+                self._reply({"error": f"no such endpoint: POST {self.path}"}, 404)
+            except Exception as e:                  # report, keep serving
+                self._reply({"error": f"{type(e).__name__}: {e}"}, 500)
+
+        def _post(self) -> dict:
+            path = self.path
+            if path == "/update_weights":
+                pending.update(_from_bytes(self._body()))
+                if self.headers.get("X-Final", "1") != "1":
+                    return {"ok": True, "buffered": len(pending)}
+                t0 = time.perf_counter()
+                engine.update_weights(list(pending.items()))
+                n = len(pending)
+                pending.clear()
+                return {"ok": True, "tensors": n, "weight_version": engine.weight_version,
+                        "load_s": time.perf_counter() - t0}
+            req = json.loads(self._body() or b"{}")
+            if path == "/generate":
+                sp = SamplingParams(**{k: v for k, v in req.get("sampling", {}).items() if k in _SAMPLING_FIELDS})
+                groups = engine.generate(req["prompts"], sp)
+                return {"groups": [asdict(g) for g in groups]}
+            if path == "/score":
+                return {"logprobs": engine.score(req["prompt_ids"], req["completion_ids"])}
+            if path in ("/sleep", "/wake"):
+                getattr(engine, path[1:])()
+                return {"ok": True}
+            raise KeyError(path)
+
+    return Handler
+
+
+def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, ready=None, **engine_kwargs) -> None:
+    """Load ``model_path`` into vLLM and answer requests until interrupted.
+
+    ``ready`` (optional callable) is called with the bound (host, port) once serving.
+    """
+    from ..policy import load_tokenizer
+    from .vllm import VLLMEngine
+    engine = VLLMEngine(model_path, load_tokenizer(model_path), **engine_kwargs)
+    httpd = HTTPServer((host, port), _handler(engine))
+    print(f"grpo vllm-serve: {model_path} on http://{host}:{httpd.server_port}", flush=True)
+    if ready is not None:
+        ready(httpd.server_address)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
+        engine.close()
+
+
+# ---------------------------------------------------------------------------- client
+class ServerEngine:
+    """Rollout engine backed by a ``serve`` process (same interface as VLLMEngine).
+
+    ``model`` is the trainer's policy: LoRA policies are merged before sending, as in the
+    colocated engine. Weights are pushed in safetensors chunks of ``chunk_mb``.
+    """
+
+    def __init__(self, model, tokenizer, rollout_cfg=None, *, url: str = "http://127.0.0.1:8000",
+                 timeout: float = 600.0, chunk_mb: float = 256.0, wait_s: float = 0.0):
+        self.model, self.tok = model, tokenizer
+        self.url = url.rstrip("/")
+        self.timeout, self.chunk_bytes = timeout, int(chunk_mb * 2 ** 20)
+        self.weight_version = 0
+        self.sync_seconds = 0.0
+        self.wait_ready(wait_s)
+
+    def _request(self, path: str, data: bytes | None = None, headers: dict | None = None) -> dict:
+        req = urllib.request.Request(self.url + path, data=data, headers=headers or {},
+                                     method="GET" if data is None else "POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            msg = e.read().decode(errors="replace")
+            raise RuntimeError(f"rollout server {path}: HTTP {e.code}: {msg[:500]}") from None
+
+    def _post_json(self, path: str, obj) -> dict:
+        return self._request(path, json.dumps(obj).encode(), {"Content-Type": "application/json"})
+
+    def wait_ready(self, wait_s: float) -> dict:
+        """Poll /health for up to ``wait_s`` seconds (a server takes a while to load)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return self._request("/health")
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if time.monotonic() >= deadline:
+                    if wait_s:
+                        raise RuntimeError(f"rollout server at {self.url} did not answer in {wait_s:.0f}s")
+                    return {}
+                time.sleep(0.5)
+
+    def generate(self, prompts: list[str], sampling: SamplingParams) -> list[Group]:
+        out = self._post_json("/generate", {"prompts": prompts, "sampling": asdict(sampling)})
+        return [Group(g["prompt"], g["prompt_ids"], [Completion(**c) for c in g["completions"]])
+                for g in out["groups"]]
+
+    def score(self, prompt_ids: list[list[int]], completion_ids: list[list[int]]) -> list[list[float]]:
+        return self._post_json("/score", {"prompt_ids": prompt_ids, "completion_ids": completion_ids})["logprobs"]
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]] = ()) -> None:
+        from .vllm import vllm_weights              # LoRA merge and name clean-up; no vLLM import
+        t0 = time.perf_counter()
+        chunk, size = {}, 0
+        for name, t in vllm_weights(self.model, named_tensors):
+            chunk[name] = t
+            size += t.numel() * t.element_size()
+            if size >= self.chunk_bytes:
+                self._send(chunk, final=False)
+                chunk, size = {}, 0
+        res = self._send(chunk, final=True)
+        self.weight_version = res.get("weight_version", self.weight_version + 1)
+        self.sync_seconds = time.perf_counter() - t0
+
+    def _send(self, tensors: dict, final: bool) -> dict:
+        return self._request("/update_weights", _to_bytes(tensors),
+                             {"Content-Type": "application/octet-stream", "X-Final": "1" if final else "0"})
+
+    def sleep(self) -> None:
+        self._post_json("/sleep", {})
+
+    def wake(self) -> None:
+        self._post_json("/wake", {})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="grpo vllm-serve", description="serve a model for rollouts over HTTP")
+    ap.add_argument("--model", required=True, help="model directory (the policy's starting checkpoint)")
+    ap.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    ap.add_argument("--max-model-len", type=int, default=None)
+    a = ap.parse_args(argv)
+
+    class _Cfg:                                     # what VLLMEngine reads from a rollout config
+        gpu_memory_utilization = a.gpu_memory_utilization
+    serve(a.model, a.host, a.port, rollout_cfg=_Cfg(), max_model_len=a.max_model_len)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
