@@ -144,6 +144,8 @@ def merged_lora_weights(peft_model) -> Iterator[tuple[str, torch.Tensor]]:
         layer = mod.get_base_layer()
         w = layer.weight.detach()
         for a in mod.active_adapters:
+            if getattr(mod, "use_dora", {}).get(a):   # DoRA rescales W: delta alone is wrong
+                raise NotImplementedError("DoRA adapters cannot be sent to vLLM merged yet")
             if a in mod.lora_A and not mod.merged:
                 w = w + mod.get_delta_weight(a).detach().to(w.dtype)
         yield _strip(f"{mname}.weight"), w

@@ -49,3 +49,23 @@ def test_vllm_engine_samples_from_the_updated_policy(tiny_overrides):
     for r in rows:
         assert r["time/sync"] < r["time/step"]
         assert r["completion_len/mean"] > 0
+
+
+def test_lora_policy_is_served_merged_during_training(tiny_overrides):
+    import torch
+    length_reward = "rewards=[{name: overlong_penalty, kwargs: {max_len: 32, cache_len: 32}}]"
+    cfg = load_config(ROOT / "recipes" / "tiny" / "r1_zero.yaml",
+                      tiny_overrides + ["rollout.engine=vllm", length_reward, "train.steps=2",
+                                        "model.lora={r: 4, alpha: 16}", "train.lr=1e-2"])
+    trainer = Trainer(cfg)
+    trainer.train()
+    tok = trainer.tok
+    prompt = tok(apply_template("r1_zero_tiny", "What is 4+4?")).input_ids
+    completion = tok("<think>4+4=8</think> <answer>8</answer>").input_ids + [tok.eos_token_id]
+    with torch.no_grad():
+        lp, _ = score(trainer.policy, build_batch([prompt], [completion], tok.pad_token_id))
+        with trainer.policy.disable_adapter():
+            base, _ = score(trainer.policy, build_batch([prompt], [completion], tok.pad_token_id))
+    served = trainer.engine.score([prompt], [completion])[0]
+    assert max(abs(a - b) for a, b in zip(served, lp[0].tolist())) < 1e-3
+    assert max(abs(a - b) for a, b in zip(lp[0].tolist(), base[0].tolist())) > 1e-3   # the adapter learned
