@@ -5,7 +5,8 @@
     python bench/bench_rollout.py --variants hf,trl     # any subset; missing packages are skipped
 
 Measured on the 2-core dev CPU (shared, load average 3-4), data/tiny_model, 1 thread:
-    B=8,  G=8,  96 tokens: vllm 20.0 compl/s (1.32x TRL), hf 13.9 (0.92x), TRL 15.2; sync 0.3%
+    B=8,  G=8,  96 tokens: vllm 20.0 / 25.8 compl/s (1.32x / 1.14x TRL, two runs),
+                           hf 13.9 / 20.5 (0.92x / 0.90x), TRL 15.2 / 22.7; sync 0.3%
     B=16, G=16, 96 tokens: vllm 24.5 compl/s (1.77x TRL), hf 14.9 (1.08x), TRL 13.9; sync 0.1%
 The rest of a step is the policy update (forward+backward), the same work in every
 variant: it caps the end-to-end gain of a faster sampler on this model.
