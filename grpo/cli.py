@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 USER_ERRORS = ("grpo.config:ConfigError", "grpo.data:DataError", "grpo.policy:ModelError",
@@ -40,6 +41,18 @@ def cmd_train(args) -> int:
     cfg = load_config(args.recipe, args.overrides)
     run_dir = train(cfg, resume=args.resume)
     print(f"run finished: {run_dir}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import json
+
+    from .config import load_config
+    from .eval import eval_config
+    cfg = load_config(args.recipe, args.overrides)
+    res = eval_config(cfg, model=args.model, k=args.k, n=args.n)
+    res.pop("samples")
+    print(json.dumps(res, indent=1))
     return 0
 
 
@@ -81,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _recipe_parser(sub, "train", "GRPO training (R1-Zero style)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     p.set_defaults(fn=cmd_train)
+    p = _recipe_parser(sub, "eval", "pass@1 (mean of k samples), maj@k, pass@k on the held-out set")
+    p.add_argument("--model", help="model or checkpoint directory (default: the recipe's model)")
+    p.add_argument("--k", type=int, default=4, help="samples per prompt")
+    p.add_argument("--n", type=int, default=None, help="number of held-out prompts")
+    p.set_defaults(fn=cmd_eval)
     p = _recipe_parser(sub, "sft", "supervised fine-tuning (cold start, rejection-sampling SFT, distillation)")
     p.set_defaults(fn=cmd_sft)
     p = _recipe_parser(sub, "sample", "rejection sampling to an SFT dataset, with filter statistics")
@@ -101,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     if debug or args.debug:
         return args.fn(args)
+    # The hub client logs every retry of an unreachable host; the one-line error says it all.
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     try:
         return args.fn(args)
     except _user_error_types() as e:

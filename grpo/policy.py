@@ -24,6 +24,34 @@ def _looks_local(path: str) -> bool:
     return path.startswith((".", "/", "~")) or Path(path).exists() or path.count("/") != 1
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connect, so an offline machine gets an answer in seconds rather than
+    after the hub client's minute of retries."""
+    import os
+    import socket
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _check_resolvable(path: str) -> None:
+    if Path(path).is_dir():
+        return
+    from transformers import AutoConfig
+    try:
+        AutoConfig.from_pretrained(path, local_files_only=True)   # in the local hub cache?
+        return
+    except (OSError, ValueError):
+        pass
+    if not _hub_reachable():
+        raise ModelError(f"model path does not exist locally and is not in the hub cache "
+                         f"(the hub is unreachable): {path!r}")
+
+
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(path)
@@ -38,11 +66,13 @@ def load_policy(path: str, dtype: str = "float32", lora=None, trainable: bool = 
     from transformers import AutoModelForCausalLM
     if _looks_local(path) and not Path(path).is_dir():
         raise ModelError(f"model path does not exist: {path!r}")
+    _check_resolvable(path)
     try:
         tok = load_tokenizer(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
     except OSError as e:
-        raise ModelError(f"could not load model {path!r}: {str(e).splitlines()[0][:200]}") from None
+        where = "" if Path(path).is_dir() else f" (no local directory {path!r}; tried it as a hub id)"
+        raise ModelError(f"could not load model {path!r}{where}: {str(e).splitlines()[0][:200]}") from None
     if lora is not None:
         from peft import LoraConfig, PeftModel, get_peft_model
         if adapter:

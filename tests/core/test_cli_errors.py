@@ -19,7 +19,9 @@ def run_cli(*args, cwd=ROOT):
     (["train", RECIPE, "--set", "train.setps=3"], "did you mean 'train.steps'"),
     (["train", RECIPE, "--set", "rewards=[{name: math_acuracy}]"], "did you mean 'math_accuracy'"),
     (["train", RECIPE, "--set", "rewards=[{name: countdown}]"], "needs dataset column"),
-    (["train", RECIPE, "--set", "model.path=models/does-not-exist"], "model path does not exist"),
+    (["train", RECIPE, "--set", "model.path=./models/does-not-exist"], "model path does not exist"),
+    (["train", RECIPE, "--set", "model.path=/abs/models/missing"], "model path does not exist"),
+    (["train", RECIPE, "--set", "model.path=nobody/no-such-model"], "model path does not exist"),
     (["train", RECIPE, "--set", "data.source=missing.jsonl"], "data file not found"),
 ])
 def test_user_error_is_one_line(args, needle, tmp_path):
