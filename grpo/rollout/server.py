@@ -135,17 +135,22 @@ class ServerEngine:
     """Rollout engine backed by a ``serve`` process (same interface as VLLMEngine).
 
     ``model`` is the trainer's policy: LoRA policies are merged before sending, as in the
-    colocated engine. Weights are pushed in safetensors chunks of ``chunk_mb``.
+    colocated engine. Weights are pushed in safetensors chunks of ``chunk_mb``; once at
+    start too (the server loaded the checkpoint on disk, which a resumed or LoRA policy is
+    not), unless ``sync_on_start=False``.
     """
 
     def __init__(self, model, tokenizer, rollout_cfg=None, *, url: str = "http://127.0.0.1:8000",
-                 timeout: float = 600.0, chunk_mb: float = 256.0, wait_s: float = 0.0):
+                 timeout: float = 600.0, chunk_mb: float = 256.0, wait_s: float = 0.0,
+                 sync_on_start: bool = True):
         self.model, self.tok = model, tokenizer
         self.url = url.rstrip("/")
         self.timeout, self.chunk_bytes = timeout, int(chunk_mb * 2 ** 20)
         self.weight_version = 0
         self.sync_seconds = 0.0
         self.wait_ready(wait_s)
+        if sync_on_start and model is not None:
+            self.update_weights(model.named_parameters())
 
     def _request(self, path: str, data: bytes | None = None, headers: dict | None = None) -> dict:
         req = urllib.request.Request(self.url + path, data=data, headers=headers or {},

@@ -100,8 +100,7 @@ def test_training_steps_with_the_server_engine(client, tiny_overrides):
                       tiny_overrides + ["rollout.engine=hf", "train.steps=2", length_reward])
     trainer = Trainer(cfg)
     # make_engine has no "server" choice yet: swap the engine in, as a recipe option would.
-    trainer.engine = ServerEngine(trainer.policy, trainer.tok, url=engine.url)
-    trainer.engine.update_weights(trainer.policy.named_parameters())
+    trainer.engine = ServerEngine(trainer.policy, trainer.tok, url=engine.url)   # pushes its weights
     trainer.train()
     P = [tok(PROMPT).input_ids]
     C = [tok("<think>2+3=5</think> <answer>5</answer>").input_ids + [tok.eos_token_id]]
