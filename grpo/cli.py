@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_stage", metavar="STAGE", help="re-run from this stage on")
     p.add_argument("--dry-run", action="store_true", help="print the stages and their wiring")
     p.set_defaults(fn=cmd_pipeline)
+    sub.add_parser("vllm-serve", help="serve a model for rollouts over HTTP (grpo vllm-serve --help)")
     p = sub.add_parser("report", help="plots and a summary of a run directory")
     p.add_argument("run_dir")
     p.set_defaults(fn=cmd_report)
@@ -115,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["vllm-serve"]:                 # its own argument parser
+        from .rollout.server import main as serve_main
+        return serve_main(argv[1:])
     debug = "--debug" in argv                      # accepted anywhere on the line
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     if debug or args.debug:

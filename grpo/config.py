@@ -57,7 +57,8 @@ class DataConfig(_Strict):
 
 
 class RolloutConfig(_Strict):
-    engine: Literal["auto", "hf", "vllm"] = Field("auto", description="auto: vllm if installed, else hf")
+    engine: Literal["auto", "hf", "vllm", "server"] = Field("auto", description="auto: vllm if installed, else hf")
+    server_url: str = Field("http://127.0.0.1:8000", description="engine=server: a `grpo vllm-serve` address")
     n: int = Field(8, ge=2, description="G: completions per prompt (a group needs at least 2)")
     max_new_tokens: int = Field(256, gt=0)
     temperature: float = Field(1.0, gt=0)

@@ -17,6 +17,9 @@ def make_engine(rollout_cfg, model, tokenizer, synced: bool = False) -> RolloutE
     engine = rollout_cfg.engine
     if engine == "auto":
         engine = "vllm" if vllm_available() else "hf"
+    if engine == "server":
+        from .server import ServerEngine
+        return ServerEngine(model, tokenizer, rollout_cfg, url=rollout_cfg.server_url, wait_s=300)
     if engine == "vllm":
         if not vllm_available():
             raise ValueError("rollout.engine=vllm but vllm is not installed "
