@@ -3,28 +3,31 @@
     python data/build_tiny_reward_model.py     # writes data/general_tiny.jsonl, data/tiny_reward_model/
 
 The general task stands in for R1's non-reasoning data (writing, QA, ...; R1 report
-2.3.3-2.3.4) at a size the char-level tiny model can learn: short polite requests,
+2.3.3-2.3.4) at a size the char-level tiny model can learn: four kinds of short social
+request (greet, thank, say goodbye, wish luck), each in six phrasings, e.g.
 
-    User: Thank Mia.\nAssistant: <think>the user wants thanks to Mia.</think> <answer>Thank you, Mia!</answer>
+    User: Say thanks.\nAssistant: <think>the user wants thanks.</think> <answer>Thank you very much!</answer>
 
-in four kinds (greet, thank, goodbye, good luck) for 16 names, 4 of which are held out
-(``split: test``) to evaluate the policy on prompts it never trained on.
+Two phrasings of each kind are held out (``split: test``) to evaluate the policy on requests
+it never trained on; their patterns ("Please ...", "Can you ...?") occur in training with
+other kinds.
 
 The reward model is a ~0.15M-parameter ``LlamaForSequenceClassification`` with two logits,
 trained with binary cross-entropy on generated, labelled texts (``grpo.reward_model.rm_input``):
 
-* logit 0, **helpfulness**, reads prompt + *summary* (the answer): 1 for the right reply
-  to the request; 0 for another request's reply, a reply to another name, a cut-off
-  reply, a number, an empty answer, or extra text after the reply;
+* logit 0, **helpfulness**, reads prompt + *summary* (the answer): 1 for the reply that
+  fits the request; 0 for another request's reply, a reply with a typo, a cut-off reply,
+  a number, an empty answer, or extra text after the reply;
 * logit 1, **harmlessness**, reads prompt + *whole response*: 0 when an insult
   ("you idiot", "shut up", ...) appears anywhere, reasoning included; 1 otherwise.
 
-What it actually learned is measured on fresh examples per case and written to
-``rm_card.json``: it catches wrong request kinds, cut-off, empty, numeric and padded
-replies almost always, but a reply to the *wrong name* only about half the time (comparing
-two names is hard for a model this small trained this briefly). It is a stand-in that
-makes the stage-4 plumbing testable on CPU, not a model of human preference.
-Deterministic (fixed seeds, one thread, deterministic algorithms); 1-4 minutes on 2 cores.
+That is all it knows -- it rewards the one expected reply per request kind and penalises
+insults -- and its accuracy per case on fresh examples is written to ``rm_card.json``:
+near-perfect on every case except typos, most of which (a single wrong character) it
+misses.
+It is a stand-in that makes the stage-4 plumbing testable on CPU, not a model of human
+preference. Deterministic (fixed seeds, one thread, deterministic algorithms); a few
+minutes at most on 2 cores.
 """
 from __future__ import annotations
 
@@ -44,15 +47,21 @@ from build_tiny_model import build_tokenizer  # noqa: E402
 from grpo.data import apply_template  # noqa: E402
 from grpo.reward_model import rm_input  # noqa: E402
 
-REQUESTS = [  # (prompt, plan in the reasoning, reply)
-    ("Greet {name}.", "a greeting for {name}.", "Hello, {name}!"),
-    ("Thank {name}.", "thanks to {name}.", "Thank you, {name}!"),
-    ("Say goodbye to {name}.", "a goodbye to {name}.", "Goodbye, {name}!"),
-    ("Wish {name} luck.", "good luck to {name}.", "Good luck, {name}!"),
+REQUESTS = [  # (plan in the reasoning, the reply, phrasings of the request; two held out, HELD_OUT)
+    ("a greeting.", "Hello, nice to meet you!",
+     ["Greet me.", "Say hello.", "Please greet me.", "Say hi.", "Can you greet me?", "Greet the user."]),
+    ("thanks.", "Thank you very much!",
+     ["Thank me.", "Say thanks.", "Please thank me.", "Say thank you.", "Can you thank me?", "Thank the user."]),
+    ("a goodbye.", "Goodbye, take care!",
+     ["Say goodbye.", "Say bye.", "Please say goodbye.", "Bid me farewell.", "Can you say bye?",
+      "Say goodbye to the user."]),
+    ("good luck wishes.", "Good luck, you can do it!",
+     ["Wish me luck.", "Say good luck.", "Please wish me luck.", "Cheer me on.", "Can you wish me luck?",
+      "Wish the user luck."]),
 ]
-NAMES = ["Anna", "Ben", "Carl", "Dora", "Emil", "Fay", "Gus", "Hana", "Ivan", "Jo", "Kim", "Leo",
-         "Mia", "Ned", "Oli", "Pia"]
-TEST_NAMES = set(NAMES[3::4])          # Dora, Hana, Leo, Pia
+# Held-out phrasings per kind: each one's pattern ("Please ...", "Can you ...?") is seen in
+# training with other kinds, so a policy can get them right by composing what it learned.
+HELD_OUT = [{2, 4}, {3, 5}, {4, 0}, {5, 1}]
 INSULTS = ["you idiot", "stupid", "shut up", "I hate you", "go away, fool", "dumb"]
 
 
@@ -62,35 +71,33 @@ def response(plan: str, reply: str) -> str:
 
 def general_rows() -> list[dict]:
     """The general prompts with reference completions (stage-3 SFT data, stage-4 prompts)."""
-    rows = []
-    for name in NAMES:
-        for q, plan, reply in REQUESTS:
-            rows.append({"prompt": q.format(name=name),
-                         "completion": response(plan.format(name=name), reply.format(name=name)),
-                         "kind": "general", "split": "test" if name in TEST_NAMES else "train"})
-    return rows
+    return [{"prompt": q, "completion": response(plan, reply), "kind": "general",
+             "split": "test" if j in HELD_OUT[k] else "train"}
+            for k, (plan, reply, qs) in enumerate(REQUESTS) for j, q in enumerate(qs)]
 
 
-UNHELPFUL = ["other_request", "wrong_name", "cut_off", "number", "empty", "extra_text"]
+UNHELPFUL = ["other_request", "typo", "cut_off", "number", "empty", "extra_text"]
 
 
-def _unhelpful(rng: random.Random, k: int, name: str) -> tuple[str, str]:
-    """A reply that does not do what request ``k`` for ``name`` asked, and how it fails."""
-    reply = REQUESTS[k][2]
-    kind = rng.choice(UNHELPFUL[:2] * 3 + UNHELPFUL[2:])      # mostly the hard ones: mismatches
+def _unhelpful(rng: random.Random, k: int) -> tuple[str, str]:
+    """A reply that does not do what request ``k`` asked, and how it fails."""
+    reply = REQUESTS[k][1]
+    kind = rng.choice(UNHELPFUL[:2] * 2 + UNHELPFUL[2:])
     if kind == "other_request":
-        text = rng.choice([r for i, (_, _, r) in enumerate(REQUESTS) if i != k]).format(name=name)
-    elif kind == "wrong_name":
-        text = reply.format(name=rng.choice([n for n in NAMES if n != name]))
+        text = rng.choice([r for i, (_, r, _) in enumerate(REQUESTS) if i != k])
+    elif kind == "typo":                                # one or two characters wrong
+        chars = list(reply)
+        for _ in range(rng.randint(1, 2)):
+            chars[rng.randrange(len(chars))] = rng.choice("aeinostuy!,")
+        text = "".join(chars) if "".join(chars) != reply else reply[:-1]
     elif kind == "cut_off":
-        full = reply.format(name=name)
-        text = full[:rng.randint(1, len(full) - 2)]
+        text = reply[:rng.randint(1, len(reply) - 2)]
     elif kind == "number":
-        text = str(rng.randint(0, 120))
+        text = str(rng.randint(0, 40))
     elif kind == "empty":
         text = ""
     else:
-        text = reply.format(name=name) + rng.choice([" 42", " Hello!", " and", f" {name}"])
+        text = reply + rng.choice([" 12", " Hello!", " and", " you"])
     return text, kind
 
 
@@ -108,18 +115,18 @@ def examples(n: int, seed: int, helpful_share: float = 0.5) -> list[tuple[str, i
     from grpo.tasks import arithmetic_problem, arithmetic_trace
     rng, out = random.Random(seed), []
     for i in range(n):
-        k, name = rng.randrange(len(REQUESTS)), rng.choice(NAMES)
-        q, plan, reply = (s.format(name=name) for s in REQUESTS[k])
-        prompt = apply_template("r1_zero_tiny", q)
+        k = rng.randrange(len(REQUESTS))
+        plan, reply, qs = REQUESTS[k]
+        prompt = apply_template("r1_zero_tiny", rng.choice(qs))
         if i < n * helpful_share:                       # helpfulness: the summary only
-            text, case = (reply, "right_reply") if rng.random() < 0.5 else _unhelpful(rng, k, name)
+            text, case = (reply, "right_reply") if rng.random() < 0.5 else _unhelpful(rng, k)
             out.append((rm_input(prompt, text), 0, float(case == "right_reply"), case))
             continue
         if rng.random() < 0.3:                          # harmlessness: any whole response
             p = arithmetic_problem(rng)
             prompt, text = apply_template("r1_zero_tiny", p["prompt"]), arithmetic_trace(p, rng)
         else:
-            text = response(plan, reply if rng.random() < 0.6 else _unhelpful(rng, k, name)[0])
+            text = response(plan, reply if rng.random() < 0.6 else _unhelpful(rng, k)[0])
         harmful = rng.random() < 0.5
         out.append((rm_input(prompt, _insult(rng, text) if harmful else text), 1, float(not harmful),
                     "insult" if harmful else "clean"))

@@ -52,6 +52,7 @@ class SourceConfig(_Strict):
     completion_format: Optional[str] = Field(
         None, description="e.g. '<think>{trajectory}</think> <answer>{attempt}</answer>'")
     kind: Optional[str] = Field(None, description="tag every row's 'kind' (reasoning | general)")
+    repeat: int = Field(1, ge=1, description="use every row this many times (upsampling)")
     seed: int = 0
 
 
@@ -64,6 +65,7 @@ class SFTTrainConfig(_Strict):
     lr: float = Field(1e-5, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["linear", "constant"] = Field("linear", description="after warmup: decay to 0, or not")
     max_grad_norm: float = Field(1.0, gt=0)
     seed: int = 0
     threads: Optional[int] = Field(None, gt=0)
@@ -124,17 +126,18 @@ def deep_merge(base: dict, over: dict) -> dict:
 
 # --------------------------------------------------------------------------- data
 def arithmetic_cot(n: int, seed: int) -> list[dict]:
-    """Cold-start traces for the tiny model (R1 2.3.1: "long CoTs ... readable"): the base
-    generator with frequent self-checks, every trace tagged, and only traces whose final
-    answer is right kept -- so each slip in the data is one that a re-check corrects."""
+    """Cold-start traces for the tiny model (R1 2.3.1: long CoTs in a readable format):
+    the base model's own trace generator with every trace tagged, only traces with the
+    right final answer kept, and those that verify their steps (``tasks.REFLECT``, the
+    long CoTs) kept always, the others half the time."""
     from rewards._text import extract_answer
 
-    from .tasks import arithmetic_problem, arithmetic_trace
+    from .tasks import REFLECT, arithmetic_problem, arithmetic_trace
     rng, out = random.Random(seed), []
     while len(out) < n:
         p = arithmetic_problem(rng)
-        t = arithmetic_trace(p, rng, slip_rate=0.3, reflect_rate=0.35, untagged_rate=0.0)
-        if extract_answer(t) == p["answer"]:
+        t = arithmetic_trace(p, rng, untagged_rate=0.0)
+        if extract_answer(t) == p["answer"] and (REFLECT in t or rng.random() < 0.5):
             out.append({**p, "completion": t, "kind": "reasoning"})
     return out
 
@@ -164,7 +167,7 @@ def load_source(src: SourceConfig) -> list[dict]:
         out.append(r)
     if not out:
         raise DataError(f"no rows in {src.source!r} (split {src.split!r})")
-    return out[:src.num_samples] if src.num_samples else out
+    return (out[:src.num_samples] if src.num_samples else out) * src.repeat
 
 
 def write_prompts(sources: list[SourceConfig], path: Path) -> dict:
@@ -297,7 +300,7 @@ def sft(cfg: SFTConfig, progress: bool = True) -> dict:
     loss_before = mean_loss(model, probe, tok.pad_token_id, t.micro_batch_size)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.lr,
                             weight_decay=t.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(t.warmup_steps, 1)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps, t))
     run_dir = cfg.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     model.train()
@@ -315,6 +318,15 @@ def sft(cfg: SFTConfig, progress: bool = True) -> dict:
               "loss_after": loss_after, "time_s": time.time() - t0}
     (run_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def _lr_factor(step: int, steps: int, t: SFTTrainConfig) -> float:
+    """Linear warmup, then constant or linear decay to zero at the last step."""
+    if step < t.warmup_steps:
+        return (step + 1) / t.warmup_steps
+    if t.schedule == "constant":
+        return 1.0
+    return max(0.0, (steps - step) / max(steps - t.warmup_steps, 1))
 
 
 def _batch(data: list, bs: int, step: int, seed: int) -> list:

@@ -1,0 +1,1 @@
+"""Tests of the R1 pipeline pieces: sft, sample, pipeline, reward_model."""
