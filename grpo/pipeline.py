@@ -377,7 +377,7 @@ def format_summary(s: dict) -> str:
     from .sample import format_stats
     for r in s["stages"]:
         if "sample_stats" in r:
-            lines.append(f"  {r['name']}: " + format_stats(r["sample_stats"]).strip())
+            lines.append(f"  [{r['name']}] " + format_stats(r["sample_stats"]))
     return "\n".join(lines)
 
 
