@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 import rewards as rewards_lib
 
 from . import algorithms as A
+from . import reward_model  # noqa: F401  (registers the "reward_model" reward for recipes)
 from . import checkpoint
 from .config import Config, ConfigError, dump_config
 from .data import PromptSampler, apply_template, load_rows
