@@ -173,19 +173,23 @@ def _apply_override(tree: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
+def read_recipe(path: str | Path) -> dict:
+    """A recipe file's YAML mapping, or a one-line ConfigError (missing, invalid, not a mapping)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"recipe not found: {str(p)!r}")
+    try:
+        tree = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: invalid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{p}: a recipe must be a mapping of sections")
+    return tree
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """Read a recipe (or defaults when ``path`` is None), apply ``--set`` overrides, validate."""
-    tree: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"recipe not found: {str(p)!r}")
-        try:
-            tree = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: invalid YAML: {str(e).splitlines()[0]}") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{p}: a recipe must be a mapping of sections")
+    tree: dict = read_recipe(path) if path is not None else {}
     for assignment in overrides or []:
         _apply_override(tree, assignment)
     _check_keys(Config, tree)

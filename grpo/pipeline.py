@@ -40,7 +40,7 @@ import yaml
 from pydantic import Field
 
 from . import reward_model  # noqa: F401  (registers the 'reward_model' reward for stage 4)
-from .config import ConfigError, _Strict
+from .config import ConfigError, _Strict, read_recipe
 from .sample import EvalSpec, evaluate_model
 from .sft import SourceConfig, load_recipe, write_prompts
 
@@ -75,14 +75,7 @@ class PipelineConfig(_Strict):
 def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> tuple[PipelineConfig, Path]:
     """The pipeline recipe; ``--set <stage>.<key>=v`` goes to that stage, others to the pipeline."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"recipe not found: {str(p)!r}")
-    try:
-        tree = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: invalid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{p}: a pipeline recipe must be a mapping")
+    tree = read_recipe(p)
     stages = {s.get("name"): s for s in tree.get("stages") or [] if isinstance(s, dict)}
     pipeline_overrides = []
     for o in overrides or []:

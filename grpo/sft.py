@@ -34,7 +34,7 @@ import torch
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from .config import ConfigError, ModelConfig, _apply_override, _check_keys, _Strict
+from .config import ConfigError, ModelConfig, _apply_override, _check_keys, _Strict, read_recipe
 from .data import TEMPLATES, DataError, apply_template, load_rows
 from .policy import load_policy
 
@@ -92,15 +92,7 @@ def load_recipe(schema: type[BaseModel], path: str | Path | None, overrides: lis
     """Any stage recipe: YAML file (or ``tree``) + ``--set`` overrides, strictly validated."""
     tree = dict(tree or {})
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"recipe not found: {str(p)!r}")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: invalid YAML: {str(e).splitlines()[0]}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: a recipe must be a mapping of sections")
+        loaded = read_recipe(path)
         tree = deep_merge(loaded, tree)
     for assignment in overrides or []:
         _apply_override(tree, assignment)
