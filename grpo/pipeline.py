@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import yaml
 from pydantic import Field
 
 from . import reward_model  # noqa: F401  (registers the 'reward_model' reward for stage 4)

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import torch
-import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from .config import ConfigError, ModelConfig, _apply_override, _check_keys, _Strict, read_recipe
