@@ -187,18 +187,23 @@ def read_recipe(path: str | Path) -> dict:
     return tree
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Read a recipe (or defaults when ``path`` is None), apply ``--set`` overrides, validate."""
-    tree: dict = read_recipe(path) if path is not None else {}
+def validate_tree(schema: type[BaseModel], tree: dict, overrides: list[str] | None = None):
+    """Apply ``--set`` overrides to a recipe tree and validate it against ``schema``, turning
+    unknown keys and bad values into one-line ConfigErrors."""
     for assignment in overrides or []:
         _apply_override(tree, assignment)
-    _check_keys(Config, tree)
+    _check_keys(schema, tree)
     try:
-        cfg = Config.model_validate(tree)
+        return schema.model_validate(tree)
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         raise ConfigError(f"invalid value for '{loc}': {err['msg']} (got {err.get('input')!r})") from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read a recipe (or defaults when ``path`` is None), apply ``--set`` overrides, validate."""
+    cfg = validate_tree(Config, read_recipe(path) if path is not None else {}, overrides)
     if cfg.output.name is None:
         cfg.output.name = Path(path).stem if path else "run"
     return cfg

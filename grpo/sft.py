@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import torch
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from .config import ConfigError, ModelConfig, _apply_override, _check_keys, _Strict, read_recipe
+from .config import ConfigError, ModelConfig, _Strict, read_recipe, validate_tree
 from .data import TEMPLATES, DataError, apply_template, load_rows
 from .policy import load_policy
 
@@ -93,15 +93,7 @@ def load_recipe(schema: type[BaseModel], path: str | Path | None, overrides: lis
     if path is not None:
         loaded = read_recipe(path)
         tree = deep_merge(loaded, tree)
-    for assignment in overrides or []:
-        _apply_override(tree, assignment)
-    _check_keys(schema, tree)
-    try:
-        cfg = schema.model_validate(tree)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise ConfigError(f"invalid value for '{loc}': {err['msg']} (got {err.get('input')!r})") from None
+    cfg = validate_tree(schema, tree, overrides)
     out = getattr(cfg, "output", None)
     if out is not None and getattr(out, "name", "") is None:
         out.name = Path(path).stem if path else schema.__name__.lower().replace("config", "")
