@@ -33,7 +33,7 @@ from typing import Any, Literal, Optional
 import torch
 from pydantic import BaseModel, Field
 
-from .config import ConfigError, ModelConfig, _Strict, read_recipe, validate_tree
+from .config import ModelConfig, _Strict, read_recipe, validate_tree
 from .data import TEMPLATES, DataError, apply_template, load_rows
 from .policy import load_policy
 
