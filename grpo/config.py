@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -66,6 +66,18 @@ class RolloutConfig(_Strict):
     top_k: int = Field(0, ge=0, description="0 disables top-k")
     stop: list[str] = Field(default_factory=list, description="stop strings (kept in the completion)")
     gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    overlap: bool = Field(
+        False, description="sample the next step's completions while this step trains (one-step "
+        "off-policy; the sampler's log-probs become PPO's old policy): hides rollout or update time")
+
+    @model_validator(mode="after")
+    def _overlap_samples_the_policy(self):
+        # The sampler's log-probs stand in for the behaviour policy's; with temperature,
+        # top-p or top-k they are those of a reshaped distribution, not of the policy.
+        if self.overlap and (self.temperature != 1.0 or self.top_p != 1.0 or self.top_k):
+            raise ValueError("rollout.overlap needs temperature=1, top_p=1, top_k=0 (the sampler's "
+                             "log-probs must be the policy's own)")
+        return self
 
 
 class RewardConfig(_Strict):
@@ -92,6 +104,10 @@ class TrainConfig(_Strict):
     steps: int = Field(100, gt=0)
     prompts_per_step: int = Field(8, gt=0, description="B: prompts per step; B*G completions")
     micro_batch_size: int = Field(16, gt=0, description="completions per forward/backward")
+    micro_batch_tokens: Optional[int] = Field(
+        None, gt=0, description="also cap each micro-batch's padded tokens (rows x longest prompt+completion): "
+        "completions are sorted by length and packed, so short ones are not padded to the step's longest "
+        "(verl's dynamic batch size); None: fixed micro_batch_size chunks")
     lr: float = Field(1e-5, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(0, ge=0)

@@ -101,6 +101,49 @@ class Batch:
     def slice(self, idx) -> "Batch":
         return Batch(self.input_ids[idx], self.attention_mask[idx], self.completion_ids[idx], self.mask[idx])
 
+    def trim(self) -> "Batch":
+        """Drop the columns that are padding in every row (prompt side and completion side):
+        a micro-batch of short sequences then costs what its own lengths cost, not the
+        longest completion of the whole step's. The completion keeps its first columns, so
+        per-token tensors of the trimmed batch are the first ``C'`` columns of the full ones."""
+        P = self.input_ids.shape[1] - self.completion_ids.shape[1]
+        used = self.attention_mask.bool().any(0)
+        first = int(used[:P].float().argmax()) if used[:P].any() else P
+        C = max(int(self.attention_mask[:, P:].sum(1).max().item()) if len(self) else 0, 1)
+        ids, attn = self.input_ids[:, first:P + C], self.attention_mask[:, first:P + C]
+        return Batch(ids, attn, ids[:, P - first:], self.mask[:, :C])
+
+
+def micro_batches(batch: "Batch", max_rows: int, max_tokens: int | None = None) -> list[torch.Tensor]:
+    """Row indices of each micro-batch.
+
+    Without ``max_tokens``: consecutive chunks of ``max_rows`` rows (the batch's order).
+    With it (verl's dynamic batch size): rows sorted by length, longest first, packed
+    greedily so that each micro-batch's padded size (rows x its longest prompt+completion)
+    stays within ``max_tokens`` (a longer row goes alone). Padding is the waste a GRPO
+    batch has most of: completions of one step range from a few tokens to max_new_tokens.
+    Loss aggregations divide by step-wide totals, so any split gives the same gradient.
+    """
+    N = len(batch)
+    if max_tokens is None:
+        return [torch.arange(i, min(i + max_rows, N)) for i in range(0, N, max_rows)]
+    P = batch.input_ids.shape[1] - batch.completion_ids.shape[1]
+    plen = batch.attention_mask[:, :P].sum(1)
+    clen = batch.attention_mask[:, P:].sum(1)
+    order = sorted(range(N), key=lambda i: (-(plen[i] + clen[i]).item(), i))
+    out, cur, mp, mc = [], [], 0, 0
+    for i in order:
+        p, c = int(plen[i]), int(clen[i])
+        np_, nc = max(mp, p), max(mc, c, 1)
+        if cur and (len(cur) + 1 > max_rows or (len(cur) + 1) * (np_ + nc) > max_tokens):
+            out.append(torch.tensor(cur))
+            cur, np_, nc = [], p, max(c, 1)
+        cur.append(i)
+        mp, mc = np_, nc
+    if cur:
+        out.append(torch.tensor(cur))
+    return out
+
 
 def build_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int) -> Batch:
     P = max(len(p) for p in prompt_ids)
@@ -133,7 +176,13 @@ def score(model, batch: Batch, with_entropy: bool = False) -> tuple[torch.Tensor
 
 
 @torch.no_grad()
-def score_all(model, batch: Batch, micro: int) -> torch.Tensor:
-    """Log-probs for the whole batch without grad, in micro-batches (old / reference policy)."""
-    out = [score(model, batch.slice(slice(i, i + micro)))[0] for i in range(0, len(batch), micro)]
-    return torch.cat(out)
+def score_all(model, batch: Batch, micro: int, max_tokens: int | None = None) -> torch.Tensor:
+    """Log-probs ``[N, C]`` for the whole batch without grad (old / reference policy),
+    in trimmed micro-batches; columns past a row's completion are 0."""
+    out = None
+    for idx in micro_batches(batch, micro, max_tokens):
+        lp = score(model, batch.slice(idx).trim())[0].float()
+        if out is None:
+            out = torch.zeros(batch.completion_ids.shape, dtype=lp.dtype, device=lp.device)
+        out[idx.to(lp.device), :lp.shape[1]] = lp
+    return out
