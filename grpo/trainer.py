@@ -22,14 +22,15 @@ from .config import Config, ConfigError, dump_config
 from .data import PromptSampler, apply_template, load_rows
 from .metrics import MetricsLogger, reflection_counts, safe_mean, write_samples
 from .parallel import Parallel
-from .policy import build_batch, load_policy, score, score_all
+from .policy import build_batch, load_policy, micro_batches, score, score_all
 from .rollout import make_engine
 from .rollout.base import SamplingParams
+from .rollout.overlap import Prefetcher, behaviour_logprobs
 
 ACCURACY_NAMES = ("math_accuracy", "accuracy", "countdown", "code_tests")
 # Logged as null on a step whose groups were all filtered out (no update happened).
 UPDATE_KEYS = ("loss", "kl", "entropy", "clip_frac", "clip_low_frac", "clip_high_frac", "grad_norm",
-               "update_tokens")
+               "update_tokens", "micro_batches")
 
 
 class Trainer:
@@ -70,6 +71,10 @@ class Trainer:
         self.par.prepare(self.policy)
         self.ref = self._load_reference()
         self.engine = make_engine(cfg.rollout, self.policy, self.tok, synced=self.par.enabled)
+        if cfg.rollout.overlap and self.par.enabled:
+            raise ConfigError("rollout.overlap with several processes is not supported yet")
+        self.prefetch = Prefetcher(self.engine) if cfg.rollout.overlap else None
+        self._t_sync = self._t_sampling = 0.0
 
         params = [p for p in self.policy.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
@@ -100,11 +105,12 @@ class Trainer:
         rows = [self.rows[i] for i in self.par.shard(self.sampler.indices(step))]
         prompts = [self._prompt(r["prompt"]) for r in rows]
 
-        # 1. Rollout: G completions per prompt from the current policy.
+        # 1. Rollout: G completions per prompt from the current policy; with rollout.overlap,
+        #    from the previous weights, sampled while the previous step trained (_rollout).
         t0 = time.time()
-        groups = self.engine.generate(prompts, self._sampling())
+        groups, stale = self._rollout(step, prompts)
         comps = [c for g in groups for c in g.completions]                  # N = B*G, prompt-major
-        t_rollout = time.time() - t0
+        t_rollout = time.time() - t0 - self._t_sync
 
         # 2. Rewards on every completion; dataset columns repeated G times.
         t0 = time.time()
@@ -128,14 +134,17 @@ class Trainer:
         if a.mask_truncated:                   # DAPO overlong filtering: no signal from cut-off text
             batch.mask[truncated] = 0
 
-        # 4-5. Loss and optimizer steps (mu inner iterations over the same rollouts).
-        upd = self._update(batch.slice(keep), adv[keep]) if keep.any() else dict.fromkeys(UPDATE_KEYS)
+        # 4-5. Loss and optimizer steps (mu inner iterations over the same rollouts). Overlapped
+        #      rollouts came from older weights: the sampler's log-probs are the old policy.
+        old = behaviour_logprobs(groups, batch.mask.shape[1])[keep] if self.prefetch else None
+        upd = self._update(batch.slice(keep), adv[keep], old) if keep.any() else dict.fromkeys(UPDATE_KEYS)
         t_update = time.time() - t0
 
-        # 6. Sync the new weights to the rollout engine.
-        t0 = time.time()
-        self.engine.update_weights(self.policy.named_parameters())
-        t_sync = time.time() - t0
+        # 6. Sync the new weights to the rollout engine (overlapped: when it is next idle, in
+        #    the next step's _rollout).
+        if not self.prefetch:
+            self._sync()
+        t_sync, self._t_sync = self._t_sync, 0.0
 
         lengths = [len(c.token_ids) for c in comps]
         correct = self._correct(out.per_fn)
@@ -153,6 +162,7 @@ class Trainer:
             "reflection/per_completion": sum(n_refl) / len(n_refl),
             "time/rollout": t_rollout, "time/reward": t_reward,
             "time/update": t_update, "time/sync": t_sync, "time/step": dt,
+            "rollout/stale_steps": stale, "time/rollout_sampling": self._t_sampling,
             "tokens_per_s": sum(lengths) / max(t_rollout + t_update, 1e-9),
             "completions_per_s": len(comps) / max(dt, 1e-9),
             "lr": self.sched.get_last_lr()[0],
@@ -161,36 +171,41 @@ class Trainer:
             self._write_samples(step + 1, prompts, texts, reward, out.per_fn, G)
         return metrics
 
-    def _update(self, batch, adv: torch.Tensor) -> dict:
+    def _update(self, batch, adv: torch.Tensor, old: torch.Tensor | None = None) -> dict:
+        """mu optimizer steps on one batch. ``old``: the behaviour policy's per-token
+        log-probs ``[N, C]`` when the rollouts were sampled by older weights (async)."""
         a, t = self.cfg.algorithm, self.cfg.train
-        N, micro = len(batch), t.micro_batch_size
+        N = len(batch)
         n_tokens = int(batch.mask.sum().item())
         constant = a.constant_norm or self.cfg.rollout.max_new_tokens
         agg = A.get(A.AGGREGATIONS, a.loss_agg, "loss aggregation")
         kl_fn = A.get(A.KL_ESTIMATORS, a.kl_estimator, "KL estimator")
+        mbs = micro_batches(batch, t.micro_batch_size, t.micro_batch_tokens)
         # With mu=1 the rollout policy *is* the current policy: old log-probs are the current
         # ones detached (ratio 1), saving a forward pass. With mu>1 they are fixed up front.
-        old = score_all(self.policy, batch, micro) if a.mu > 1 else None
-        ref = self._ref_logprobs(batch, micro) if self.ref is not None else None
+        if old is None and a.mu > 1:
+            old = score_all(self.policy, batch, t.micro_batch_size, t.micro_batch_tokens)
+        ref = self._ref_logprobs(batch) if self.ref is not None else None
         sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "clip_low_frac": 0.0,
                 "clip_high_frac": 0.0}
         grad_norm = 0.0
         for _ in range(a.mu):
-            for i in range(0, N, micro):
-                mb = slice(i, i + micro)
-                sub = batch.slice(mb)
+            for idx in mbs:
+                sub = batch.slice(idx).trim()          # [n, C'], C' <= C
+                C = sub.mask.shape[1]
                 logp, ent = score(self.policy, sub, with_entropy=True)
-                old_lp = old[mb] if old is not None else logp.detach()
-                loss_tok, cm = A.clipped_surrogate(logp, old_lp, adv[mb], a.clip_low, a.clip_high)
+                dev = logp.device
+                mask, sub_adv = sub.mask.to(dev), adv[idx].to(dev)
+                old_lp = old[idx.to(old.device), :C].to(dev) if old is not None else logp.detach()
+                loss_tok, cm = A.clipped_surrogate(logp, old_lp, sub_adv, a.clip_low, a.clip_high)
                 if ref is not None:
-                    kl = kl_fn(logp, ref[mb])
+                    kl = kl_fn(logp, ref[idx.to(ref.device), :C].to(dev))
                     if a.beta > 0:
                         loss_tok = loss_tok + a.beta * kl
-                    sums["kl"] += (kl.detach() * sub.mask).sum().item() / max(n_tokens, 1) / a.mu
-                loss = agg(loss_tok, sub.mask, n_tokens, N, constant)
+                    sums["kl"] += (kl.detach() * mask).sum().item() / max(n_tokens, 1) / a.mu
+                loss = agg(loss_tok, mask, n_tokens, N, constant)
                 loss.backward()
-                w = sub.mask
-                tok_share = lambda x: (x.float() * w).sum().item() / max(n_tokens, 1) / a.mu  # noqa: E731
+                tok_share = lambda x: (x.float() * mask).sum().item() / max(n_tokens, 1) / a.mu  # noqa: E731
                 sums["loss"] += loss.item() / a.mu
                 sums["entropy"] += tok_share(ent)
                 sums["clip_low_frac"] += tok_share(cm["clip_low"])
@@ -202,13 +217,42 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
         if ref is None:
             sums["kl"] = None
-        return {**sums, "grad_norm": grad_norm, "update_tokens": n_tokens}
+        return {**sums, "grad_norm": grad_norm, "update_tokens": n_tokens, "micro_batches": len(mbs)}
 
-    def _ref_logprobs(self, batch, micro: int) -> torch.Tensor:
+    def _ref_logprobs(self, batch) -> torch.Tensor:
+        t = self.cfg.train
         if self.ref == "adapter-off":
             with self.policy.disable_adapter():
-                return score_all(self.policy, batch, micro)
-        return score_all(self.ref, batch, micro)
+                return score_all(self.policy, batch, t.micro_batch_size, t.micro_batch_tokens)
+        return score_all(self.ref, batch, t.micro_batch_size, t.micro_batch_tokens)
+
+    # ------------------------------------------------------------------ rollout, sync
+    def _rollout(self, step: int, prompts: list[str]) -> tuple[list, int]:
+        """This step's groups and how many optimizer steps older than the current weights
+        the policy that sampled them is. Overlapped: take the groups sampled during the
+        previous step, push the new weights into the now idle engine and start sampling
+        the next step's, which then runs while this step's rewards and update do."""
+        if not self.prefetch:
+            t0 = time.time()
+            groups = self.engine.generate(prompts, self._sampling())
+            self._t_sampling = time.time() - t0
+            return groups, 0
+        got = self.prefetch.take(step)
+        stale = 1 if got is not None else 0
+        if got is None:                   # the first step, or the first after a resume
+            t0 = time.time()
+            got = self.engine.generate(prompts, self._sampling()), time.time() - t0
+        groups, self._t_sampling = got
+        self._sync()
+        if step + 1 < self.cfg.train.steps:
+            nxt = [self._prompt(self.rows[i]["prompt"]) for i in self.par.shard(self.sampler.indices(step + 1))]
+            self.prefetch.start(step + 1, nxt, self._sampling())
+        return groups, stale
+
+    def _sync(self) -> None:
+        t0 = time.time()
+        self.engine.update_weights(self.policy.named_parameters())
+        self._t_sync += time.time() - t0
 
     # ------------------------------------------------------------------ helpers
     def _prompt(self, question: str) -> str:
@@ -249,7 +293,12 @@ class Trainer:
                                 len=f"{metrics['completion_len/mean']:.0f}")
                 if (step + 1) % cfg.output.save_every == 0 or step + 1 == cfg.train.steps:
                     self._save(step + 1)
+            if self.prefetch is not None:  # the engine serves the final weights, as without overlap
+                self.prefetch.close()
+                self._sync()
         finally:
+            if self.prefetch is not None:
+                self.prefetch.close()
             if self.log is not None:
                 self.log.close()
         return self.run_dir

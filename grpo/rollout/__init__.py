@@ -28,5 +28,7 @@ def make_engine(rollout_cfg, model, tokenizer, synced: bool = False) -> RolloutE
         return VLLMEngine(model, tokenizer, rollout_cfg)
     from .hf import HFEngine
     # synced: under torch.distributed every rank keeps stepping until all are done, since
-    # an expert-parallel forward is a collective.
-    return HFEngine(model, tokenizer, synced_gpus=synced)
+    # an expert-parallel forward is a collective. Overlapped rollouts sample from a private
+    # copy of the weights (the policy changes meanwhile) and need the sampled log-probs.
+    overlap = getattr(rollout_cfg, "overlap", False)
+    return HFEngine(model, tokenizer, synced_gpus=synced, private_copy=overlap, return_logprobs=overlap)

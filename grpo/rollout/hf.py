@@ -2,10 +2,13 @@
 
 Colocated and sharing the trainer's module, so a weight sync is free: the engine always
 samples from the current policy. It is the fallback when vLLM is not installed and the
-reference the other engines are tested against.
+reference the other engines are tested against. With ``private_copy`` it samples from its
+own copy of the weights instead (``update_weights`` copies the new ones in), which overlapped
+rollouts need: the trainer updates the policy while the next batch is being sampled.
 """
 from __future__ import annotations
 
+import copy
 from typing import Iterable
 
 import torch
@@ -15,7 +18,10 @@ from .base import Completion, Group, SamplingParams, truncate_at_stop
 
 class HFEngine:
     def __init__(self, model, tokenizer, max_batch: int = 256, return_logprobs: bool = False,
-                 synced_gpus: bool = False):
+                 synced_gpus: bool = False, private_copy: bool = False):
+        if private_copy:
+            model = copy.deepcopy(model).requires_grad_(False)
+        self.private_copy = private_copy
         self.model, self.tok = model, tokenizer
         self.synced_gpus = synced_gpus
         self.max_batch = max_batch          # sequences per generate call (memory bound)
@@ -39,7 +45,9 @@ class HFEngine:
         try:
             out = model.generate(
                 **enc, do_sample=True, temperature=sp.temperature, top_p=sp.top_p,
-                top_k=sp.top_k or None, max_new_tokens=sp.max_new_tokens,
+                # Explicit 0 / 1.0: otherwise a model's generation_config.json defaults (Qwen's
+                # top_k=20, repetition_penalty=1.05) would reshape the sampling distribution.
+                top_k=sp.top_k, repetition_penalty=1.0, max_new_tokens=sp.max_new_tokens,
                 num_return_sequences=sp.n, pad_token_id=tok.pad_token_id,
                 eos_token_id=tok.eos_token_id, stop_strings=sp.stop or None,
                 tokenizer=tok if sp.stop else None, return_dict_in_generate=True,
@@ -77,8 +85,13 @@ class HFEngine:
         lp = None if logps is None else logps[:len(ids)].tolist()
         return Completion(text, ids, lp, finish)
 
+    @torch.no_grad()
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]] = ()) -> None:
-        # The engine holds the policy module itself: nothing to copy.
+        if self.private_copy:
+            own = dict(self.model.named_parameters())
+            for name, t in named_tensors:
+                own[name].copy_(t)
+        # Otherwise the engine holds the policy module itself: nothing to copy.
         self.weight_version += 1
 
     def sleep(self) -> None:

@@ -69,3 +69,25 @@ def test_lora_policy_is_served_merged_during_training(tiny_overrides):
     served = trainer.engine.score([prompt], [completion])[0]
     assert max(abs(a - b) for a, b in zip(served, lp[0].tolist())) < 1e-3
     assert max(abs(a - b) for a, b in zip(lp[0].tolist(), base[0].tolist())) > 1e-3   # the adapter learned
+
+
+def test_overlapped_vllm_rollouts_train_and_end_synced(tiny_overrides):
+    """rollout.overlap with vLLM: batches after the first are one step stale, the sampler's
+    log-probs serve as the old policy, and the engine serves the final weights."""
+    import torch
+    length_reward = "rewards=[{name: overlong_penalty, kwargs: {max_len: 32, cache_len: 32}}]"
+    cfg = load_config(ROOT / "recipes" / "tiny" / "r1_zero.yaml",
+                      tiny_overrides + ["rollout.engine=vllm", length_reward, "rollout.overlap=true",
+                                        "train.micro_batch_tokens=512", "train.lr=1e-3"])
+    trainer = Trainer(cfg)
+    run_dir = trainer.train()
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["rollout/stale_steps"] for r in rows] == [0] + [1] * (cfg.train.steps - 1)
+    assert rows[0]["clip_frac"] < 1e-3              # step 0: behaviour == current policy
+    tok = trainer.tok
+    prompt = tok(apply_template("r1_zero_tiny", "What is 2+3?")).input_ids
+    completion = tok("<think>2+3=5</think> <answer>5</answer>").input_ids + [tok.eos_token_id]
+    with torch.no_grad():
+        lp, _ = score(trainer.policy, build_batch([prompt], [completion], tok.pad_token_id))
+    served = trainer.engine.score([prompt], [completion])[0]
+    assert max(abs(a - b) for a, b in zip(served, lp[0].tolist())) < 1e-3, "engine lags the policy"
