@@ -38,15 +38,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RECIPE = ROOT / "recipes" / "tiny" / "r1_zero.yaml"
-VARIANTS = {"vllm": "grpo train, rollout.engine=vllm", "hf": "grpo train, rollout.engine=hf",
+VARIANTS = {"vllm": "grpo train, rollout.engine=vllm",
+            "vllm-overlap": "grpo train, rollout.engine=vllm, rollout.overlap=true (one-step off-policy)",
+            "hf": "grpo train, rollout.engine=hf",
+            "hf-overlap": "grpo train, rollout.engine=hf, rollout.overlap=true (one-step off-policy)",
             "trl": "trl GRPOTrainer (use_vllm=False)"}
-NEEDS = {"vllm": ("vllm",), "hf": (), "trl": ("trl", "datasets")}
+NEEDS = {"vllm": ("vllm",), "vllm-overlap": ("vllm",), "hf": (), "hf-overlap": (), "trl": ("trl", "datasets")}
 
 
 # ---------------------------------------------------------------------------- one variant
-def _overrides(a, out_dir: str, engine: str) -> list[str]:
+def _overrides(a, out_dir: str, variant: str) -> list[str]:
+    engine, _, mode = variant.partition("-")
     return [f"model.path={a.model}", f"output.dir={out_dir}", f"output.name={engine}",
-            f"rollout.engine={engine}", f"rollout.n={a.n}", f"rollout.max_new_tokens={a.max_new_tokens}",
+            f"rollout.engine={engine}", f"rollout.overlap={str(mode == 'overlap').lower()}", f"rollout.n={a.n}", f"rollout.max_new_tokens={a.max_new_tokens}",
             f"train.steps={a.steps + a.warmup}", f"train.prompts_per_step={a.prompts}",
             f"train.micro_batch_size={a.prompts * a.n}", f"train.threads={a.threads}",
             "train.warmup_steps=0", "algorithm.track_kl=false",
@@ -168,69 +172,98 @@ def _tiny_model(path: str | None) -> str:
     return str(out)
 
 
+def _run_variant(a, v: str, threads: int) -> dict | None:
+    cmd = [sys.executable, __file__, "--run-one", v, "--model", a.model, "--steps", str(a.steps),
+           "--warmup", str(a.warmup), "--prompts", str(a.prompts), "--n", str(a.n),
+           "--max-new-tokens", str(a.max_new_tokens), "--rows", str(a.rows),
+           "--threads", str(threads)] + (["--lr", str(a.lr)] if a.lr else [])
+    print(f"[run] {v} ({threads} thread{'s' * (threads > 1)}): {VARIANTS[v]}", flush=True)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    line = [x for x in p.stdout.splitlines() if x.startswith("BENCH_RESULT ")]
+    if p.returncode or not line:
+        print(f"[fail] {v} (exit {p.returncode}):\n" + "\n".join((p.stdout + p.stderr).splitlines()[-15:]))
+        return None
+    print(f"       done in {time.perf_counter() - t0:.0f}s", flush=True)
+    return json.loads(line[-1].split(" ", 1)[1])
+
+
+def _table(results: dict, base: float | None) -> None:
+    print(f"{'variant':<14}{'threads':>8}{'start s':>9}{'s/step':>9}{'compl/s':>9}{'tok/s':>9}{'vs TRL':>8}"
+          f"{'rollout':>9}{'sync':>8}{'len':>6}")
+    pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+    for (v, th), r in results.items():
+        ratio = f"{r['completions_per_s'] / base:.2f}x" if base else "-"
+        print(f"{v:<14}{th:>8}{r['init_s']:>9.1f}{r['step_s']:>9.2f}{r['completions_per_s']:>9.1f}"
+              f"{r['tokens_per_s']:>9.0f}{ratio:>8}{pct(r['rollout_share']):>9}{pct(r['sync_share']):>8}"
+              f"{r['mean_len']:>6.1f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--variants", default="vllm,hf,trl")
+    ap.add_argument("--variants", default="vllm,vllm-overlap,hf,trl", help=f"any of {', '.join(VARIANTS)}")
     ap.add_argument("--model", default=None, help="model dir (default: data/tiny_model)")
     ap.add_argument("--steps", type=int, default=4, help="timed steps")
     ap.add_argument("--warmup", type=int, default=1, help="untimed first steps")
-    ap.add_argument("--prompts", type=int, default=8, help="B: prompts per step")
-    ap.add_argument("--n", type=int, default=8, help="G: completions per prompt")
+    ap.add_argument("--prompts", type=int, default=16, help="B: prompts per step")
+    ap.add_argument("--n", type=int, default=16, help="G: completions per prompt")
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--lr", type=float, default=None, help="default: the recipe's")
     ap.add_argument("--rows", type=int, default=512, help="dataset rows generated")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (the recipe's choice: 1)")
+    ap.add_argument("--threads", default="1,2",
+                    help="torch thread counts to run every variant with (comma list); each tool is "
+                         "compared at the same count, and best against best")
     ap.add_argument("--run-one", choices=list(VARIANTS), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.run_one:
+        a.threads = int(a.threads)
         run_one(a)
         return 0
 
     a.model = _tiny_model(a.model)
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; python {sys.executable}")
-    print(f"model {a.model}; B={a.prompts} prompts x G={a.n}, max_new_tokens={a.max_new_tokens}, "
-          f"{a.steps} timed steps (+{a.warmup} warm-up), {a.threads} threads\n", flush=True)
-    results = {}
-    for v in [x.strip() for x in a.variants.split(",") if x.strip()]:
+    thread_counts = [int(x) for x in str(a.threads).split(",") if x.strip()]
+    variants = [x.strip() for x in a.variants.split(",") if x.strip()]
+    for v in variants:
         if v not in VARIANTS:
             print(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
             return 2
-        if _missing(v):
-            print(f"[skip] {v}: {', '.join(_missing(v))} not installed")
-            continue
-        cmd = [sys.executable, __file__, "--run-one", v, "--model", a.model, "--steps", str(a.steps),
-               "--warmup", str(a.warmup), "--prompts", str(a.prompts), "--n", str(a.n),
-               "--max-new-tokens", str(a.max_new_tokens), "--rows", str(a.rows),
-               "--threads", str(a.threads)] + (["--lr", str(a.lr)] if a.lr else [])
-        print(f"[run] {v}: {VARIANTS[v]}", flush=True)
-        t0 = time.perf_counter()
-        p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        line = [x for x in p.stdout.splitlines() if x.startswith("BENCH_RESULT ")]
-        if p.returncode or not line:
-            print(f"[fail] {v} (exit {p.returncode}):\n" + "\n".join((p.stdout + p.stderr).splitlines()[-15:]))
-            continue
-        results[v] = json.loads(line[-1].split(" ", 1)[1])
-        print(f"       done in {time.perf_counter() - t0:.0f}s", flush=True)
-
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; python {sys.executable}")
+    print(f"model {a.model}; B={a.prompts} prompts x G={a.n}, max_new_tokens={a.max_new_tokens}, "
+          f"{a.steps} timed steps (+{a.warmup} warm-up), threads {thread_counts}\n", flush=True)
+    results: dict[tuple[str, int], dict] = {}
+    for th in thread_counts:
+        for v in variants:
+            if _missing(v):
+                print(f"[skip] {v}: {', '.join(_missing(v))} not installed")
+                continue
+            r = _run_variant(a, v, th)
+            if r is not None:
+                results[(v, th)] = r
     if not results:
         return 1
-    base = results.get("trl", {}).get("completions_per_s")
-    print(f"\n{'variant':<8}{'start s':>9}{'s/step':>9}{'compl/s':>9}{'tok/s':>9}{'vs TRL':>8}"
-          f"{'rollout':>9}{'sync':>8}{'len':>6}")
-    for v, r in results.items():
-        ratio = f"{r['completions_per_s'] / base:.2f}x" if base else "-"
-        pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
-        print(f"{v:<8}{r['init_s']:>9.1f}{r['step_s']:>9.2f}{r['completions_per_s']:>9.1f}"
-              f"{r['tokens_per_s']:>9.0f}{ratio:>8}{pct(r['rollout_share']):>9}{pct(r['sync_share']):>8}"
-              f"{r['mean_len']:>6.1f}")
-    if "vllm" in results:
-        r = results["vllm"]
-        print(f"\nvllm weight sync: {1000 * r['sync_s']:.0f} ms/step = {100 * r['sync_share']:.1f}% of the step "
-              f"(target < 5%)")
-    best = max((results[v]["completions_per_s"], v) for v in ("vllm", "hf") if v in results) \
-        if any(v in results for v in ("vllm", "hf")) else None
-    if best and base:
-        print(f"best grpo engine: {best[1]}, {best[0] / base:.2f}x TRL's completions/s (target >= 2x)")
+
+    for th in thread_counts:
+        res = {k: r for k, r in results.items() if k[1] == th}
+        if not res:
+            continue
+        print(f"\n--- {th} thread{'s' * (th > 1)} ---")
+        _table(res, res.get(("trl", th), {}).get("completions_per_s"))
+    syncs = [(k, r) for k, r in results.items() if k[0].startswith("vllm")]
+    for (v, th), r in syncs:
+        print(f"{v} ({th}t) weight sync: {1000 * r['sync_s']:.0f} ms/step = {100 * r['sync_share']:.1f}% "
+              f"of the step (target < 5%)")
+    trl = [(r["completions_per_s"], th) for (v, th), r in results.items() if v == "trl"]
+    ours = [(r["completions_per_s"], v, th) for (v, th), r in results.items() if v != "trl"]
+    if trl and ours:
+        (t, tth), (o, ov, oth) = max(trl), max(ours)
+        print(f"\nbest grpo: {ov} at {oth} thread(s), {o:.1f} completions/s; best TRL: {tth} thread(s), "
+              f"{t:.1f} completions/s; ratio {o / t:.2f}x (target >= 2x)")
+        for th in thread_counts:
+            tr = results.get(("trl", th))
+            same = [(r["completions_per_s"], v) for (v, t2), r in results.items() if t2 == th and v != "trl"]
+            if tr and same:
+                c, v = max(same)
+                print(f"  at {th} thread(s): {v} {c / tr['completions_per_s']:.2f}x TRL")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 

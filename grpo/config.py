@@ -108,6 +108,10 @@ class TrainConfig(_Strict):
         None, gt=0, description="also cap each micro-batch's padded tokens (rows x longest prompt+completion): "
         "completions are sorted by length and packed, so short ones are not padded to the step's longest "
         "(verl's dynamic batch size); None: fixed micro_batch_size chunks")
+    share_prompt: bool = Field(
+        False, description="run each prompt once per micro-batch and share its KV cache (with grad) among "
+        "its completions: same gradient, prompt compute /G; models with a plain DynamicCache, no "
+        "gradient checkpointing")
     lr: float = Field(1e-5, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(0, ge=0)

@@ -94,12 +94,14 @@ class Batch:
     attention_mask: torch.Tensor   # [N, P+C]
     completion_ids: torch.Tensor   # [N, C]
     mask: torch.Tensor             # [N, C] float
+    group: torch.Tensor | None = None   # [N] which prompt each row completes (rows may share one)
 
     def __len__(self):
         return self.input_ids.shape[0]
 
     def slice(self, idx) -> "Batch":
-        return Batch(self.input_ids[idx], self.attention_mask[idx], self.completion_ids[idx], self.mask[idx])
+        return Batch(self.input_ids[idx], self.attention_mask[idx], self.completion_ids[idx], self.mask[idx],
+                     None if self.group is None else self.group[idx])
 
     def trim(self) -> "Batch":
         """Drop the columns that are padding in every row (prompt side and completion side):
@@ -111,7 +113,7 @@ class Batch:
         first = int(used[:P].float().argmax()) if used[:P].any() else P
         C = max(int(self.attention_mask[:, P:].sum(1).max().item()) if len(self) else 0, 1)
         ids, attn = self.input_ids[:, first:P + C], self.attention_mask[:, first:P + C]
-        return Batch(ids, attn, ids[:, P - first:], self.mask[:, :C])
+        return Batch(ids, attn, ids[:, P - first:], self.mask[:, :C], self.group)
 
 
 def micro_batches(batch: "Batch", max_rows: int, max_tokens: int | None = None) -> list[torch.Tensor]:
@@ -145,7 +147,8 @@ def micro_batches(batch: "Batch", max_rows: int, max_tokens: int | None = None) 
     return out
 
 
-def build_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int) -> Batch:
+def build_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,
+                group: list[int] | None = None) -> Batch:
     P = max(len(p) for p in prompt_ids)
     C = max(max(len(c) for c in completion_ids), 1)
     N = len(prompt_ids)
@@ -155,7 +158,7 @@ def build_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pa
         ids[i, P - len(p):P] = torch.tensor(p)
         ids[i, P:P + len(c)] = torch.tensor(c, dtype=torch.long)
         attn[i, P - len(p):P + len(c)] = 1
-    return Batch(ids, attn, ids[:, P:], attn[:, P:].float())
+    return Batch(ids, attn, ids[:, P:], attn[:, P:].float(), None if group is None else torch.tensor(group))
 
 
 def score(model, batch: Batch, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -167,6 +170,48 @@ def score(model, batch: Batch, with_entropy: bool = False) -> tuple[torch.Tensor
     logits = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
                    position_ids=pos.to(device), logits_to_keep=C + 1, use_cache=False).logits
     logits = logits[:, :-1].float()                                      # [N, C, V] predicts completion
+    logp = token_logprobs(logits, batch.completion_ids.to(device))
+    ent = None
+    if with_entropy:
+        with torch.no_grad():
+            ent = entropy_from_logits(logits)
+    return logp, ent
+
+
+def score_shared_prompt(model, batch: Batch, with_entropy: bool = False):
+    """:func:`score`, with each distinct prompt run once for all its completions.
+
+    A GRPO batch holds every prompt G times. Here the prompts of ``batch.group`` run alone
+    (with grad), their KV cache is repeated per completion and the completions attend to it:
+    the prompt tokens' forward and backward cost 1/G of :func:`score`'s, with the same
+    log-probs and gradients (the "shared-prefix forward" of Prefix Grouper, Liu et al. 2025).
+    Needs a model whose cache is transformers' plain ``DynamicCache`` (no sliding window) and
+    no gradient checkpointing (which turns the cache off).
+    """
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+    if batch.group is None:
+        raise ValueError("score_shared_prompt needs batch.group (which prompt each row completes)")
+    C = batch.completion_ids.shape[1]
+    P = batch.input_ids.shape[1] - C
+    device = next(model.parameters()).device
+    uniq, inv = torch.unique(batch.group, return_inverse=True)           # U prompts; row -> prompt
+    rep = torch.empty(len(uniq), dtype=torch.long)
+    rep[inv] = torch.arange(len(batch))                                  # one row per prompt
+    p_attn = batch.attention_mask[rep, :P]
+    out = model(input_ids=batch.input_ids[rep, :P].to(device), attention_mask=p_attn.to(device),
+                position_ids=(p_attn.cumsum(-1) - 1).clamp(min=0).to(device), use_cache=True, logits_to_keep=1)
+    cache, inv = out.past_key_values, inv.to(device)
+    if type(cache) is not DynamicCache or any(type(layer) is not DynamicLayer for layer in cache.layers):
+        raise ValueError(f"train.share_prompt supports models with a plain DynamicCache, not "
+                         f"{type(cache).__name__} ({type(model).__name__})")
+    for layer in cache.layers:                                           # [U, H, P, D] -> [N, H, P, D]
+        layer.keys, layer.values = layer.keys[inv], layer.values[inv]
+    pos = batch.attention_mask[:, :P].sum(-1, keepdim=True) + torch.arange(C)   # continue after the prompt
+    logits = model(input_ids=batch.completion_ids.to(device), attention_mask=batch.attention_mask.to(device),
+                   position_ids=pos.to(device), past_key_values=cache, use_cache=True).logits
+    # The prompt's last position predicts completion token 0; completion position j, token j+1.
+    logits = torch.cat([out.logits[inv], logits[:, :-1]], dim=1).float()    # [N, C, V]
     logp = token_logprobs(logits, batch.completion_ids.to(device))
     ent = None
     if with_entropy:

@@ -22,7 +22,7 @@ from .config import Config, ConfigError, dump_config
 from .data import PromptSampler, apply_template, load_rows
 from .metrics import MetricsLogger, reflection_counts, safe_mean, write_samples
 from .parallel import Parallel
-from .policy import build_batch, load_policy, micro_batches, score, score_all
+from .policy import build_batch, load_policy, micro_batches, score, score_all, score_shared_prompt
 from .rollout import make_engine
 from .rollout.base import SamplingParams
 from .rollout.overlap import Prefetcher, behaviour_logprobs
@@ -64,6 +64,8 @@ class Trainer:
         path = str(ckpt) if ckpt is not None and not m.lora else m.path
         self.tok, self.policy = load_policy(path, m.dtype, m.lora, trainable=True, adapter=adapter)
         if m.gradient_checkpointing:
+            if cfg.train.share_prompt:
+                raise ConfigError("train.share_prompt needs the KV cache, which gradient checkpointing turns off")
             self.policy.gradient_checkpointing_enable()
         if m.precision == "fp8":
             from .fp8 import enable_fp8_training
@@ -129,7 +131,8 @@ class Trainer:
         if a.dynamic_sampling:                 # DAPO: groups with no reward variance teach nothing
             keep &= ~zero_std.repeat_interleave(G)
         batch = build_batch([g.prompt_ids for g in groups for _ in range(G)],
-                            [c.token_ids for c in comps], self.tok.pad_token_id)
+                            [c.token_ids for c in comps], self.tok.pad_token_id,
+                            group=[i // G for i in range(len(comps))])
         truncated = torch.tensor([c.finish_reason == "length" for c in comps])
         if a.mask_truncated:                   # DAPO overlong filtering: no signal from cut-off text
             batch.mask[truncated] = 0
@@ -181,6 +184,7 @@ class Trainer:
         agg = A.get(A.AGGREGATIONS, a.loss_agg, "loss aggregation")
         kl_fn = A.get(A.KL_ESTIMATORS, a.kl_estimator, "KL estimator")
         mbs = micro_batches(batch, t.micro_batch_size, t.micro_batch_tokens)
+        score_fn = score_shared_prompt if t.share_prompt else score
         # With mu=1 the rollout policy *is* the current policy: old log-probs are the current
         # ones detached (ratio 1), saving a forward pass. With mu>1 they are fixed up front.
         if old is None and a.mu > 1:
@@ -193,7 +197,7 @@ class Trainer:
             for idx in mbs:
                 sub = batch.slice(idx).trim()          # [n, C'], C' <= C
                 C = sub.mask.shape[1]
-                logp, ent = score(self.policy, sub, with_entropy=True)
+                logp, ent = score_fn(self.policy, sub, with_entropy=True)
                 dev = logp.device
                 mask, sub_adv = sub.mask.to(dev), adv[idx].to(dev)
                 old_lp = old[idx.to(old.device), :C].to(dev) if old is not None else logp.detach()

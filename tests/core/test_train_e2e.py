@@ -21,7 +21,7 @@ REQUIRED = ["step", "reward/mean", "reward/math_accuracy/mean", "completion_len/
     ["algorithm.advantage=dr_grpo", "algorithm.loss_agg=constant", "algorithm.mu=2",
      "algorithm.beta=0.04", "algorithm.mask_truncated=true", "algorithm.dynamic_sampling=true"],
     ["algorithm.advantage=rloo", "algorithm.loss_agg=seq_mean", "model.lora={r: 4, alpha: 8}",
-     "algorithm.beta=0.02"],
+     "algorithm.beta=0.02", "train.share_prompt=true", "train.micro_batch_tokens=400"],
 ])
 def test_train_runs_logs_and_changes_weights(tiny_overrides, tmp_path, extra):
     cfg = load_config(ROOT / "recipes/tiny/r1_zero.yaml", tiny_overrides + extra + ["train.steps=2"])
