@@ -10,7 +10,9 @@ per-token log-probs as the PPO "old" policy, so the clipped ratio corrects for t
 exactly as PPO does for its rollout policy.
 
 The engine must own its weights (vllm, server, or hf with a private copy): an engine that
-samples from the live policy would see it change mid-generation.
+samples from the live policy would see it change mid-generation. The first step, and the
+first after ``--resume`` (the batch in flight is not checkpointed), sample on-policy, so a
+resumed overlapped run is not bit-identical to an uninterrupted one. Single process only.
 """
 from __future__ import annotations
 
