@@ -59,6 +59,11 @@ class DataConfig(_Strict):
 class RolloutConfig(_Strict):
     engine: Literal["auto", "hf", "vllm", "server"] = Field("auto", description="auto: vllm if installed, else hf")
     server_url: str = Field("http://127.0.0.1:8000", description="engine=server: a `grpo vllm-serve` address")
+    weight_sync: Literal["http", "broadcast"] = Field(
+        "http", description="engine=server: how new weights reach the server; broadcast: a torch.distributed "
+        "group with it (NCCL on GPU, gloo on CPU), for models too large to POST every step")
+    broadcast_port: int = Field(29555, gt=0, lt=65536, description="weight_sync=broadcast: the trainer's "
+                                "TCPStore port (the server connects to it)")
     n: int = Field(8, ge=2, description="G: completions per prompt (a group needs at least 2)")
     max_new_tokens: int = Field(256, gt=0)
     temperature: float = Field(1.0, gt=0)

@@ -19,7 +19,8 @@ def make_engine(rollout_cfg, model, tokenizer, synced: bool = False) -> RolloutE
         engine = "vllm" if vllm_available() else "hf"
     if engine == "server":
         from .server import ServerEngine
-        return ServerEngine(model, tokenizer, rollout_cfg, url=rollout_cfg.server_url, wait_s=300)
+        return ServerEngine(model, tokenizer, rollout_cfg, url=rollout_cfg.server_url, wait_s=300,
+                            weight_sync=rollout_cfg.weight_sync, broadcast_port=rollout_cfg.broadcast_port)
     if engine == "vllm":
         if not vllm_available():
             raise ValueError("rollout.engine=vllm but vllm is not installed "

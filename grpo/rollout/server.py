@@ -11,13 +11,16 @@ the other engines. Endpoints (JSON unless noted):
     POST /score            {"prompt_ids": [[...]], "completion_ids": [[...]]} -> {"logprobs": [[...]]}
     POST /update_weights   body: a safetensors blob of HF-named tensors; header
                            X-Final: 1 on the last chunk (the update is applied then, at once)
+    POST /init_broadcast   {"host": h, "port": p, "backend": "nccl"|"gloo"}: join the trainer's
+                           two-member weight group (transport.py); answers at once
+    POST /update_weights_broadcast  {"meta": [[name, dtype, shape], ...]}: receive those
+                           tensors by broadcast, then apply them
     POST /sleep, /wake
 
-Weights travel as safetensors over HTTP: fine for small models and for tests (the tiny
-model's 3.5 MB take milliseconds), wrong for billions of parameters. For multi-GPU the
-way is a NCCL broadcast from the trainer's rank 0 into the server's workers (vLLM's
-weight-transfer engine, or TRL's vllm-serve ``init_communicator``/``update_named_param``);
-that path is not implemented or tested here: this project has no GPU to test it on.
+By default weights travel as safetensors over HTTP: fine for small models and for tests
+(the tiny model's 3.5 MB take milliseconds), wrong for billions of parameters. With
+``weight_sync="broadcast"`` they go by a torch.distributed broadcast from the trainer
+(NCCL on GPU, gloo on CPU; see transport.py); tested here over gloo only (no GPU).
 
 The server is single-threaded (one vLLM engine, requests in order) and unauthenticated:
 it binds 127.0.0.1 by default; never expose it (anyone who reaches it can replace weights).
@@ -53,6 +56,15 @@ def _from_bytes(blob: bytes) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------------------- server
 def _handler(engine):
     pending: dict[str, torch.Tensor] = {}          # chunks of an update not yet applied
+    channel: dict = {}                             # "thread" joining the weight group, then "ch"
+
+    def join_group(req):
+        from .transport import WeightChannel
+        try:
+            channel["ch"] = WeightChannel(req["host"], int(req["port"]), 1, backend=req.get("backend"),
+                                          timeout_s=float(req.get("timeout_s", 600)))
+        except Exception as e:  # noqa: BLE001 -- reported at the next update
+            channel["error"] = f"{type(e).__name__}: {e}"
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, fmt, *args):          # quiet: one line per request is noise
@@ -95,6 +107,23 @@ def _handler(engine):
                 return {"ok": True, "tensors": n, "weight_version": engine.weight_version,
                         "load_s": time.perf_counter() - t0}
             req = json.loads(self._body() or b"{}")
+            if path == "/init_broadcast":           # the trainer joins right after this answer
+                import threading
+                channel.clear()
+                channel["thread"] = threading.Thread(target=join_group, args=(req,), daemon=True)
+                channel["thread"].start()
+                return {"ok": True}
+            if path == "/update_weights_broadcast":
+                if "thread" not in channel:
+                    raise RuntimeError("POST /init_broadcast first")
+                channel["thread"].join()
+                if "error" in channel:
+                    raise RuntimeError(f"joining the weight group failed: {channel['error']}")
+                t0 = time.perf_counter()
+                meta = [(n, d, list(shape)) for n, d, shape in req["meta"]]
+                engine.update_weights(channel["ch"].receive(meta))
+                return {"ok": True, "tensors": len(meta), "weight_version": engine.weight_version,
+                        "load_s": time.perf_counter() - t0}
             if path == "/generate":
                 sp = SamplingParams(**{k: v for k, v in req.get("sampling", {}).items() if k in _SAMPLING_FIELDS})
                 groups = engine.generate(req["prompts"], sp)
@@ -142,13 +171,19 @@ class ServerEngine:
 
     def __init__(self, model, tokenizer, rollout_cfg=None, *, url: str = "http://127.0.0.1:8000",
                  timeout: float = 600.0, chunk_mb: float = 256.0, wait_s: float = 0.0,
-                 sync_on_start: bool = True):
+                 sync_on_start: bool = True, weight_sync: str = "http", broadcast_port: int = 29555,
+                 backend: str | None = None):
         self.model, self.tok = model, tokenizer
         self.url = url.rstrip("/")
         self.timeout, self.chunk_bytes = timeout, int(chunk_mb * 2 ** 20)
         self.weight_version = 0
         self.sync_seconds = 0.0
+        self.channel = None
         self.wait_ready(wait_s)
+        if weight_sync == "broadcast":
+            self._join_broadcast(broadcast_port, backend)
+        elif weight_sync != "http":
+            raise ValueError(f"weight_sync must be http or broadcast, not {weight_sync!r}")
         if sync_on_start and model is not None:
             self.update_weights(model.named_parameters())
 
@@ -186,9 +221,41 @@ class ServerEngine:
     def score(self, prompt_ids: list[list[int]], completion_ids: list[list[int]]) -> list[list[float]]:
         return self._post_json("/score", {"prompt_ids": prompt_ids, "completion_ids": completion_ids})["logprobs"]
 
+    def _join_broadcast(self, port: int, backend: str | None) -> None:
+        from .transport import WeightChannel, default_backend, local_address_towards
+        host = local_address_towards(self.url)
+        backend = backend or default_backend()
+        self._post_json("/init_broadcast", {"host": host, "port": port, "backend": backend,
+                                            "timeout_s": self.timeout})
+        self.channel = WeightChannel(host, port, 0, backend=backend, timeout_s=self.timeout)
+
+    def _update_broadcast(self, named: list) -> dict:
+        """Metadata over HTTP (on a thread: the server answers after receiving), tensors by
+        broadcast meanwhile."""
+        import threading
+        box: dict = {}
+
+        def post():
+            try:
+                box["res"] = self._post_json("/update_weights_broadcast", {"meta": self.channel.describe(named)})
+            except Exception as e:  # noqa: BLE001 -- re-raised below
+                box["err"] = e
+        th = threading.Thread(target=post, daemon=True)
+        th.start()
+        self.channel.send(named)
+        th.join()
+        if "err" in box:
+            raise box["err"]
+        return box["res"]
+
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]] = ()) -> None:
         from .vllm import vllm_weights              # LoRA merge and name clean-up; no vLLM import
         t0 = time.perf_counter()
+        if self.channel is not None:
+            res = self._update_broadcast(list(vllm_weights(self.model, named_tensors)))
+            self.weight_version = res.get("weight_version", self.weight_version + 1)
+            self.sync_seconds = time.perf_counter() - t0
+            return
         chunk, size = {}, 0
         for name, t in vllm_weights(self.model, named_tensors):
             chunk[name] = t

@@ -105,3 +105,27 @@ def test_training_steps_with_the_server_engine(client, tiny_overrides):
     P = [tok(PROMPT).input_ids]
     C = [tok("<think>2+3=5</think> <answer>5</answer>").input_ids + [tok.eos_token_id]]
     assert _max_diff(trainer.engine.score(P, C), _policy_lp(trainer.policy, tok, P, C)) < 1e-3
+
+
+def test_broadcast_weight_sync_with_overlap(server, tiny_overrides):
+    """rollout.weight_sync=broadcast: weights go by a gloo broadcast (NCCL on GPU) instead of
+    HTTP; with rollout.overlap the server samples the next batch while the trainer updates."""
+    import json
+    url, _ = server
+    length_reward = "rewards=[{name: overlong_penalty, kwargs: {max_len: 32, cache_len: 32}}]"
+    cfg = load_config(ROOT / "recipes" / "tiny" / "r1_zero.yaml", tiny_overrides + [
+        "rollout.engine=server", f"rollout.server_url={url}", "rollout.weight_sync=broadcast",
+        f"rollout.broadcast_port={_free_port()}", "rollout.overlap=true", "train.steps=3", length_reward])
+    trainer = Trainer(cfg)
+    assert trainer.engine.channel is not None and trainer.engine.channel.backend == "gloo"
+    tok = trainer.tok
+    P = [tok(PROMPT).input_ids]
+    C = [tok("<think>2+3=5</think> <answer>5</answer>").input_ids + [tok.eos_token_id]]
+    before = trainer.engine.score(P, C)
+    run = trainer.train()
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["rollout/stale_steps"] for r in rows] == [0, 1, 1]
+    after = trainer.engine.score(P, C)
+    assert _max_diff(after, _policy_lp(trainer.policy, tok, P, C)) < 1e-3
+    assert _max_diff(after, before) > 1e-2, "training (or the broadcast) changed nothing"
+    trainer.engine.channel.close()
