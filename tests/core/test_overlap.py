@@ -83,3 +83,15 @@ def test_first_overlapped_step_equals_the_on_policy_step(tmp_path):
 def test_overlap_needs_the_policy_distribution():
     with pytest.raises(ConfigError, match="temperature=1"):
         load_config(ROOT / "recipes/tiny/r1_zero.yaml", ["rollout.overlap=true", "rollout.top_p=0.9"])
+
+
+def test_overlapped_run_resumes(tmp_path):
+    """The batch in flight is not checkpointed: a resumed run samples its first step on-policy."""
+    from grpo.trainer import train
+    train(_cfg(tmp_path, "r", True, steps=2))
+    cfg = _cfg(tmp_path, "r", True, steps=4)
+    cfg.output.save_every = 2
+    train(cfg, resume=True)
+    rows = read_metrics(tmp_path / "r")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert [r["rollout/stale_steps"] for r in rows] == [0, 1, 0, 1]
