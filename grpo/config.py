@@ -74,11 +74,17 @@ class RolloutConfig(_Strict):
     overlap: bool = Field(
         False, description="sample the next step's completions while this step trains (one-step "
         "off-policy; the sampler's log-probs become PPO's old policy): hides rollout or update time")
+    sleep: bool = Field(
+        False, description="GPU, engine=vllm: free the engine's KV cache and offload its weights during "
+        "each update (vLLM sleep mode), for policies that do not fit next to it; costs a weight round "
+        "trip per step; a no-op on CPU")
 
     @model_validator(mode="after")
     def _overlap_samples_the_policy(self):
         # The sampler's log-probs stand in for the behaviour policy's; with temperature,
         # top-p or top-k they are those of a reshaped distribution, not of the policy.
+        if self.overlap and self.sleep:
+            raise ValueError("rollout.sleep cannot be used with rollout.overlap (the engine samples during the update)")
         if self.overlap and (self.temperature != 1.0 or self.top_p != 1.0 or self.top_k):
             raise ValueError("rollout.overlap needs temperature=1, top_p=1, top_k=0 (the sampler's "
                              "log-probs must be the policy's own)")

@@ -239,6 +239,8 @@ class Trainer:
         if not self.prefetch:
             t0 = time.time()
             groups = self.engine.generate(prompts, self._sampling())
+            if self.cfg.rollout.sleep:    # its memory goes to the update; the sync/next generate wake it
+                self.engine.sleep()
             self._t_sampling = time.time() - t0
             return groups, 0
         got = self.prefetch.take(step)

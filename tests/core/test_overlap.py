@@ -95,3 +95,18 @@ def test_overlapped_run_resumes(tmp_path):
     rows = read_metrics(tmp_path / "r")
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert [r["rollout/stale_steps"] for r in rows] == [0, 1, 0, 1]
+
+
+def test_engine_sleeps_during_each_update_when_asked(tmp_path):
+    cfg = _cfg(tmp_path, "sl", False, steps=2)
+    cfg.rollout.sleep = True
+    tr = Trainer(cfg)
+    calls = []
+    tr.engine.sleep = lambda: calls.append("sleep")
+    gen, upd = tr.engine.generate, tr._update
+    tr.engine.generate = lambda *a, **k: (calls.append("generate"), gen(*a, **k))[1]
+    tr._update = lambda *a, **k: (calls.append("update"), upd(*a, **k))[1]
+    tr.train()
+    assert calls == ["generate", "sleep", "update"] * 2
+    with pytest.raises(ConfigError, match="sleep"):
+        load_config(ROOT / "recipes/tiny/r1_zero.yaml", ["rollout.overlap=true", "rollout.sleep=true"])
