@@ -53,7 +53,8 @@ NEEDS = {"vllm": ("vllm",), "vllm-overlap": ("vllm",), "hf": (), "hf-overlap": (
 def _overrides(a, out_dir: str, variant: str) -> list[str]:
     engine, _, mode = variant.partition("-")
     return [f"model.path={a.model}", f"output.dir={out_dir}", f"output.name={engine}",
-            f"rollout.engine={engine}", f"rollout.overlap={str(mode == 'overlap').lower()}", f"rollout.n={a.n}", f"rollout.max_new_tokens={a.max_new_tokens}",
+            f"rollout.engine={engine}", f"rollout.overlap={str(mode == 'overlap').lower()}",
+            f"rollout.n={a.n}", f"rollout.max_new_tokens={a.max_new_tokens}",
             f"train.steps={a.steps + a.warmup}", f"train.prompts_per_step={a.prompts}",
             f"train.micro_batch_size={a.prompts * a.n}", f"train.threads={a.threads}",
             "train.warmup_steps=0", "algorithm.track_kl=false",

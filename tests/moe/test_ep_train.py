@@ -1,7 +1,6 @@
 """A tiny MoE policy trains GRPO steps with parallel.expert: 2 (two gloo processes, torchrun)."""
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
