@@ -85,9 +85,10 @@ def held_out_rows(cfg, n: int | None = None) -> list[dict]:
 
 
 def eval_config(cfg, model: str | None = None, k: int = 4, n: int | None = None, **kw) -> dict:
-    from .policy import load_policy
+    from .policy import load_policy, to_device
     from .rollout.hf import HFEngine
     tok, policy = load_policy(model or cfg.model.path, cfg.model.dtype, trainable=False)
+    policy = to_device(policy)
     accuracy = next((r.name for r in cfg.rewards if r.name in ("math_accuracy", "accuracy", "countdown",
                                                                 "code_tests")), "math_accuracy")
     return evaluate(HFEngine(policy, tok), held_out_rows(cfg, n), cfg.data.template, k=k,

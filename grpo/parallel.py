@@ -34,6 +34,8 @@ class Parallel:
                 # Ranks would run different numbers of micro-batches, and every MoE forward
                 # is a collective: they would deadlock.
                 raise ConfigError("algorithm.dynamic_sampling is not supported with several processes yet")
+            if torch.cuda.is_available():      # one GPU per process, before NCCL starts
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             if not dist.is_initialized():
                 dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         self.ep_group = self.edp_group = None

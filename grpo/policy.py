@@ -87,6 +87,15 @@ def load_policy(path: str, dtype: str = "float32", lora=None, trainable: bool = 
     return tok, model
 
 
+def default_device() -> torch.device:
+    """This process's GPU (torchrun: the one ``Parallel`` selected by LOCAL_RANK), else the CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def to_device(model, device: torch.device | str | None = None):
+    return model.to(device or default_device())
+
+
 @dataclass
 class Batch:
     """Padded tensors for N completions; ``mask`` marks completion tokens."""

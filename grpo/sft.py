@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field
 from .config import ModelConfig, _Strict, read_recipe, validate_tree
 from .data import TEMPLATES, DataError, apply_template, load_rows
 from .policy import load_policy
+from .policy import to_device as _to_device
 
 
 # --------------------------------------------------------------------------- schema
@@ -243,8 +244,8 @@ def mean_loss(model, examples, pad_id: int, micro: int = 16) -> float:
 
 
 def to_device(model):
-    """The first GPU when there is one (one process; multi-GPU SFT is not this module's)."""
-    return model.to("cuda") if torch.cuda.is_available() else model
+    """The GPU when there is one (one process; multi-GPU SFT is not this module's)."""
+    return _to_device(model)
 
 
 # --------------------------------------------------------------------------- save

@@ -22,7 +22,8 @@ from .config import Config, ConfigError, dump_config
 from .data import PromptSampler, apply_template, load_rows
 from .metrics import MetricsLogger, reflection_counts, safe_mean, write_samples
 from .parallel import Parallel
-from .policy import build_batch, load_policy, micro_batches, score, score_all, score_shared_prompt
+from .policy import (build_batch, load_policy, micro_batches, score, score_all, score_shared_prompt,
+                     to_device)
 from .rollout import make_engine
 from .rollout.base import SamplingParams
 from .rollout.overlap import Prefetcher, behaviour_logprobs
@@ -63,6 +64,7 @@ class Trainer:
         adapter = str(ckpt) if ckpt is not None and m.lora else None
         path = str(ckpt) if ckpt is not None and not m.lora else m.path
         self.tok, self.policy = load_policy(path, m.dtype, m.lora, trainable=True, adapter=adapter)
+        self.policy = to_device(self.policy)     # this process's GPU, if any
         if m.gradient_checkpointing:
             if cfg.train.share_prompt:
                 raise ConfigError("train.share_prompt needs the KV cache, which gradient checkpointing turns off")
@@ -98,7 +100,7 @@ class Trainer:
             return None
         if m.lora:
             return "adapter-off"            # the base weights under the adapter are the reference
-        return self.par.prepare(load_policy(m.path, m.dtype, None, trainable=False)[1])
+        return self.par.prepare(to_device(load_policy(m.path, m.dtype, None, trainable=False)[1]))
 
     # ------------------------------------------------------------------ one step
     def step(self, step: int) -> dict:
