@@ -230,12 +230,14 @@ def score_shared_prompt(model, batch: Batch, with_entropy: bool = False):
 
 
 @torch.no_grad()
-def score_all(model, batch: Batch, micro: int, max_tokens: int | None = None) -> torch.Tensor:
+def score_all(model, batch: Batch, micro: int, max_tokens: int | None = None,
+              shared_prompt: bool = False) -> torch.Tensor:
     """Log-probs ``[N, C]`` for the whole batch without grad (old / reference policy),
     in trimmed micro-batches; columns past a row's completion are 0."""
+    fn = score_shared_prompt if shared_prompt else score
     out = None
     for idx in micro_batches(batch, micro, max_tokens):
-        lp = score(model, batch.slice(idx).trim())[0].float()
+        lp = fn(model, batch.slice(idx).trim())[0].float()
         if out is None:
             out = torch.zeros(batch.completion_ids.shape, dtype=lp.dtype, device=lp.device)
         out[idx.to(lp.device), :lp.shape[1]] = lp

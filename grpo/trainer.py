@@ -190,7 +190,7 @@ class Trainer:
         # With mu=1 the rollout policy *is* the current policy: old log-probs are the current
         # ones detached (ratio 1), saving a forward pass. With mu>1 they are fixed up front.
         if old is None and a.mu > 1:
-            old = score_all(self.policy, batch, t.micro_batch_size, t.micro_batch_tokens)
+            old = score_all(self.policy, batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
         ref = self._ref_logprobs(batch) if self.ref is not None else None
         sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "clip_low_frac": 0.0,
                 "clip_high_frac": 0.0}
@@ -227,10 +227,11 @@ class Trainer:
 
     def _ref_logprobs(self, batch) -> torch.Tensor:
         t = self.cfg.train
+        args = (batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
         if self.ref == "adapter-off":
             with self.policy.disable_adapter():
-                return score_all(self.policy, batch, t.micro_batch_size, t.micro_batch_tokens)
-        return score_all(self.ref, batch, t.micro_batch_size, t.micro_batch_tokens)
+                return score_all(self.policy, *args)
+        return score_all(self.ref, *args)
 
     # ------------------------------------------------------------------ rollout, sync
     def _rollout(self, step: int, prompts: list[str]) -> tuple[list, int]:

@@ -105,3 +105,14 @@ def test_share_prompt_refuses_gradient_checkpointing(tmp_path):
         "model.gradient_checkpointing=true", "data.num_samples=16"])
     with pytest.raises(ConfigError, match="gradient checkpointing"):
         Trainer(cfg)
+
+
+def test_score_all_with_shared_prompts_matches():
+    from grpo.policy import score_all
+    tok, model = load_policy(str(ROOT / "data/tiny_model"), trainable=False)
+    P, C, _ = _batch(seed=3, n=12, pad=tok.pad_token_id)
+    P = [P[i - i % 4] for i in range(12)]                       # 3 prompts x 4 completions
+    b = build_batch(P, C, tok.pad_token_id, group=[i // 4 for i in range(12)])
+    plain = score_all(model, b, 5, 80)
+    shared = score_all(model, b, 5, 80, shared_prompt=True)
+    torch.testing.assert_close(shared * b.mask, plain * b.mask, atol=1e-5, rtol=1e-5)
