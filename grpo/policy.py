@@ -170,6 +170,15 @@ def build_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pa
     return Batch(ids, attn, ids[:, P:], attn[:, P:].float(), None if group is None else torch.tensor(group))
 
 
+def _logp_entropy(logits: torch.Tensor, ids: torch.Tensor, with_entropy: bool):
+    """Log-probs of ``ids`` ``[N, C]`` under ``logits`` ``[N, C, V]``, and entropies (no grad)."""
+    ent = None
+    if with_entropy:
+        with torch.no_grad():
+            ent = entropy_from_logits(logits)
+    return token_logprobs(logits, ids), ent
+
+
 def score(model, batch: Batch, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs ``[N, C]`` of the completion tokens (and entropies, without grad)."""
     C = batch.completion_ids.shape[1]
@@ -179,12 +188,7 @@ def score(model, batch: Batch, with_entropy: bool = False) -> tuple[torch.Tensor
     logits = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
                    position_ids=pos.to(device), logits_to_keep=C + 1, use_cache=False).logits
     logits = logits[:, :-1].float()                                      # [N, C, V] predicts completion
-    logp = token_logprobs(logits, batch.completion_ids.to(device))
-    ent = None
-    if with_entropy:
-        with torch.no_grad():
-            ent = entropy_from_logits(logits)
-    return logp, ent
+    return _logp_entropy(logits, batch.completion_ids.to(device), with_entropy)
 
 
 def score_shared_prompt(model, batch: Batch, with_entropy: bool = False):
@@ -221,12 +225,7 @@ def score_shared_prompt(model, batch: Batch, with_entropy: bool = False):
                    position_ids=pos.to(device), past_key_values=cache, use_cache=True).logits
     # The prompt's last position predicts completion token 0; completion position j, token j+1.
     logits = torch.cat([out.logits[inv], logits[:, :-1]], dim=1).float()    # [N, C, V]
-    logp = token_logprobs(logits, batch.completion_ids.to(device))
-    ent = None
-    if with_entropy:
-        with torch.no_grad():
-            ent = entropy_from_logits(logits)
-    return logp, ent
+    return _logp_entropy(logits, batch.completion_ids.to(device), with_entropy)
 
 
 @torch.no_grad()

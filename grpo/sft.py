@@ -35,8 +35,7 @@ from pydantic import BaseModel, Field
 
 from .config import ModelConfig, _Strict, read_recipe, validate_tree
 from .data import TEMPLATES, DataError, apply_template, load_rows
-from .policy import load_policy
-from .policy import to_device as _to_device
+from .policy import load_policy, to_device  # noqa: F401  (to_device: also sample.py's)
 
 
 # --------------------------------------------------------------------------- schema
@@ -241,11 +240,6 @@ def mean_loss(model, examples, pad_id: int, micro: int = 16) -> float:
         s, k = loss_sum(model, examples[i:i + micro], pad_id)
         total, n = total + s.item(), n + k
     return total / max(n, 1)
-
-
-def to_device(model):
-    """The GPU when there is one (one process; multi-GPU SFT is not this module's)."""
-    return _to_device(model)
 
 
 # --------------------------------------------------------------------------- save

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -108,7 +109,6 @@ def _handler(engine):
                         "load_s": time.perf_counter() - t0}
             req = json.loads(self._body() or b"{}")
             if path == "/init_broadcast":           # the trainer joins right after this answer
-                import threading
                 channel.clear()
                 channel["thread"] = threading.Thread(target=join_group, args=(req,), daemon=True)
                 channel["thread"].start()
@@ -232,7 +232,6 @@ class ServerEngine:
     def _update_broadcast(self, named: list) -> dict:
         """Metadata over HTTP (on a thread: the server answers after receiving), tensors by
         broadcast meanwhile."""
-        import threading
         box: dict = {}
 
         def post():

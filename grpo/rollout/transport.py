@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import socket
 from datetime import timedelta
-from typing import Iterable, Iterator
+from typing import Iterator
 from urllib.parse import urlparse
 
 import torch
@@ -138,7 +138,3 @@ def _root0():
     opts = dist.BroadcastOptions()
     opts.rootRank = 0
     return opts
-
-
-def as_list(named: Iterable[tuple[str, torch.Tensor]]) -> list[tuple[str, torch.Tensor]]:
-    return [(n, t) for n, t in named]
