@@ -16,6 +16,20 @@ What it blocks (returns EPERM, so Python raises ``PermissionError``):
 * ``ptrace``, ``process_vm_readv/writev``: no poking into other processes.
 * ``bpf``, ``perf_event_open``, ``userfaultfd``, ``keyctl``, ``add_key``,
   ``request_key``: rarely needed, large kernel attack surface.
+* New user namespaces: ``unshare`` and ``clone`` with ``CLONE_NEWUSER`` in
+  their flags (an argument check), and ``clone3`` altogether, which returns
+  ENOSYS so that glibc falls back to ``clone`` (whose flags a classic filter
+  can read; clone3's live in memory it cannot).  A user namespace would give
+  the code CAP_SYS_ADMIN over fresh mounts (a tmpfs past the disk cap) and
+  the kernel's namespaced-admin attack surface (CVE-2022-0185 et al.).
+* The new mount API (``fsopen``, ``fsconfig``, ``fsmount``, ``fspick``,
+  ``open_tree``, ``move_mount``, ``mount_setattr``): no sandboxed process
+  needs it; the zygote and harness use ``mount(2)``.
+* Memory outside RLIMIT_AS: SysV shared memory and message queues
+  (``shmget``, ``shmat``, ``msgget``: segments outlive the process and, in
+  the ``none`` backend, the run) and ``memfd_create`` (anonymous files that
+  are never mapped, so RLIMIT_AS does not see them).  POSIX shared memory
+  (``multiprocessing.shared_memory``) lives in the size-capped /dev/shm tmpfs.
 
 It is a deny-list, not an allow-list: everything else is allowed.  Only
 x86_64 and aarch64 are supported; elsewhere :func:`build` returns None and
@@ -36,27 +50,37 @@ import struct
 _LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS: load a 32-bit word of seccomp_data
 _JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
 _JGE_K = 0x35  # BPF_JMP | BPF_JGE | BPF_K
+_JSET_K = 0x45  # BPF_JMP | BPF_JSET | BPF_K
 _RET_K = 0x06  # BPF_RET | BPF_K
 _RET_ALLOW = 0x7FFF0000
 _RET_ERRNO = 0x00050000
 _RET_KILL_PROCESS = 0x80000000
-_OFF_NR, _OFF_ARCH = 0, 4  # offsets in struct seccomp_data
+_OFF_NR, _OFF_ARCH, _OFF_ARG0 = 0, 4, 16  # offsets in struct seccomp_data
+_CLONE_NEWUSER = 0x10000000
 _X32_SYSCALL_BIT = 0x40000000
 
-# name -> (audit arch, syscall numbers); numbers from the kernel's syscall tables.
+# name -> (audit arch, denied syscalls, syscalls whose flags (arg 0) may not
+# hold CLONE_NEWUSER, syscalls answered ENOSYS); numbers from the kernel's
+# syscall tables.
 _ARCHES = {
     "x86_64": (0xC000003E, {
         "socket": 41, "ptrace": 101, "io_uring_setup": 425, "bpf": 321,
         "perf_event_open": 298, "userfaultfd": 323, "keyctl": 250,
         "add_key": 248, "request_key": 249,
         "process_vm_readv": 310, "process_vm_writev": 311,
-    }),
+        "shmget": 29, "shmat": 30, "msgget": 68, "memfd_create": 319,
+        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
+        "fsmount": 432, "fspick": 433, "mount_setattr": 442,
+    }, {"clone": 56, "unshare": 272}, {"clone3": 435}),
     "aarch64": (0xC00000B7, {
         "socket": 198, "ptrace": 117, "io_uring_setup": 425, "bpf": 280,
         "perf_event_open": 241, "userfaultfd": 282, "keyctl": 219,
         "add_key": 217, "request_key": 218,
         "process_vm_readv": 270, "process_vm_writev": 271,
-    }),
+        "shmget": 194, "shmat": 196, "msgget": 186, "memfd_create": 279,
+        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
+        "fsmount": 432, "fspick": 433, "mount_setattr": 442,
+    }, {"clone": 220, "unshare": 97}, {"clone3": 435}),
 }
 
 
@@ -67,7 +91,9 @@ def _ins(code: int, jt: int, jf: int, k: int) -> bytes:
 def denied_syscalls() -> list[str]:
     """Names of the syscalls the filter refuses on this architecture."""
     arch = _ARCHES.get(platform.machine())
-    return sorted(arch[1]) if arch else []
+    if not arch:
+        return []
+    return sorted([*arch[1], *(f"{n}(CLONE_NEWUSER)" for n in arch[2]), *arch[3]])
 
 
 def build() -> bytes | None:
@@ -75,7 +101,7 @@ def build() -> bytes | None:
     arch = _ARCHES.get(platform.machine())
     if arch is None:
         return None
-    audit_arch, numbers = arch
+    audit_arch, numbers, ns_checked, enosys = arch
     deny = _RET_ERRNO | errno.EPERM
     prog = [
         _ins(_LD_W_ABS, 0, 0, _OFF_ARCH),
@@ -90,5 +116,18 @@ def build() -> bytes | None:
         prog += [_ins(_JGE_K, 0, 1, _X32_SYSCALL_BIT), _ins(_RET_K, 0, 0, deny)]
     for nr in sorted(numbers.values()):
         prog += [_ins(_JEQ_K, 0, 1, nr), _ins(_RET_K, 0, 0, deny)]
-    prog.append(_ins(_RET_K, 0, 0, _RET_ALLOW))
+    for nr in sorted(enosys.values()):
+        prog += [_ins(_JEQ_K, 0, 1, nr), _ins(_RET_K, 0, 0, _RET_ERRNO | errno.ENOSYS)]
+    # clone/unshare: allowed unless CLONE_NEWUSER is set in the (low word of
+    # the) flags; the accumulator is reloaded, so this block comes last.
+    checked = sorted(ns_checked.values())
+    for i, nr in enumerate(checked):  # jump to the flag check, else fall on
+        prog.append(_ins(_JEQ_K, len(checked) - i, 0, nr))
+    prog += [
+        _ins(_RET_K, 0, 0, _RET_ALLOW),
+        _ins(_LD_W_ABS, 0, 0, _OFF_ARG0),  # little-endian: low 32 bits of arg 0
+        _ins(_JSET_K, 0, 1, _CLONE_NEWUSER),
+        _ins(_RET_K, 0, 0, deny),
+        _ins(_RET_K, 0, 0, _RET_ALLOW),
+    ]
     return b"".join(prog)
