@@ -1,23 +1,38 @@
 """Child side of the sandbox: the first (trusted) code in the sandboxed process.
 
-Run as ``python -I -S -B -c <this source> <result_fd>`` (or forked from the
-zygote, see _zygote.py); reads a marshal'd payload on stdin.  It applies the limits that must be set from inside, then
-runs the untrusted code and the test snippets and reports on ``result_fd``,
-one ASCII line per event, so that nothing the program prints on stdout can be
-mistaken for a result:
+Run as ``python -I -S -B -c <_wire.py + _candidate.py + _tester.py + this
+file> <result_fd>`` (or forked for the run from the zygote, see _zygote.py).
+The host writes on stdin: a 4-byte length, a marshal'd *header* (set-up,
+the code), then (tests mode) a marshal'd *test spec*.  This process, G,
+reads only the header, applies the limits that must be set from inside,
+writes ``S`` on ``result_fd`` and then, in tests mode, forks two processes:
 
-    S                       set-up done, user code starts now
-    X <msg>                 set-up failed (-> status "sandbox_error")
-    C ok | C <kind> <msg>   the code itself ran / raised
-    T <i> ok | T <i> <kind> <msg>
-    D                       all tests ran
+* U, the candidate: closes stdin and the result pipe, drops to the run's
+  uid, installs the filter, runs the code, and answers calls (_candidate.py);
+* T, the tester: drops to a second uid, becomes non-dumpable, and only then
+  reads the test spec from stdin; it runs the tests against proxies of U's
+  functions and writes the verdicts on ``result_fd`` (_tester.py).
 
-``kind`` is "error", "memory" (MemoryError) or "limit" (an OSError caused by
-a resource limit: disk full, file too large, too many processes/files).
+G waits for T, kills U, reports both wait statuses and exits.  Lines on
+``result_fd`` (one ASCII line each; only G and T hold it):
 
-Imports are kept to builtin modules (plus ``resource``, and ``ctypes`` only in
-the fallback backends) because interpreter start-up is most of the per-run
-cost.  Nothing here is imported by the parent; this file is only executed.
+    S                        set-up done, user code starts now
+    X <msg>                  set-up failed (-> status "sandbox_error")
+    C ok | C <kind> <msg>    the code itself ran / raised (kind "dead": U died)
+    T <i> ok | T <i> <kind> <msg>   (kind "dead": U died; "nocall": the test
+                             never used the solution, with require_calls)
+    D                        all tests ran
+    P <T status> <U status>  wait statuses of the two processes
+
+``kind`` is "error", "memory" (exactly MemoryError, or ENOMEM) or "limit"
+(an OSError caused by a resource limit: disk full, file too large, too many
+processes/files).  In stdio mode G runs the program itself, after closing
+``result_fd``; the host compares its stdout and reads its exit status (0
+ran, 1 raised, 3 memory, 4 limit).
+
+Imports are kept to builtin modules (plus ``resource``, and ``ctypes`` for
+the tester and the fallback backends) because interpreter start-up is most
+of the per-run cost.  Nothing here is imported by the parent.
 """
 
 import errno
@@ -28,7 +43,7 @@ import sys
 _LIMIT_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EMFILE,
                  errno.ENFILE, errno.EAGAIN}
 _MS_NOSUID, _MS_NODEV = 2, 4
-_PR_SET_SECCOMP, _PR_SET_NO_NEW_PRIVS, _SECCOMP_MODE_FILTER = 22, 38, 2
+_PR_SET_DUMPABLE, _PR_SET_SECCOMP, _PR_SET_NO_NEW_PRIVS, _SECCOMP_MODE_FILTER = 4, 22, 38, 2
 
 
 def _libc():
@@ -86,49 +101,107 @@ def _set_limits(rlimits):
         resource.setrlimit(getattr(resource, name), (soft, hard))
 
 
-def _setup(payload):
-    # stdin carried the payload; user code reading input() must see EOF.
+def _undumpable():
+    # Non-dumpable: /proc/PID/{mem,fd,environ,...} of this process belong to
+    # root and ptrace access needs CAP_SYS_PTRACE, even for the same uid.
+    ctypes, libc = _libc()
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(SET_DUMPABLE)")
+
+
+def _to_devnull(fd):
     devnull = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(devnull, 0)
+    os.dup2(devnull, fd)
     os.close(devnull)
-    if payload["setsid"]:
+
+
+def _stdin_file(data):
+    # stdio mode: the program's stdin is a real file (read(0), open(0),
+    # sys.stdin all work), written before the limits and unlinked at once.
+    fd = os.open(".stdin", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.unlink(".stdin")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.lseek(fd, 0, 0)
+        os.dup2(fd, 0)
+    finally:
+        os.close(fd)
+
+
+def _setup(header):
+    """Limits shared by every process of the run; G is still privileged."""
+    if header["setsid"]:
         # Leave the launcher's process group: kill(0, ...) from the code must
         # not reach unshare / the zygote (they may run as the same user).
         os.setsid()
-    _mount_tmpfs(payload["mounts"])
-    os.chdir(payload["cwd"])
-    _set_limits(payload["rlimits"])
-    if payload["uid"] is not None:
-        _drop_privileges(payload["uid"])
-    if payload["restrict"]:
-        _restrict(payload["seccomp"])
+    _mount_tmpfs(header["mounts"])
+    os.chdir(header["cwd"])
+    if header["mode"] == "stdio":
+        _stdin_file(header["stdin"])
+    _set_limits(header["rlimits"])
+    if header["uid"] is None:  # no private uids: keep the payload pipe from U
+        _undumpable()
+
+
+def _become(uid, header):
+    """Drop to ``uid`` and install the restrictions: last step before untrusted input."""
+    if uid is not None:
+        _drop_privileges(uid)
+    if header["restrict"]:
+        _restrict(header["seccomp"])
     import _signal
     # Python ignores SIGXFSZ; restore the default so that hitting the file
     # size limit kills the run (reported as "killed") instead of raising.
     _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
 
 
+def _type_name(cls):
+    try:  # the C slot: a metaclass cannot intercept it
+        return type.__dict__["__name__"].__get__(cls, type)
+    except BaseException:
+        return "?"
+
+
 def _describe(exc):
     try:  # str() runs user code (__str__); it may raise
-        text = "%s: %s" % (type(exc).__name__, exc)
+        text = str(exc)
+        text = "%s: %s" % (_type_name(type(exc)), text if type(text) is str else "")
     except BaseException:
-        text = type(exc).__name__
-    line, tb = None, exc.__traceback__
-    while tb is not None:  # innermost frame that belongs to user code
-        if tb.tb_frame.f_code.co_filename.startswith(("<solution>", "<test ")):
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    if line is not None:
+        text = _type_name(type(exc))
+    line = None
+    try:
+        tb = exc.__traceback__
+        while tb is not None:  # innermost frame that belongs to user code
+            if tb.tb_frame.f_code.co_filename.startswith(("<solution>", "<test ")):
+                line = tb.tb_lineno
+            tb = tb.tb_next
+    except BaseException:
+        pass
+    if type(line) is int:
         text = "line %d: %s" % (line, text)
-    return text.replace("\n", " ")[:300].encode("ascii", "backslashreplace")
+    return bytes(c if 32 <= c < 127 else 63
+                 for c in text[:300].encode("ascii", "backslashreplace"))
 
 
-def _kind(exc):
-    if isinstance(exc, MemoryError):
-        return b"memory"
-    if isinstance(exc, OSError) and exc.errno in _LIMIT_ERRNOS:
-        return b"limit"
-    return b"error"
+def exc_kind(exc):
+    """"memory" / "limit" / "dead" / "error", from the exception's real type."""
+    try:
+        t = type(exc)
+        if t is MemoryError or (issubclass(t, MemoryError) and issubclass(t, RemoteError)):
+            return "memory"
+        if t is CandidateGone:
+            return "dead"
+        if issubclass(t, OSError):
+            code = OSError.__dict__["errno"].__get__(exc, OSError)
+            if code == errno.ENOMEM:
+                return "memory"
+            if code in _LIMIT_ERRNOS:
+                return "limit"
+    except BaseException:
+        pass
+    return "error"
 
 
 def _flush_user_streams():
@@ -139,49 +212,103 @@ def _flush_user_streams():
             pass
 
 
-def _run_step(source, filename, namespace, write, prefix):
+def run_source(source, filename, namespace):
+    """exec one snippet; (kind, one-line message) where kind "ok" means it ran."""
     try:
         exec(compile(source, filename, "exec"), namespace)
     except BaseException as exc:  # SystemExit too: exiting early is no pass
-        msg = _describe(exc)
+        kind, msg = exc_kind(exc), _describe(exc)
         _flush_user_streams()
-        write(b"%s %s %s\n" % (prefix, _kind(exc), msg))
         try:
             os.write(2, b"[sandbox] %s failed: %s\n" % (filename.encode(), msg))
-        except OSError:
+        except BaseException:
             pass
-        return False
+        return kind, msg
     _flush_user_streams()
-    write(prefix + b" ok\n")
-    return True
+    return "ok", b""
 
 
-def _read_all(fd):
-    chunks = []
-    while True:
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+_EXIT_CODES = {"ok": 0, "error": 1, "memory": 3, "limit": 4}
+
+
+def _run_program(header, fd):
+    """stdio mode: the verdict is the host's (stdout, exit status); drop the pipe."""
+    os.close(fd)
+    _become(header["uid"], header)
+    mod = type(sys)("__main__")  # a script: its main guard runs, pickle finds it
+    sys.modules["__main__"] = mod
+    mod.__dict__["__builtins__"] = __builtins__
+    kind, _ = run_source(header["code"], "<solution>", mod.__dict__)
+    os._exit(_EXIT_CODES.get(kind, 1))
+
+
+def _fork_candidate(header, fd, req_r, req_w, rsp_r, rsp_w):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _to_devnull(0)  # the test spec is still in the stdin pipe
+            for x in (fd, req_w, rsp_r):
+                os.close(x)
+            _become(header["uid"], header)
+        except BaseException:
+            os._exit(70)
+        candidate_main(req_r, rsp_w, header["code"])  # noqa: F821 (_candidate.py)
+        os._exit(0)
+    return pid
+
+
+def _fork_tester(header, fd, req_r, req_w, rsp_r, rsp_w):
+    pid = os.fork()
+    if pid == 0:
+        write = lambda data: os.write(fd, data)  # noqa: E731
+        try:
+            os.close(req_r)
+            os.close(rsp_w)
+            _become(header["tester_uid"], header)
+            _undumpable()  # before the tests are in memory
+            spec = marshal.loads(read_all(0))  # noqa: F821 (_wire.py)
+            _to_devnull(0)
+        except BaseException as exc:
+            write(b"X tester: " + _describe(exc) + b"\n")
+            os._exit(70)
+        tester_main(Channel(req_w, rsp_r), spec["tests"], spec["entry_point"],  # noqa: F821
+                    spec["require_calls"], write)
+        os._exit(0)
+    return pid
+
+
+def _run_pair(header, fd, write):
+    req_r, req_w = os.pipe()  # tester -> candidate
+    rsp_r, rsp_w = os.pipe()  # candidate -> tester
+    u = _fork_candidate(header, fd, req_r, req_w, rsp_r, rsp_w)
+    t = _fork_tester(header, fd, req_r, req_w, rsp_r, rsp_w)
+    for x in (req_r, req_w, rsp_r, rsp_w):
+        os.close(x)
+    _to_devnull(0)
+    t_status = os.waitpid(t, 0)[1]
+    try:
+        os.kill(u, 9)
+    except OSError:
+        pass
+    u_status = os.waitpid(u, 0)[1]
+    write(b"P %d %d\n" % (t_status, u_status))
+    os._exit(0)
 
 
 def run_child(fd):
-    """Read the payload on stdin, set up, run, report on ``fd``; never returns."""
+    """Read the header on stdin, set up, run, report on ``fd``; never returns."""
     write = lambda data: os.write(fd, data)  # noqa: E731
     try:
-        payload = marshal.loads(_read_all(0))
-        _setup(payload)
+        n = int.from_bytes(read_exact(0, 4), "big")  # noqa: F821 (_wire.py)
+        header = marshal.loads(read_exact(0, n))  # noqa: F821
+        _setup(header)
     except BaseException as exc:
         write(b"X " + _describe(exc) + b"\n")
         os._exit(1)
     write(b"S\n")
-    namespace = {"__name__": "__sandbox__", "__builtins__": __builtins__}
-    if _run_step(payload["code"], "<solution>", namespace, write, b"C"):
-        for i, test in enumerate(payload["tests"]):
-            _run_step(test, "<test %d>" % i, namespace, write, b"T %d" % i)
-        write(b"D\n")
-    # _exit: do not wait for threads the code started, nor run its atexit hooks.
-    os._exit(0)
+    if header["mode"] == "stdio":
+        _run_program(header, fd)
+    _run_pair(header, fd, write)
 
 
 if __name__ == "__main__" and sys.argv[1:2] != ["--zygote"]:

@@ -10,7 +10,9 @@ Why a uid per concurrent run:
 * After a run, ``kill(-1, SIGKILL)`` issued *as that uid* kills every process
   it left behind, including ones that escaped the process group with setsid.
 
-The uids are ``UID_BASE + (pid << 6) + slot``: unused on ordinary systems
+Each slot has two uids, one for the candidate process and one for the tester
+(see _harness.py): ``UID_BASE + (pid << 7) + slot`` and that plus ``SLOTS``.
+They are unused on ordinary systems
 (no /etc/passwd entry is needed) and distinct between concurrent Python
 processes on the same host (e.g. one per training rank), since live pids
 are unique.  Without root none of this is possible; see ``nproc``.
@@ -27,7 +29,7 @@ import time
 from . import backends, limits
 
 UID_BASE = 1_000_000_000
-SLOTS = 64  # max concurrent runs per process; pid_max (2**22) << 6 stays < 2**31
+SLOTS = 64  # max concurrent runs per process; pid_max (2**22) << 7 stays < 2**31
 
 
 # One pool per process, shared by every Sandbox in it: two runs must never
@@ -60,7 +62,13 @@ class Slots:
 
     @staticmethod
     def uid(slot: int) -> int:
-        return UID_BASE + (os.getpid() << 6) + slot
+        """The candidate's uid of ``slot``."""
+        return UID_BASE + (os.getpid() << 7) + slot
+
+    @staticmethod
+    def tester_uid(slot: int) -> int:
+        """The tester's uid of ``slot`` (never any slot's candidate uid)."""
+        return UID_BASE + (os.getpid() << 7) + SLOTS + slot
 
     def nproc(self, uid: int | None, backend: str) -> int:
         """RLIMIT_NPROC for a run.

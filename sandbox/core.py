@@ -13,14 +13,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-from . import _seccomp, backends, limits
+from . import _seccomp, _stdio, backends, limits
+from ._jobs import Job, check_args, plan
 from ._pool import Zygote, ZygotePool
 from ._process import Raw, spawn_run
 from ._slots import Slots
-from ._status import Result, classify
+from ._status import Result, classify, classify_program
 
 _HERE = Path(__file__).parent
-_HARNESS = (_HERE / "_harness.py").read_text()
+# The child's source: executed with ``python -c``, never imported (see _harness.py).
+_HARNESS = "\n".join((_HERE / f).read_text()
+                     for f in ("_wire.py", "_candidate.py", "_tester.py", "_harness.py"))
 _ZYGOTE = _HARNESS + "\n" + (_HERE / "_zygote.py").read_text()
 LAUNCHES = ("zygote", "spawn")  # pre-forked server, or one process per run
 log = logging.getLogger(__name__)
@@ -30,21 +33,6 @@ class Mode(NamedTuple):
     backend: str  # see backends.BACKENDS
     seccomp: bool
     launch: str  # see LAUNCHES
-
-
-def _normalize(code, tests, language, timeout_s, memory_mb) -> list[str]:
-    if language != "python":
-        raise ValueError(f"unsupported language {language!r}; only 'python' is implemented")
-    if not isinstance(code, str):
-        raise TypeError("code must be a str")
-    tests = [tests] if isinstance(tests, str) else list(tests)
-    if not all(isinstance(t, str) for t in tests):
-        raise TypeError("tests must be a str or a list of str")
-    if not timeout_s > 0:
-        raise ValueError("timeout_s must be > 0")
-    if memory_mb < limits.MIN_MEMORY_MB:
-        raise ValueError(f"memory_mb must be >= {limits.MIN_MEMORY_MB}")
-    return tests
 
 
 def _seccomp_supported() -> bool:
@@ -63,6 +51,10 @@ def _clean_exit(raw: Raw | None) -> bool:
     # A spawned run that ended on its own tore its pid namespace down before
     # the launcher exited; one we killed is torn down asynchronously.
     return raw is not None and raw.exited and not raw.timed_out and not raw.output_exceeded
+
+
+def _finish(results: list[Result], cases, float_tol) -> Result:
+    return results[0] if cases is None else _stdio.aggregate(results, cases, float_tol)
 
 
 def default_workers() -> int:
@@ -113,14 +105,15 @@ class Sandbox:
         return out
 
     def _probe(self, mode: Mode) -> bool:
-        tests = ["import os\nassert os.getcwd()"]
-        if self.root:
-            tests.append("assert os.getuid() != 0 and os.geteuid() != 0")
+        code = ("import os\ndef ids():\n    return os.getuid(), os.geteuid()\n"
+                "def sock():\n    import _socket\n    try:\n        _socket.socket()\n"
+                "    except PermissionError:\n        return 'denied'\n    return 'open'\n")
+        tests = ["assert os.getcwd() and ids()"]
+        if self.root:  # both processes of the run: the candidate's and the tester's
+            tests.append("assert 0 not in ids() and 0 not in (os.getuid(), os.geteuid())")
         if mode.seccomp:
-            tests.append("import _socket\ntry:\n    _socket.socket()\n"
-                         "except PermissionError:\n    pass\n"
-                         "else:\n    raise AssertionError('seccomp filter not active')")
-        r = self._execute(mode, "x = 1", tests, 5.0, 128)
+            tests.append("assert sock() == 'denied', 'seccomp filter not active'")
+        r = self._execute(mode, Job(code, tuple(tests)), 5.0, 128)
         self.probes[mode] = "ok" if r.status == "ok" else f"{r.status}: {r.stderr[-400:]}"
         return r.status == "ok"
 
@@ -146,74 +139,109 @@ class Sandbox:
         return describe(self, mode)
 
     # -- running -----------------------------------------------------------
-    def run(self, code: str, tests: str | list[str], language: str = "python",
-            timeout_s: float = 5.0, memory_mb: int = 512) -> Result:
-        tests = _normalize(code, tests, language, timeout_s, memory_mb)
-        mode = self.mode()
-        if mode is None:
-            why = "; ".join(f"{m}: {v}" for m, v in self.probes.items()) or "nothing to try"
-            return Result("sandbox_error", 0, len(tests), "", f"[sandbox] no working mode: {why}", 0.0)
-        return self._execute(mode, code, tests, timeout_s, memory_mb)
+    def run(self, code: str, tests, language: str = "python", timeout_s: float = 5.0,
+            memory_mb: int = 512, *, entry_point: str | None = None,
+            require_calls: bool = False, float_tol: float | None = None) -> Result:
+        """See sandbox.run."""
+        check_args(code, language, timeout_s, memory_mb)
+        jobs, cases = plan(code, tests, entry_point, require_calls)
+        results = [self._run_job(j, timeout_s, memory_mb) for j in jobs]
+        return _finish(results, cases, float_tol)
 
     def run_batch(self, items, timeout_s: float = 5.0, memory_mb: int = 512,
-                  workers: int | None = None) -> list[Result]:
-        items = [(code, tests) for code, tests in items]
-        for code, tests in items:  # fail fast on bad input, before spawning anything
-            _normalize(code, tests, "python", timeout_s, memory_mb)
-        workers = min(workers or default_workers(), self.slots.size, max(len(items), 1))
+                  workers: int | None = None, *, require_calls: bool = False,
+                  float_tol: float | None = None) -> list[Result]:
+        """See sandbox.run_batch; items are (code, tests) or (code, tests, entry_point)."""
+        plans = []
+        for item in items:  # fail fast on bad input, before spawning anything
+            code, tests, entry = (*item, None)[:3]
+            check_args(code, "python", timeout_s, memory_mb)
+            plans.append(plan(code, tests, entry, require_calls))
+        jobs = [j for js, _ in plans for j in js]
+        workers = min(workers or default_workers(), self.slots.size, max(len(jobs), 1))
+        run_one = lambda j: self._run_job(j, timeout_s, memory_mb)  # noqa: E731
         if workers <= 1:
-            return [self.run(c, t, "python", timeout_s, memory_mb) for c, t in items]
-        with ThreadPoolExecutor(workers, thread_name_prefix="sandbox") as pool:
-            return list(pool.map(lambda it: self.run(it[0], it[1], "python", timeout_s,
-                                                     memory_mb), items))
+            flat = [run_one(j) for j in jobs]
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix="sandbox") as pool:
+                flat = list(pool.map(run_one, jobs))
+        out, i = [], 0
+        for js, cases in plans:
+            out.append(_finish(flat[i:i + len(js)], cases, float_tol))
+            i += len(js)
+        return out
 
     def close(self) -> None:
         """Stop idle zygotes (also done when garbage-collected and at exit)."""
         _close_pools(self._pools)
 
-    def _execute(self, mode: Mode, code: str, tests: list[str], timeout_s: float,
-                 memory_mb: int) -> Result:
+    def _run_job(self, job: Job, timeout_s: float, memory_mb: int) -> Result:
+        mode = self.mode()
+        if mode is None:
+            why = "; ".join(f"{m}: {v}" for m, v in self.probes.items()) or "nothing to try"
+            return Result("sandbox_error", 0, len(job.tests), "",
+                          f"[sandbox] no working mode: {why}", 0.0)
+        return self._execute(mode, job, timeout_s, memory_mb)
+
+    def _execute(self, mode: Mode, job: Job, timeout_s: float, memory_mb: int) -> Result:
         with self.slots.acquire() as slot:
-            uid = self.slots.uid(slot) if self.root else None
+            uids = (self.slots.uid(slot), self.slots.tester_uid(slot)) if self.root else (None, None)
             workdir, raw = None, None
             try:
                 if mode.backend == "none":
                     workdir = tempfile.mkdtemp(prefix="grpo-sandbox-")
-                    if uid is not None:
-                        os.chown(workdir, uid, uid)
-                raw = self._launch(mode, code, tests, timeout_s, memory_mb, uid, workdir)
+                    if uids[0] is not None:
+                        os.chown(workdir, uids[0], uids[0])
+                raw = self._launch(mode, job, timeout_s, memory_mb, uids, workdir)
             except OSError as exc:  # parent-side trouble, e.g. out of fds
                 raw = Raw(spawn_error=f"sandbox set-up failed: {exc}")
             finally:
-                if mode.backend == "none":
-                    self.slots.kill_all(uid)  # escaped grandchildren (no pid namespace)
-                if mode.backend == "none" or (mode.launch == "spawn" and not _clean_exit(raw)):
-                    if not self.slots.wait_gone(uid):
-                        log.error("sandbox: processes of uid %s survived the run", uid)
+                self._clean_up(mode, uids, raw)
                 if workdir:
                     shutil.rmtree(workdir, ignore_errors=True)
-        status, passed, note = classify(raw, len(tests))
         stderr = raw.stderr.decode("utf-8", "replace")
+        if job.stdin is not None:
+            (status, note), passed, total = classify_program(raw), 0, 1
+        else:
+            status, passed, note = classify(raw, len(job.tests))
+            total = len(job.tests)
         if note:
             stderr += ("\n" if stderr and not stderr.endswith("\n") else "") + f"[sandbox] {note}\n"
-        return Result(status, passed, len(tests), raw.stdout.decode("utf-8", "replace"),
+        return Result(status, passed, total, raw.stdout.decode("utf-8", "replace"),
                       stderr, raw.duration_s)
 
-    def _launch(self, mode, code, tests, timeout_s, memory_mb, uid, workdir) -> Raw:
-        cwd = workdir or backends.WORKDIR
-        payload = marshal.dumps({
-            "code": code, "tests": tests, "cwd": cwd, "uid": uid,
+    def _clean_up(self, mode: Mode, uids, raw: Raw | None) -> None:
+        for uid in uids:
+            if mode.backend == "none":
+                self.slots.kill_all(uid)  # escaped grandchildren (no pid namespace)
+            if mode.backend == "none" or (mode.launch == "spawn" and not _clean_exit(raw)):
+                if not self.slots.wait_gone(uid):
+                    log.error("sandbox: processes of uid %s survived the run", uid)
+
+    def _payload(self, mode: Mode, job: Job, timeout_s, memory_mb, uids, cwd) -> bytes:
+        header = marshal.dumps({
+            "code": job.code, "cwd": cwd, "uid": uids[0], "tester_uid": uids[1],
+            "mode": "tests" if job.stdin is None else "stdio", "stdin": job.stdin or b"",
             # Without a pid namespace we kill the run through its process
             # group, so there it must stay in the launcher's.
             "setsid": mode.backend != "none",
             "mounts": backends.harness_mounts(mode.backend, mode.launch == "zygote",
                                               limits.DISK_BYTES, limits.SHM_BYTES),
-            "rlimits": limits.rlimits(timeout_s, memory_mb, self.slots.nproc(uid, mode.backend)),
+            "rlimits": limits.rlimits(timeout_s, memory_mb, self.slots.nproc(uids[0], mode.backend)),
             # bwrap sets no_new_privs and the filter itself (a zygote's runs
             # inherit both); elsewhere the harness does.
             "restrict": mode.backend != "bwrap",
             "seccomp": self.prog if mode.seccomp and mode.backend != "bwrap" else b"",
         })
+        # The test spec comes after the header: only the tester reads it.
+        spec = b"" if job.stdin is not None else marshal.dumps({
+            "tests": list(job.tests), "entry_point": job.entry_point,
+            "require_calls": job.require_calls})
+        return len(header).to_bytes(4, "big") + header + spec
+
+    def _launch(self, mode, job, timeout_s, memory_mb, uids, workdir) -> Raw:
+        cwd = workdir or backends.WORKDIR
+        payload = self._payload(mode, job, timeout_s, memory_mb, uids, cwd)
         lim = dict(timeout_s=timeout_s, startup_s=limits.STARTUP_S,
                    max_output=limits.MAX_OUTPUT_BYTES)
         if mode.launch == "zygote":
@@ -233,9 +261,11 @@ class Sandbox:
             for fd in (result_r, *pass_fds):
                 os.close(fd)
             raise
-        # Killing the run's uid first lets each launcher reap its own child, so
+        # Killing the run's uids first lets each launcher reap its own child, so
         # no orphan is left for the host's init to reap (slowly, or never).
-        pre_kill = (lambda: self.slots.kill_all(uid)) if uid is not None else None
+        pre_kill = None
+        if uids[0] is not None:
+            pre_kill = lambda: [self.slots.kill_all(u) for u in uids]  # noqa: E731
         return spawn_run(argv, payload, env=backends.child_env(cwd), cwd=workdir,
                          pass_fds=tuple(pass_fds), result_r=result_r, pre_kill=pre_kill, **lim)
 

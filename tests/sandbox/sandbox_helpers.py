@@ -19,14 +19,14 @@ def _proc_status(pid: str) -> bytes:
 
 def sandbox_pids() -> list[int]:
     """Live processes running as one of the sandbox uids of this test process."""
-    lo = UID_BASE + (os.getpid() << 6)
+    lo = UID_BASE + (os.getpid() << 7)
     out = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         status = _proc_status(pid)
         if b"\nState:\tZ" in status:
             continue  # dead; only its exit status waits for a reaper
         start = status.find(b"\nUid:")
-        if start >= 0 and lo <= int(status[start + 5:].split()[0]) < lo + SLOTS:
+        if start >= 0 and lo <= int(status[start + 5:].split()[0]) < lo + 2 * SLOTS:
             out.append(int(pid))
     return out
 

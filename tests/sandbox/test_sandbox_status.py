@@ -25,8 +25,16 @@ def raw(*records: bytes, **kw) -> Raw:
     (raw(b"S", b"C ok", returncode=-24), ("timeout", 0)),  # SIGXCPU: CPU limit
     (raw(b"S", b"C ok", b"T 0 ok", timed_out=True), ("timeout", 1)),
     (raw(b"S", b"C ok", b"T 0 ok", output_exceeded=True), ("output_limit", 1)),
-    (raw(b"S", returncode=0), ("error", 0)),  # os._exit in the code
-    (raw(b"S", b"C ok", b"T 0 ok", returncode=0), ("failed", 1)),  # os._exit in test 1
+    (raw(b"S", b"C dead", b"P 0 0", returncode=0), ("error", 0)),  # os._exit in the code
+    (raw(b"S", b"C dead", b"P 0 11", returncode=0), ("killed", 0)),  # SIGSEGV in the code
+    # os._exit / SIGSEGV / CPU limit of the solution during test 1
+    (raw(b"S", b"C ok", b"T 0 ok", b"T 1 dead", b"D", b"P 0 0", returncode=0), ("failed", 1)),
+    (raw(b"S", b"C ok", b"T 0 ok", b"T 1 dead", b"D", b"P 0 11", returncode=0), ("killed", 1)),
+    (raw(b"S", b"C ok", b"T 0 dead", b"T 1 dead", b"D", b"P 0 24", returncode=0), ("timeout", 0)),
+    # the tester itself hit the CPU limit (a test that loops)
+    (raw(b"S", b"C ok", b"T 0 ok", b"P 24 9", returncode=0), ("timeout", 1)),
+    (raw(b"S", b"C ok", b"T 0 ok", b"T 1 nocall x", b"D", b"P 0 9", returncode=0), ("failed", 1)),
+    (raw(b"S", returncode=0), ("sandbox_error", 0)),  # the tester reported nothing
     (raw(b"X PermissionError", returncode=1), ("sandbox_error", 0)),
     (raw(returncode=1), ("sandbox_error", 0)),  # the launcher failed before set-up
     (Raw(spawn_error="no bwrap"), ("sandbox_error", 0)),
@@ -42,12 +50,21 @@ def test_forged_or_duplicate_test_lines_do_not_inflate_passes():
     assert classify(raw(b"S", b"C ok", b"T 0 ok", b"T 0 ok", b"D", returncode=0), 2)[:2] == ("failed", 1)
 
 
+def test_wait_statuses_the_candidate_writes_elsewhere_are_ignored():
+    # A "P" line is only valid as two integers; garbage is not a wait status.
+    out = raw(b"S", b"C ok", b"T 0 ok", b"T 1 dead", b"D", b"P x y", returncode=0)
+    assert classify(out, 2)[:2] == ("failed", 1)
+
+
 def test_seccomp_program_shape():
     prog = _seccomp.build()
     if prog is None:
         pytest.skip("seccomp filter not built for this architecture")
     assert len(prog) % 8 == 0 and len(prog) // 8 < 64
-    assert "socket" in _seccomp.denied_syscalls()
+    denied = _seccomp.denied_syscalls()
+    for name in ("socket", "clone3", "unshare(CLONE_NEWUSER)", "clone(CLONE_NEWUSER)",
+                 "shmget", "memfd_create", "fsopen"):
+        assert name in denied
 
 
 def test_rlimits_soft_equals_hard_except_cpu():

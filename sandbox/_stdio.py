@@ -1,0 +1,117 @@
+"""stdin/stdout tests (APPS, CodeContests, TACO, LiveCodeBench, ...): the host
+side.  Each case is one sandboxed run of the program with the case's input
+as its stdin; its stdout is compared *here*, outside the sandbox, so nothing
+the program does can change how it is judged.
+
+A case is ``{"input": str, "output": str}`` (lists of lines are joined);
+``{"inputs": [...], "outputs": [...]}`` (the APPS ``input_output`` column)
+is accepted too.
+
+>>> to_cases([{"input": "1 2\\n", "output": "3\\n"}])
+[('1 2\\n', '3\\n')]
+>>> to_cases({"inputs": ["5"], "outputs": [["5", "x"]]})
+[('5', '5\\nx')]
+>>> outputs_match("3  \\n\\n", "3\\n")
+True
+>>> outputs_match("0.3333333", "0.33333333", float_tol=1e-6)
+True
+>>> outputs_match("0.3333", "0.33333333", float_tol=1e-6)
+False
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._status import Result
+
+
+def _text(v, what: str) -> str:
+    if isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v):
+        return "\n".join(v)
+    if not isinstance(v, str):
+        raise TypeError(f"a stdin/stdout test's {what} must be a str (or a list of str), "
+                        f"not {type(v).__name__}")
+    return v
+
+
+def is_stdio(tests) -> bool:
+    """Does ``tests`` describe stdin/stdout cases (rather than Python snippets)?"""
+    if isinstance(tests, dict):
+        return "inputs" in tests or "input" in tests
+    return (isinstance(tests, (list, tuple)) and len(tests) > 0
+            and all(isinstance(t, dict) for t in tests))
+
+
+def to_cases(tests) -> list[tuple[str, str]]:
+    """(input, expected output) pairs; TypeError/ValueError with a one-line reason."""
+    if isinstance(tests, dict) and "inputs" in tests:
+        ins, outs = tests.get("inputs"), tests.get("outputs")
+        if not isinstance(ins, list) or not isinstance(outs, list) or len(ins) != len(outs):
+            raise ValueError("'inputs' and 'outputs' must be lists of the same length")
+        tests = [{"input": i, "output": o} for i, o in zip(ins, outs)]
+    elif isinstance(tests, dict):
+        tests = [tests]
+    out = []
+    for t in tests:
+        if not isinstance(t, dict) or "input" not in t or "output" not in t:
+            raise ValueError("each stdin/stdout test needs an 'input' and an 'output'")
+        out.append((_text(t["input"], "input"), _text(t["output"], "output")))
+    return out
+
+
+def _lines(text: str) -> list[list[str]]:
+    rows = [line.split() for line in text.replace("\r\n", "\n").split("\n")]
+    while rows and not rows[-1]:
+        rows.pop()
+    return rows
+
+
+def _same_token(a: str, b: str, tol: float | None) -> bool:
+    if a == b:
+        return True
+    if tol is None:
+        return False
+    try:
+        x, y = float(a), float(b)
+    except ValueError:
+        return False
+    if math.isnan(x) or math.isnan(y):
+        return False
+    return math.isclose(x, y, rel_tol=tol, abs_tol=tol)
+
+
+def outputs_match(got: str, expected: str, float_tol: float | None = None) -> bool:
+    """Whitespace-normalised comparison: line by line, each line's runs of
+    whitespace collapsed, trailing blank lines ignored; with ``float_tol``,
+    numeric tokens match within that absolute or relative tolerance."""
+    a, b = _lines(got), _lines(expected)
+    if len(a) != len(b):
+        return False
+    for ra, rb in zip(a, b):
+        if len(ra) != len(rb):
+            return False
+        if not all(_same_token(x, y, float_tol) for x, y in zip(ra, rb)):
+            return False
+    return True
+
+
+def aggregate(results: list[Result], cases: list[tuple[str, str]],
+              float_tol: float | None) -> Result:
+    """One Result for a program over all its cases: passed = cases whose run
+    was clean and whose output matched; status of the first failing case
+    ("failed" for a wrong answer); its stdout/stderr (else the first case's)."""
+    passed, first_bad, first_status = 0, None, "ok"
+    for i, (r, (_, expected)) in enumerate(zip(results, cases)):
+        if r.status == "ok" and outputs_match(r.stdout, expected, float_tol):
+            passed += 1
+        elif first_bad is None:
+            first_bad = i
+            first_status = "failed" if r.status == "ok" else r.status
+    shown = results[first_bad if first_bad is not None else 0]
+    note = ""
+    if first_bad is not None:
+        what = "wrong answer" if first_status == "failed" else first_status
+        note = f"[sandbox] case {first_bad}: {what}\n"
+    return Result(first_status, passed, len(cases), shown.stdout, shown.stderr + note,
+                  sum(r.duration_s for r in results))
