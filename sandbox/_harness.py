@@ -257,41 +257,58 @@ def _fork_candidate(header, fd, req_r, req_w, rsp_r, rsp_w):
     return pid
 
 
-def _fork_tester(header, fd, req_r, req_w, rsp_r, rsp_w):
-    pid = os.fork()
-    if pid == 0:
-        write = lambda data: os.write(fd, data)  # noqa: E731
+_REAPED = {}  # pid -> wait status, filled by _reap
+
+
+def _reap(*_):
+    # As pid 1 of the run's namespace (zygote runs) we inherit the
+    # candidate's orphans: reap them, so their zombies do not count
+    # against its process limit; remember how the candidate itself ended.
+    while True:
         try:
-            os.close(req_r)
-            os.close(rsp_w)
-            _become(header["tester_uid"], header)
-            _undumpable()  # before the tests are in memory
-            spec = marshal.loads(read_all(0))  # noqa: F821 (_wire.py)
-            _to_devnull(0)
-        except BaseException as exc:
-            write(b"X tester: " + _describe(exc) + b"\n")
-            os._exit(70)
-        tester_main(Channel(req_w, rsp_r), spec["tests"], spec["entry_point"],  # noqa: F821
-                    spec["require_calls"], write)
-        os._exit(0)
-    return pid
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if not pid:
+            return
+        _REAPED[pid] = status
+
+
+def _wait_status(pid, grace_s):
+    """U's raw wait status, waiting up to ``grace_s`` for it to die (0: alive)."""
+    import time
+    deadline = time.monotonic() + grace_s
+    while True:
+        _reap()
+        if pid in _REAPED or time.monotonic() >= deadline:
+            return _REAPED.get(pid, 0)
+        time.sleep(0.001)
 
 
 def _run_pair(header, fd, write):
+    """Fork U, then become T, the tester.  U is our child, so we can report how
+    it ended; after the privilege drop we can no longer signal it: the run's
+    pid namespace (or the host, in the ``none`` backend) kills what is left."""
     req_r, req_w = os.pipe()  # tester -> candidate
     rsp_r, rsp_w = os.pipe()  # candidate -> tester
     u = _fork_candidate(header, fd, req_r, req_w, rsp_r, rsp_w)
-    t = _fork_tester(header, fd, req_r, req_w, rsp_r, rsp_w)
-    for x in (req_r, req_w, rsp_r, rsp_w):
-        os.close(x)
-    _to_devnull(0)
-    t_status = os.waitpid(t, 0)[1]
+    if os.getpid() == 1:
+        import _signal
+        _signal.signal(_signal.SIGCHLD, _reap)
     try:
-        os.kill(u, 9)
-    except OSError:
-        pass
-    u_status = os.waitpid(u, 0)[1]
-    write(b"P %d %d\n" % (t_status, u_status))
+        os.close(req_r)
+        os.close(rsp_w)
+        _become(header["tester_uid"], header)
+        _undumpable()  # before the tests are in memory
+        spec = marshal.loads(read_all(0))  # noqa: F821 (_wire.py)
+        _to_devnull(0)
+    except BaseException as exc:
+        write(b"X tester: " + _describe(exc) + b"\n")
+        os._exit(1)
+    chan = Channel(req_w, rsp_r)  # noqa: F821 (_tester.py)
+    tester_main(chan, spec["tests"], spec["entry_point"], spec["require_calls"], write)  # noqa: F821
+    os.close(req_w)  # EOF: an idle candidate exits by itself
+    write(b"P 0 %d\n" % _wait_status(u, 0.05 if chan.gone else 0.0))
     os._exit(0)
 
 

@@ -201,7 +201,8 @@ def tester_main(chan, tests, entry_point, require_calls, write):
     """Receive the code's outcome, run each test, write the verdicts; returns."""
     try:
         first = recv_plain(chan.rfd)  # noqa: F821
-    except BaseException:
+    except BaseException as exc:
+        chan.gone = "the solution process is gone (%s)" % exc
         write(b"C dead\n")
         return
     if type(first) is not tuple or len(first) != 4 or first[0] != "code":

@@ -9,7 +9,8 @@ need thousands of runs per training step.
 Per request ("R" plus four fds over a SOCK_SEQPACKET socket: stdin, stdout,
 stderr and result pipe) the zygote forks a process C that is pid 1 of a
 *fresh pid namespace*; C takes fresh mount and IPC namespaces, mounts its own
-/proc, forks the harness G and reaps until G exits.  So each run still gets:
+/proc and runs the harness (which forks the candidate and becomes the tester,
+see _harness.py).  So each run still gets:
 
 * its own pid namespace: it sees only itself, and when C dies (run over, or
   the host asked to kill it with "K") the kernel kills everything inside,
@@ -21,10 +22,10 @@ stderr and result pipe) the zygote forks a process C that is pid 1 of a
 
 What runs share with the zygote: the (empty, loopback-only) network
 namespace, and a copy of the zygote's memory, which never holds a payload:
-payloads go straight from the host to G through G's own stdin pipe.  The
+payloads go straight from the host to C through C's own stdin pipe.  The
 zygote itself is trusted code running as root with CAP_SYS_ADMIN, SETUID and
-SETGID inside the sandbox; G closes every descriptor but its four pipes and
-drops to the run's uid before any untrusted code runs.
+SETGID inside the sandbox; C closes every descriptor but its four pipes and
+its processes drop to the run's uids before any untrusted input is read.
 
 Messages to the host: "READY" once, then "E <wait status of C>" per run.
 """
@@ -44,30 +45,20 @@ def _check(ctypes, ret, what):
 
 
 def _pid1(ctypes, libc, fds):
-    """C: pid 1 of the run's namespace.  Never returns."""
+    """C: pid 1 of the run's namespace, and the run's harness.  Never returns."""
     _check(ctypes, libc.unshare(_CLONE_NEWNS | _CLONE_NEWIPC), "unshare")
     # Private propagation: the run's mounts never reach the zygote or host.
     _check(ctypes, libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "mount private")
     _check(ctypes, libc.mount(b"proc", b"/proc", b"proc",
                               _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None), "mount proc")
-    child = os.fork()
-    if child == 0:
-        try:
-            # fds are all >= 3 and the targets 0..2 come first, so no dup2
-            # overwrites a source that is still needed.
-            for target, fd in enumerate(fds):
-                os.dup2(fd, target)
-            os.closerange(4, 1 << 20)  # the control socket must not leak to G
-            run_child(3)  # noqa: F821 (defined in _harness.py, concatenated)
-        finally:
-            os._exit(70)
-    for fd in fds:  # G holds the pipes; keeping them would delay EOF
-        os.close(fd)
-    while True:  # as pid 1 we also reap orphans of the run
-        pid, status = os.wait()
-        if pid == child:
-            code = os.waitstatus_to_exitcode(status)
-            os._exit(code if code >= 0 else 128 - code)
+    # fds are all >= 3 and the targets 0..2 come first, so no dup2
+    # overwrites a source that is still needed.
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    os.closerange(4, 1 << 20)  # the control socket must not leak to the run
+    # C itself is the harness: it forks the candidate and becomes the tester
+    # (see _harness.py), which as pid 1 also reaps the run's orphans.
+    run_child(3)  # noqa: F821 (defined in _harness.py, concatenated)
 
 
 def _serve(ctypes, libc, sock, own_pidns, fds):
@@ -102,12 +93,39 @@ def _serve(ctypes, libc, sock, own_pidns, fds):
         os.close(pidfd)
 
 
+def _warm_up():
+    """Exercise, once, what every run does (compile, exec, the channel's data
+    checks, the proxies), so that lazily built state exists before the fork
+    and runs do not each build (and page-fault) their own copy."""
+    ns = {"__builtins__": __builtins__}
+    run_source("def _f(x):\n    return [x, (x,), {x: 1.5}]\n", "<solution>", ns)  # noqa: F821
+    box = Candidate(-1, -1)  # noqa: F821 (_candidate.py)
+    box.ns = ns
+    listing = box.listing()
+    value = check_plain(marshal.loads(marshal.dumps(ns["_f"]("a"))))  # noqa: F821
+    req_r, req_w = os.pipe()
+    rsp_r, rsp_w = os.pipe()
+    box.rfd, box.wfd = req_r, rsp_w
+    chan = Channel(req_w, rsp_r)  # noqa: F821 (_tester.py)
+    tns = {"__builtins__": __builtins__}
+    _bind(tns, chan, listing, None)  # noqa: F821
+    for args in ([1], ["x"], [None]):  # one round trip, both ends in this process
+        send(req_w, ("call", ("name", "_f"), [chan.encode(a) for a in args], {}))  # noqa: F821
+        box.answer(marshal.loads(recv_raw(req_r)))  # noqa: F821
+        chan.decode_reply(recv_plain(rsp_r))  # noqa: F821
+    for fd in (req_r, req_w, rsp_r, rsp_w):
+        os.close(fd)
+    run_source("assert [1] == [1] and %r" % (value,), "<test 0>", tns)  # noqa: F821
+    _uses_values("x = y", {"y"})  # noqa: F821
+
+
 def zygote_main(sock_fd):
     import socket
     import resource  # noqa: F401  (warm import: the harness needs it per run)
     ctypes, libc = _libc()  # noqa: F821 (defined in _harness.py)
     sock = socket.socket(fileno=sock_fd)
     own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
+    _warm_up()
     import gc
     gc.freeze()  # keep the GC of each forked run from writing to (copying) our pages
     sock.send(b"READY")

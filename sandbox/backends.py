@@ -144,8 +144,9 @@ def bwrap_argv(bwrap: str, prefix: str, *, root: bool, seccomp_fd: int | None,
         # keep only what the harness needs to switch to the sandbox uid (and
         # what a zygote needs to make per-run namespaces and mounts).
         args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-        if zygote:
-            args += ["--cap-add", "CAP_SYS_ADMIN"]
+        if zygote:  # per-run namespaces and mounts; killing a run's pid 1 (the
+            # tester, which runs as another uid) when the host asks
+            args += ["--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_KILL"]
     else:
         # Unprivileged bwrap nests a second user namespace, which cannot
         # enter the pid namespace a zygote needs: only "spawn" works here.
