@@ -42,7 +42,7 @@ import sys
 
 _LIMIT_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EMFILE,
                  errno.ENFILE, errno.EAGAIN}
-_MS_NOSUID, _MS_NODEV = 2, 4
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV = 1, 2, 4
 _PR_SET_DUMPABLE, _PR_SET_SECCOMP, _PR_SET_NO_NEW_PRIVS, _SECCOMP_MODE_FILTER = 4, 22, 38, 2
 
 
@@ -58,11 +58,10 @@ def _mount_tmpfs(mounts):
     if not mounts:
         return
     ctypes, libc = _libc()
-    for path, size in mounts:
+    for path, opts, readonly in mounts:
         if os.path.isdir(path):
-            opts = ("size=%d,mode=1777" % size).encode()
-            if libc.mount(b"tmpfs", path.encode(), b"tmpfs",
-                          _MS_NOSUID | _MS_NODEV, opts) != 0:
+            flags = _MS_NOSUID | _MS_NODEV | (_MS_RDONLY if readonly else 0)
+            if libc.mount(b"tmpfs", path.encode(), b"tmpfs", flags, opts.encode()) != 0:
                 raise OSError(ctypes.get_errno(), "mount tmpfs on " + path)
 
 

@@ -128,6 +128,52 @@ class Slots:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+_SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def remove_leftovers(uid: int | None) -> int:
+    """``none`` backend, after a run: delete what ``uid`` left in the host's
+    world-writable dirs (top-level entries it owns) and its SysV shared-memory
+    segments (refused by seccomp; this covers the no-seccomp modes).
+    Returns how many things were removed."""
+    if uid is None or uid < UID_BASE:
+        return 0
+    import shutil
+    removed = 0
+    for d in _SHARED_DIRS:
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                if e.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    shutil.rmtree(e.path, ignore_errors=True)
+                else:
+                    os.unlink(e.path)
+                removed += 1
+            except OSError:
+                pass
+    return removed + _remove_shm_of(uid)
+
+
+def _remove_shm_of(uid: int) -> int:
+    try:
+        with open("/proc/sysvipc/shm") as f:
+            rows = [line.split() for line in f.readlines()[1:]]
+    except OSError:
+        return 0
+    ids = [int(r[1]) for r in rows if len(r) > 7 and r[7] == str(uid)]
+    if ids:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        for shmid in ids:
+            libc.shmctl(shmid, 0, None)  # IPC_RMID
+    return len(ids)
+
+
 def _processes_of(uid: int) -> tuple[int, int]:
     """(live, zombie) processes whose real uid is ``uid``.
 

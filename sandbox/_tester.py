@@ -44,15 +44,16 @@ def _remote_exception(name, msg, memory):
     cls = _REMOTE_ERRORS.get(key)
     if cls is None:
         base = getattr(builtins, name, None)
-        ok = type(base) is type and issubclass(base, BaseException)
-        if not ok or base in (MemoryError, KeyboardInterrupt, GeneratorExit, SystemExit):
-            base = MemoryError if memory else None
-        if base is None:
-            bases = (RemoteError,)
-        elif issubclass(base, Exception):
-            bases = (RemoteError, base)
-        else:
-            bases = (_RemoteBase, base)
+        if not (type(base) is type and issubclass(base, BaseException)):
+            base = Exception  # a class of the code's own
+        if issubclass(base, MemoryError) and not memory:
+            base = Exception  # only exactly MemoryError counts as memory
+        if memory:
+            base = MemoryError
+        if issubclass(base, Exception):
+            bases = (RemoteError,) if base is Exception else (RemoteError, base)
+        else:  # SystemExit, KeyboardInterrupt, ...: no `except Exception` catches it
+            bases = (_RemoteBase,)
         cls = _REMOTE_ERRORS[key] = type("Remote" + name[:40], bases, {})
     return cls("%s: %s" % (name[:80], msg[:300]))
 

@@ -115,6 +115,18 @@ def _ro_bind_with_parents(path: str) -> list[str]:
     return args + ["--ro-bind", path, path]
 
 
+def package_dirs(prefix: str) -> list[str]:
+    """Installed-package dirs of the base Python and of the system's Pythons
+    (``sys.path.append("/usr/lib/python3/dist-packages")`` must find nothing)."""
+    import glob
+    ver = "python%d.%d" % sys.version_info[:2]
+    pats = [os.path.join(prefix, "lib", ver, "site-packages"), "/usr/lib/python3/dist-packages",
+            "/usr/lib/python3*/*-packages", "/usr/local/lib/python3*/*-packages",
+            "/usr/lib64/python3*/*-packages", "/usr/local/lib64/python3*/*-packages"]
+    found = {os.path.realpath(p) for pat in pats for p in glob.glob(pat) if os.path.isdir(p)}
+    return sorted(found)
+
+
 def _filesystem(prefix: str) -> list[str]:
     args = ["--ro-bind", "/usr", "/usr"]
     for d in _SYSTEM_DIRS:  # merged-/usr systems have symlinks here
@@ -124,8 +136,7 @@ def _filesystem(prefix: str) -> list[str]:
             args += ["--ro-bind", d, d]
     if not prefix.startswith("/usr/"):
         args += _ro_bind_with_parents(prefix)
-    site = os.path.join(prefix, "lib", "python%d.%d" % sys.version_info[:2], "site-packages")
-    if os.path.isdir(site):  # stdlib only: hide the host's installed packages
+    for site in package_dirs(prefix):  # stdlib only: hide the host's installed packages
         args += ["--tmpfs", site]
     return args + ["--perms", "0755", "--dir", "/etc",
                    "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
@@ -143,10 +154,12 @@ def bwrap_argv(bwrap: str, prefix: str, *, root: bool, seccomp_fd: int | None,
         # Real root keeps all capabilities inside bwrap unless told otherwise;
         # keep only what the harness needs to switch to the sandbox uid (and
         # what a zygote needs to make per-run namespaces and mounts).
-        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        # CAP_SYS_ADMIN: the harness mounts inode-capped tmpfs (see harness_mounts).
+        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+                 "--cap-add", "CAP_SYS_ADMIN"]
         if zygote:  # per-run namespaces and mounts; killing a run's pid 1 (the
             # tester, which runs as another uid) when the host asks
-            args += ["--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_KILL"]
+            args += ["--cap-add", "CAP_KILL"]
     else:
         # Unprivileged bwrap nests a second user namespace, which cannot
         # enter the pid namespace a zygote needs: only "spawn" works here.
@@ -173,15 +186,23 @@ def unshare_argv(unshare: str, *, root: bool) -> list[str]:
     return args
 
 
-def harness_mounts(backend: str, zygote: bool, disk_bytes: int,
-                   shm_bytes: int) -> list[tuple[str, int]]:
-    """Size-capped tmpfs mounts the harness makes, as root, before dropping uid.
+def _tmpfs(path: str, size: int, inodes: int) -> tuple[str, str, bool]:
+    return path, "size=%d,nr_inodes=%d,mode=1777" % (size, inodes), False
 
-    bwrap already made fresh ones for a spawned run; a zygote's run needs its
-    own; unshare needs them to hide the host's world-writable dirs.
+
+def harness_mounts(backend: str, zygote: bool, disk_bytes: int, shm_bytes: int,
+                   inodes: int, root: bool = True,
+                   prefix: str | None = None) -> list[tuple[str, str, bool]]:
+    """(path, tmpfs options, read-only) mounts the harness makes, as root in
+    the run's mount namespace, before dropping uid: size- and inode-capped
+    tmpfs for every writable dir (bwrap's own --tmpfs has no inode cap), and
+    for unshare, read-only empty ones over the host's package dirs.
     """
     if backend == "unshare":
-        return [(WORKDIR, disk_bytes), ("/var/tmp", shm_bytes), ("/dev/shm", shm_bytes)]
-    if backend == "bwrap" and zygote:
-        return [(WORKDIR, disk_bytes), ("/dev/shm", shm_bytes)]
+        hide = [(d, "size=4096,nr_inodes=16,mode=0755", True)
+                for d in package_dirs(prefix or python_interpreter()[1])]
+        return [_tmpfs(WORKDIR, disk_bytes, inodes), _tmpfs("/var/tmp", shm_bytes, inodes),
+                _tmpfs("/dev/shm", shm_bytes, inodes)] + hide
+    if backend == "bwrap" and (zygote or root):
+        return [_tmpfs(WORKDIR, disk_bytes, inodes), _tmpfs("/dev/shm", shm_bytes, inodes)]
     return []

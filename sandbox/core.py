@@ -17,7 +17,7 @@ from . import _seccomp, _stdio, backends, limits
 from ._jobs import Job, check_args, plan
 from ._pool import Zygote, ZygotePool
 from ._process import Raw, spawn_run
-from ._slots import Slots
+from ._slots import Slots, remove_leftovers
 from ._status import Result, classify, classify_program
 
 _HERE = Path(__file__).parent
@@ -217,6 +217,8 @@ class Sandbox:
             if mode.backend == "none" or (mode.launch == "spawn" and not _clean_exit(raw)):
                 if not self.slots.wait_gone(uid):
                     log.error("sandbox: processes of uid %s survived the run", uid)
+            if mode.backend == "none":
+                remove_leftovers(uid)
 
     def _payload(self, mode: Mode, job: Job, timeout_s, memory_mb, uids, cwd) -> bytes:
         header = marshal.dumps({
@@ -226,7 +228,9 @@ class Sandbox:
             # group, so there it must stay in the launcher's.
             "setsid": mode.backend != "none",
             "mounts": backends.harness_mounts(mode.backend, mode.launch == "zygote",
-                                              limits.DISK_BYTES, limits.SHM_BYTES),
+                                              limits.DISK_BYTES, limits.SHM_BYTES,
+                                              limits.INODES, self.root,
+                                              backends.python_for(mode.backend, self.root)[1]),
             "rlimits": limits.rlimits(timeout_s, memory_mb, self.slots.nproc(uids[0], mode.backend)),
             # bwrap sets no_new_privs and the filter itself (a zygote's runs
             # inherit both); elsewhere the harness does.

@@ -14,6 +14,7 @@ MAX_OUTPUT_BYTES = 1 << 20  # stdout + stderr together; more -> "output_limit"
 MAX_FILE_BYTES = 16 << 20  # RLIMIT_FSIZE: largest file the code may write
 DISK_BYTES = 64 << 20  # size of the tmpfs that is the cwd (bwrap, unshare)
 SHM_BYTES = 16 << 20  # size of the tmpfs at /dev/shm (and /var/tmp for unshare)
+INODES = 4096  # files + dirs per tmpfs (nr_inodes): no 200,000 empty files
 NPROC = 64  # RLIMIT_NPROC: processes + threads of the run's uid
 NOFILE = 64  # RLIMIT_NOFILE: open file descriptors
 MIN_MEMORY_MB = 32  # the interpreter alone maps ~12 MiB
