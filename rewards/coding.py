@@ -1,6 +1,11 @@
-"""Code reward: the fraction of a sample's unit tests that the generated code
+"""Code reward: the fraction of a sample's tests that the generated code
 passes, run in the project's ``sandbox`` package (isolated processes with time
 and memory limits; imported lazily so the other rewards work without it).
+
+The verdicts are the sandbox's: assert-style tests run in a separate tester
+process against proxies of the solution's functions, stdin/stdout cases are
+compared on the host (see sandbox/__init__.py).  Test columns: see
+rewards/code_formats.py; the program is found with rewards/code_extract.py.
 
 >>> extract_code("Here:\\n```python\\nprint(1)\\n```\\nbetter:\\n```python\\nprint(2)\\n```")
 'print(2)'
@@ -10,62 +15,88 @@ and memory limits; imported lazily so the other rewards work without it).
 
 from __future__ import annotations
 
-import json
-import re
+import inspect
+import logging
 
 from rewards._text import completion_text
+from rewards.code_extract import extract_code
+from rewards.code_formats import spec
 from rewards.registry import register
 
-_FENCE = re.compile(r"```[ \t]*(python3?|py)?[ \t]*\n(.*?)```", re.S | re.I)
+__all__ = ["code_tests", "extract_code"]
+log = logging.getLogger(__name__)
+_COLUMNS = ("test", "entry_point", "test_list", "test_setup_code", "test_imports",
+            "input_output")
 
 
-def extract_code(text: str) -> str:
-    """Code of the last ```python fenced block (any fenced block if none is
-    tagged python; an unclosed final fence counts), else the whole text."""
-    blocks = _FENCE.findall(text)
-    tagged = [code for lang, code in blocks if lang]
-    if tagged or blocks:
-        return (tagged or [c for _, c in blocks])[-1].strip("\n")
-    m = re.search(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*)$", text, re.S | re.I)  # truncated fence
-    if m:
-        return m.group(1).strip("\n")
-    return text.strip("\n")
+def _column(kwargs, name, n):
+    value = kwargs.get(name)
+    if value is None:
+        return [None] * n
+    if not isinstance(value, (list, tuple)) or len(value) != n:
+        raise ValueError(f"column {name!r} must have one entry per completion ({n})")
+    return list(value)
 
 
-def _tests(t):
-    """Datasets often store the test list JSON-encoded; run as code, such a
-    string would be a no-op expression that "passes"."""
-    if isinstance(t, str) and t.lstrip().startswith("["):
+def _specs(tests, kwargs, n):
+    """Per sample: (tests, entry point) or None (no usable tests; counted)."""
+    cols = {c: _column(kwargs, c, n) for c in _COLUMNS}
+    tests = [None] * n if tests is None else _column({"tests": tests}, "tests", n)
+    out, bad = [], {}
+    for i in range(n):
         try:
-            v = json.loads(t)
-        except ValueError:
-            return t
-        if isinstance(v, list) and all(isinstance(x, str) for x in v):
-            return v
-    return t
+            out.append(spec(tests[i], **{c: cols[c][i] for c in _COLUMNS}))
+        except (ValueError, TypeError) as exc:
+            out.append(None)
+            bad[str(exc)] = bad.get(str(exc), 0) + 1
+    if bad:  # failures counted and shown, never a silent 0
+        log.warning("code_tests: %d of %d samples have no usable tests (scored None): %s",
+                    sum(bad.values()), n, "; ".join(f"{k} (x{v})" for k, v in bad.items()))
+    return out
+
+
+def _options(run_batch, float_tol) -> dict:
+    """The trust options, for a run_batch that has them (a stand-in may not)."""
+    try:
+        params = inspect.signature(run_batch).parameters
+    except (TypeError, ValueError):
+        params = {}
+    opts = {"require_calls": True, "float_tol": float_tol}
+    return {k: v for k, v in opts.items() if k in params}
 
 
 @register("code_tests")
-def code_tests(prompts, completions, tests, timeout_s: float = 5.0, memory_mb: int = 512,
-               workers: int | None = None, **kwargs):
-    """Fraction of ``tests`` passed by the completion's code (0.0 when the code
-    fails to run or times out); None where a sample has no tests.  ``tests`` is
-    passed to the sandbox as is (e.g. a list of assert statements)."""
+def code_tests(prompts, completions, tests=None, timeout_s: float = 5.0, memory_mb: int = 512,
+               workers: int | None = None, all_or_nothing: bool = False,
+               float_tol: float | None = None, **kwargs):
+    """Fraction of a sample's tests passed by the completion's code (0.0 when
+    the code fails to run or times out); None where a sample has no usable
+    tests.  ``all_or_nothing``: 1.0 only when every test passes.  ``float_tol``:
+    numeric tolerance for stdin/stdout outputs.  ``timeout_s`` is per run, and
+    for stdin/stdout tests per case.  Tests that never call the solution count
+    as failed (they cannot fail, so they cannot be evidence)."""
     import sandbox  # lazy: the sandbox is optional for the other rewards
 
     if not hasattr(sandbox, "run_batch"):
         raise RuntimeError("sandbox.run_batch is not available (is the sandbox package installed?)")
-    idx = [i for i, t in enumerate(tests) if t]
-    items = [(extract_code(completion_text(completions[i])), _tests(tests[i])) for i in idx]
+    specs = _specs(tests, kwargs, len(completions))
+    idx = [i for i, s in enumerate(specs) if s is not None]
+    items = []
+    for i in idx:
+        t, entry = specs[i]
+        code = extract_code(completion_text(completions[i]), entry)
+        items.append((code, t) if entry is None else (code, t, entry))
     out: list = [None] * len(completions)
     if not items:
         return out
-    results = sandbox.run_batch(items, timeout_s=timeout_s, memory_mb=memory_mb, workers=workers)
+    results = sandbox.run_batch(items, timeout_s=timeout_s, memory_mb=memory_mb, workers=workers,
+                                **_options(sandbox.run_batch, float_tol))
     if len(results) != len(items):
         raise RuntimeError(f"sandbox.run_batch returned {len(results)} results for {len(items)} items")
     for i, r in zip(idx, results):
         total = getattr(r, "total", 0) or 0
-        out[i] = (getattr(r, "passed", 0) or 0) / total if total > 0 else 0.0
+        frac = (getattr(r, "passed", 0) or 0) / total if total > 0 else 0.0
+        out[i] = float(frac >= 1.0) if all_or_nothing else frac
     return out
 
 

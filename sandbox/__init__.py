@@ -124,22 +124,32 @@ def default_sandbox() -> Sandbox:
         return _default
 
 
-def run(code: str, tests: str | list[str], language: str = "python",
-        timeout_s: float = 5.0, memory_mb: int = 512) -> Result:
-    """Run ``code`` then each test snippet in one fresh sandboxed interpreter."""
-    return default_sandbox().run(code, tests, language, timeout_s, memory_mb)
+def run(code: str, tests, language: str = "python", timeout_s: float = 5.0,
+        memory_mb: int = 512, *, entry_point: str | None = None, require_calls: bool = False,
+        float_tol: float | None = None) -> Result:
+    """Run ``code`` against ``tests`` (see the module doc) in fresh sandboxed processes.
+
+    ``entry_point``: a name the tests may use even if it shadows a builtin.
+    ``require_calls``: a Python test that neither calls the solution nor reads
+    one of its values fails ("cannot fail" tests are not evidence).
+    ``float_tol``: numeric tolerance when comparing stdin/stdout outputs.
+    """
+    return default_sandbox().run(code, tests, language, timeout_s, memory_mb,
+                                 entry_point=entry_point, require_calls=require_calls,
+                                 float_tol=float_tol)
 
 
-def run_batch(items: list[tuple[str, str | list[str]]], timeout_s: float = 5.0,
-              memory_mb: int = 512, workers: int | None = None) -> list[Result]:
-    """``run`` for many (code, tests) pairs concurrently; results keep the order.
+def run_batch(items, timeout_s: float = 5.0, memory_mb: int = 512, workers: int | None = None,
+              *, require_calls: bool = False, float_tol: float | None = None) -> list[Result]:
+    """``run`` for many (code, tests) or (code, tests, entry_point) items
+    concurrently (each stdin/stdout case is its own run); results keep the order.
 
     ``workers`` defaults to twice the number of usable CPUs.
     """
-    return default_sandbox().run_batch(items, timeout_s, memory_mb, workers)
+    return default_sandbox().run_batch(items, timeout_s, memory_mb, workers,
+                                       require_calls=require_calls, float_tol=float_tol)
 
 
 def capabilities() -> dict:
     """What isolation this machine offers and which one ``run`` uses."""
     return default_sandbox().capabilities()
-

@@ -230,6 +230,19 @@ def run_source(source, filename, namespace):
 _EXIT_CODES = {"ok": 0, "error": 1, "memory": 3, "limit": 4}
 
 
+def _program_exit(code):
+    """What Python's own exit does: wait for non-daemon threads (a common
+    competitive-programming pattern runs main() in a big-stack thread), flush."""
+    try:
+        threading = sys.modules.get("threading")
+        if threading is not None:
+            threading._shutdown()
+    except BaseException:
+        code = 1
+    _flush_user_streams()
+    os._exit(code)
+
+
 def _run_program(header, fd):
     """stdio mode: the verdict is the host's (stdout, exit status); drop the pipe."""
     os.close(fd)
@@ -237,8 +250,24 @@ def _run_program(header, fd):
     mod = type(sys)("__main__")  # a script: its main guard runs, pickle finds it
     sys.modules["__main__"] = mod
     mod.__dict__["__builtins__"] = __builtins__
-    kind, _ = run_source(header["code"], "<solution>", mod.__dict__)
-    os._exit(_EXIT_CODES.get(kind, 1))
+    try:
+        exec(compile(header["code"], "<solution>", "exec"), mod.__dict__)
+    except SystemExit as exc:  # sys.exit(0) / exit() are a normal end
+        code = exc.code
+        if code is not None and type(code) is not int:
+            try:
+                os.write(2, str(code).encode("utf-8", "replace")[:1000] + b"\n")
+            except BaseException:
+                pass
+        _program_exit(0 if code is None or (type(code) is int and code == 0) else 1)
+    except BaseException as exc:
+        msg = _describe(exc)
+        try:
+            os.write(2, b"[sandbox] <solution> failed: %s\n" % msg)
+        except BaseException:
+            pass
+        _program_exit(_EXIT_CODES.get(exc_kind(exc), 1))
+    _program_exit(0)
 
 
 def _fork_candidate(header, fd, req_r, req_w, rsp_r, rsp_w):
