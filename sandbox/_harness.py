@@ -156,6 +156,19 @@ def _become(uid, header):
     _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
 
 
+def _cap_recursion(cap):
+    """``sys.setrecursionlimit`` clamped to what ``memory_mb`` can hold: in 3.11
+    Python frames live on the heap, so an unbounded limit turns a runaway
+    recursion into minutes of paging and a "timeout" instead of the
+    RecursionError it is.  Honest deep recursion (DFS to 10^5) is unaffected."""
+    real = sys.setrecursionlimit
+
+    def setrecursionlimit(limit):
+        real(min(limit.__index__(), cap))
+
+    sys.setrecursionlimit = setrecursionlimit
+
+
 def _type_name(cls):
     try:  # the C slot: a metaclass cannot intercept it
         return type.__dict__["__name__"].__get__(cls, type)
@@ -247,6 +260,7 @@ def _run_program(header, fd):
     """stdio mode: the verdict is the host's (stdout, exit status); drop the pipe."""
     os.close(fd)
     _become(header["uid"], header)
+    _cap_recursion(header["max_depth"])
     mod = type(sys)("__main__")  # a script: its main guard runs, pickle finds it
     sys.modules["__main__"] = mod
     mod.__dict__["__builtins__"] = __builtins__
@@ -278,6 +292,7 @@ def _fork_candidate(header, fd, req_r, req_w, rsp_r, rsp_w):
             for x in (fd, req_w, rsp_r):
                 os.close(x)
             _become(header["uid"], header)
+            _cap_recursion(header["max_depth"])
         except BaseException:
             os._exit(70)
         candidate_main(req_r, rsp_w, header["code"])  # noqa: F821 (_candidate.py)

@@ -224,6 +224,7 @@ class Sandbox:
         header = marshal.dumps({
             "code": job.code, "cwd": cwd, "uid": uids[0], "tester_uid": uids[1],
             "mode": "tests" if job.stdin is None else "stdio", "stdin": job.stdin or b"",
+            "max_depth": limits.max_recursion(memory_mb),
             # Without a pid namespace we kill the run through its process
             # group, so there it must stay in the launcher's.
             "setsid": mode.backend != "none",

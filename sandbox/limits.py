@@ -22,6 +22,15 @@ STARTUP_S = 10.0  # budget for interpreter start-up before the timeout clock sta
 WATCHDOG_GRACE_S = 5.0  # the external `timeout` watchdog fires this much later
 
 
+def max_recursion(memory_mb: int) -> int:
+    """Cap on ``sys.setrecursionlimit`` (~280 bytes per 3.11 frame: a quarter of memory).
+
+    >>> max_recursion(512)
+    512000
+    """
+    return memory_mb * 1000
+
+
 def rlimits(timeout_s: float, memory_mb: int, nproc: int = NPROC) -> list[tuple[str, int, int]]:
     """(name, soft, hard) triples for the harness.
 
