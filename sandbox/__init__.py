@@ -5,11 +5,21 @@
     >>> r.status, r.passed, r.total
     ('failed', 1, 2)
 
-``tests`` as a list: each snippet runs after the code, in the same namespace,
-and counts on its own (a failing one does not stop the others).  As a str:
-one snippet, ``total == 1``.  The code runs with ``__name__ == "__sandbox__"``
-(as in the HumanEval harness, ``if __name__ == "__main__":`` blocks do not
-run) and only the standard library is importable.
+``tests`` as a list: each snippet runs after the code, in one namespace of
+its own, and counts on its own (a failing one does not stop the others).  As
+a str: one snippet, ``total == 1``.  The code runs with ``__name__ ==
+"__sandbox__"`` (as in the HumanEval harness, ``if __name__ == "__main__":``
+blocks do not run) and only the standard library is importable.  As a list
+of ``{"input": ..., "output": ...}`` (stdin/stdout cases): each case is a run
+of the program (``__name__ == "__main__"``) with that stdin, its own time
+limit, and its stdout compared on the host; ``passed`` counts the cases.
+
+Verdicts (docs/SANDBOX.md has the design and its limits): the tests never
+enter the code's process.  The code runs in a *candidate* process; the tests
+run in a separate *tester* process (another uid, non-dumpable) in which the
+code's functions are proxies: each call sends plain data (marshal) to the
+candidate and gets plain data back, so ``__eq__`` tricks, patched builtins,
+lines written to any descriptor, or reading memory cannot change a verdict.
 
 Statuses: "ok" (all tests passed), "failed" (some test failed), "error" (the
 code raised or had a syntax error before the tests), "timeout" (wall clock or
@@ -36,10 +46,13 @@ What every run gets (all modes)
   the code cannot signal, ptrace, or read the environment or files of the
   caller or of other runs.
 * A seccomp filter (x86_64/aarch64) denying socket(), io_uring, ptrace,
-  process_vm_*, bpf, perf_event_open, userfaultfd and the keyring syscalls,
-  under no_new_privs (setuid binaries cannot raise privileges).
-* Results come back on a separate pipe, so printing "PASSED" or exiting
-  early (sys.exit(0), os._exit(0)) never counts as passing.
+  process_vm_*, bpf, perf_event_open, userfaultfd, the keyring syscalls, new
+  user namespaces (clone/unshare with CLONE_NEWUSER; clone3 -> ENOSYS), the
+  new mount API, SysV shm/msg and memfd_create, under no_new_privs (setuid
+  binaries cannot raise privileges).
+* Results come back on a separate pipe that only the tester holds, so
+  printing "PASSED", writing to any descriptor, or exiting early
+  (sys.exit(0), os._exit(0)) never counts as passing.
 * If the calling process dies mid-run, the run dies too: zygotes kill their
   run on EOF of their control socket, bwrap has --die-with-parent, and the
   other spawned runs are ended by a ``timeout -s KILL`` watchdog
@@ -50,7 +63,8 @@ Backends (strongest available is chosen at first use; see capabilities())
 * ``bwrap`` (Debian package ``bubblewrap``): new pid/net/ipc/uts/mount
   namespaces; the code sees only read-only /usr and the Python prefix, a
   private /proc and /dev, and a 64 MiB tmpfs as its cwd (plus 16 MiB at
-  /dev/shm) that vanish with the run.  When the run's pid 1 dies the kernel
+  /dev/shm; 4096 inodes each) that vanish with the run; host package dirs
+  are covered by empty read-only mounts.  When the run's pid 1 dies the kernel
   kills every process inside, so grandchildren that ``setsid`` away die too.
 * ``unshare`` (util-linux): the same namespaces, but the host filesystem stays
   visible (read-only for the sandbox uid by ordinary permissions); /tmp,
@@ -80,10 +94,9 @@ What it does NOT cover (be honest about it)
   each map ``memory_mb``.  No cgroups are used (they are not delegated to us
   here); nor is there a per-run CPU-share limit, only CPU time per process.
   tmpfs contents (up to 96 MiB per run) live in RAM outside RLIMIT_AS.
-* Reward integrity: tests run in the same interpreter as the code, so code
-  written to cheat (patching builtins, ``__eq__`` that always returns True,
-  writing fake lines to the result pipe, or reading the tests from memory)
-  can forge a pass.  The sandbox protects the host, not the reward.
+* Reward integrity has limits of its own (non-serialisable arguments,
+  in-place mutation, identity tests, trusted test code, marshal's parser):
+  see docs/SANDBOX.md.
 * Without root: no private uid, RLIMIT_NPROC counts all the user's processes
   (we allow current count + 64; concurrent runs share that headroom), and no
   zygote under bwrap (its nested user namespace forbids it: runs are
