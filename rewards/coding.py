@@ -55,24 +55,30 @@ def _specs(tests, kwargs, n):
     return out
 
 
-def _options(run_batch, float_tol) -> dict:
+def _options(run_batch, float_tol, allow_packages) -> dict:
     """The trust options, for a run_batch that has them (a stand-in may not)."""
     try:
         params = inspect.signature(run_batch).parameters
     except (TypeError, ValueError):
         params = {}
     opts = {"require_calls": True, "float_tol": float_tol}
+    if allow_packages:
+        if "allow_packages" not in params:
+            raise RuntimeError("this sandbox.run_batch cannot allow packages")
+        opts["allow_packages"] = tuple(allow_packages)
     return {k: v for k, v in opts.items() if k in params}
 
 
 @register("code_tests")
 def code_tests(prompts, completions, tests=None, timeout_s: float = 5.0, memory_mb: int = 512,
                workers: int | None = None, all_or_nothing: bool = False,
-               float_tol: float | None = None, **kwargs):
+               float_tol: float | None = None, allow_packages=(), **kwargs):
     """Fraction of a sample's tests passed by the completion's code (0.0 when
     the code fails to run or times out); None where a sample has no usable
     tests.  ``all_or_nothing``: 1.0 only when every test passes.  ``float_tol``:
-    numeric tolerance for stdin/stdout outputs.  ``timeout_s`` is per run, and
+    numeric tolerance for stdin/stdout outputs.  ``allow_packages``: installed
+    packages the code may import (default: the standard library only).
+    ``timeout_s`` is per run, and
     for stdin/stdout tests per case.  Tests that never call the solution count
     as failed (they cannot fail, so they cannot be evidence)."""
     import sandbox  # lazy: the sandbox is optional for the other rewards
@@ -90,7 +96,7 @@ def code_tests(prompts, completions, tests=None, timeout_s: float = 5.0, memory_
     if not items:
         return out
     results = sandbox.run_batch(items, timeout_s=timeout_s, memory_mb=memory_mb, workers=workers,
-                                **_options(sandbox.run_batch, float_tol))
+                                **_options(sandbox.run_batch, float_tol, allow_packages))
     if len(results) != len(items):
         raise RuntimeError(f"sandbox.run_batch returned {len(results)} results for {len(items)} items")
     for i, r in zip(idx, results):

@@ -123,18 +123,20 @@ from .core import Sandbox
 
 __all__ = ["Result", "Sandbox", "STATUSES", "run", "run_batch", "capabilities"]
 
-_default: Sandbox | None = None
+_defaults: dict[tuple, Sandbox] = {}
 _default_lock = threading.Lock()
 
 
-def default_sandbox() -> Sandbox:
-    """The process-wide Sandbox used by run/run_batch/capabilities."""
-    global _default
+def default_sandbox(allow_packages=()) -> Sandbox:
+    """The process-wide Sandbox used by run/run_batch/capabilities (one per
+    set of allowed packages: those are part of a zygote's filesystem)."""
+    key = tuple(sorted(set(allow_packages or ())))
     with _default_lock:
-        if _default is None:
-            _default = Sandbox(backend=os.environ.get("GRPO_SANDBOX_BACKEND") or None,
-                               launch=os.environ.get("GRPO_SANDBOX_LAUNCH") or None)
-        return _default
+        if key not in _defaults:
+            _defaults[key] = Sandbox(backend=os.environ.get("GRPO_SANDBOX_BACKEND") or None,
+                                     launch=os.environ.get("GRPO_SANDBOX_LAUNCH") or None,
+                                     allow_packages=key)
+        return _defaults[key]
 
 
 def run(code: str, tests, language: str = "python", timeout_s: float = 5.0,
@@ -153,14 +155,18 @@ def run(code: str, tests, language: str = "python", timeout_s: float = 5.0,
 
 
 def run_batch(items, timeout_s: float = 5.0, memory_mb: int = 512, workers: int | None = None,
-              *, require_calls: bool = False, float_tol: float | None = None) -> list[Result]:
+              *, require_calls: bool = False, float_tol: float | None = None,
+              allow_packages=()) -> list[Result]:
     """``run`` for many (code, tests) or (code, tests, entry_point) items
     concurrently (each stdin/stdout case is its own run); results keep the order.
 
-    ``workers`` defaults to twice the number of usable CPUs.
+    ``workers`` defaults to twice the number of usable CPUs.  ``allow_packages``:
+    installed packages the code may import (e.g. ["numpy"]); by default only
+    the standard library.
     """
-    return default_sandbox().run_batch(items, timeout_s, memory_mb, workers,
-                                       require_calls=require_calls, float_tol=float_tol)
+    return default_sandbox(allow_packages).run_batch(items, timeout_s, memory_mb, workers,
+                                                     require_calls=require_calls,
+                                                     float_tol=float_tol)
 
 
 def capabilities() -> dict:

@@ -53,6 +53,7 @@ def describe(sb, mode) -> dict:
         "rlimits": [n for n, _, _ in limits.rlimits(1.0, 512)],
         "cgroups": False,  # not used: memory_mb is per process (RLIMIT_AS)
         "python": backends.python_for(name, sb.root)[0] if name else None,
+        "allowed_packages": [entry for _, entry in sb.allowed],
         "limits": {
             "max_output_bytes": limits.MAX_OUTPUT_BYTES,
             "max_file_bytes": limits.MAX_FILE_BYTES,

@@ -42,7 +42,7 @@ import sys
 
 _LIMIT_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EMFILE,
                  errno.ENFILE, errno.EAGAIN}
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV = 1, 2, 4
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 2, 4, 32, 4096, 16384
 _PR_SET_DUMPABLE, _PR_SET_SECCOMP, _PR_SET_NO_NEW_PRIVS, _SECCOMP_MODE_FILTER = 4, 22, 38, 2
 
 
@@ -52,14 +52,21 @@ def _libc():
 
 
 def _mount_tmpfs(mounts):
-    # unshare backend and zygote runs: we are still root, in a private mount
-    # namespace; give the run fresh size-capped tmpfs mounts (for unshare
-    # they also hide the host's world-writable dirs).
+    # unshare backend and namespaced runs: we are still root, in a private
+    # mount namespace; give the run fresh size- and inode-capped tmpfs mounts
+    # (for unshare they also hide the host's world-writable and package
+    # dirs), and bind allowed packages read-only.
     if not mounts:
         return
     ctypes, libc = _libc()
-    for path, opts, readonly in mounts:
-        if os.path.isdir(path):
+    for kind, path, opts, readonly in mounts:
+        if kind == "bind":
+            os.makedirs(path, 0o755, exist_ok=True)
+            flags = _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV
+            if (libc.mount(opts.encode(), path.encode(), None, _MS_BIND | _MS_REC, None) != 0
+                    or libc.mount(None, path.encode(), None, flags, None) != 0):
+                raise OSError(ctypes.get_errno(), "bind " + opts + " on " + path)
+        elif os.path.isdir(path):
             flags = _MS_NOSUID | _MS_NODEV | (_MS_RDONLY if readonly else 0)
             if libc.mount(b"tmpfs", path.encode(), b"tmpfs", flags, opts.encode()) != 0:
                 raise OSError(ctypes.get_errno(), "mount tmpfs on " + path)
@@ -146,6 +153,7 @@ def _setup(header):
 
 def _become(uid, header):
     """Drop to ``uid`` and install the restrictions: last step before untrusted input."""
+    sys.path.extend(header["sys_path"])  # allowed packages, if any
     if uid is not None:
         _drop_privileges(uid)
     if header["restrict"]:

@@ -143,7 +143,8 @@ def _filesystem(prefix: str) -> list[str]:
 
 
 def bwrap_argv(bwrap: str, prefix: str, *, root: bool, seccomp_fd: int | None,
-               disk_bytes: int, shm_bytes: int, zygote: bool = False) -> list[str]:
+               disk_bytes: int, shm_bytes: int, zygote: bool = False,
+               allowed=()) -> list[str]:
     args = [bwrap, *_NS_FLAGS, "--new-session", "--clearenv", "--hostname", "sandbox"]
     if not zygote:
         # The parent-death signal fires when the *thread* that forked us
@@ -166,7 +167,8 @@ def bwrap_argv(bwrap: str, prefix: str, *, root: bool, seccomp_fd: int | None,
         args += ["--unshare-user"]
     for key, value in child_env(WORKDIR).items():
         args += ["--setenv", key, value]
-    args += _filesystem(prefix)
+    from ._packages import bwrap_args
+    args += _filesystem(prefix) + bwrap_args(list(allowed))
     args += ["--proc", "/proc", "--dev", "/dev",
              "--size", str(shm_bytes), "--perms", "1777", "--tmpfs", "/dev/shm",
              "--size", str(disk_bytes), "--perms", "1777", "--tmpfs", WORKDIR,
@@ -186,23 +188,25 @@ def unshare_argv(unshare: str, *, root: bool) -> list[str]:
     return args
 
 
-def _tmpfs(path: str, size: int, inodes: int) -> tuple[str, str, bool]:
-    return path, "size=%d,nr_inodes=%d,mode=1777" % (size, inodes), False
+def _tmpfs(path: str, size: int, inodes: int) -> tuple[str, str, str, bool]:
+    return "tmpfs", path, "size=%d,nr_inodes=%d,mode=1777" % (size, inodes), False
 
 
 def harness_mounts(backend: str, zygote: bool, disk_bytes: int, shm_bytes: int,
-                   inodes: int, root: bool = True,
-                   prefix: str | None = None) -> list[tuple[str, str, bool]]:
-    """(path, tmpfs options, read-only) mounts the harness makes, as root in
-    the run's mount namespace, before dropping uid: size- and inode-capped
-    tmpfs for every writable dir (bwrap's own --tmpfs has no inode cap), and
-    for unshare, read-only empty ones over the host's package dirs.
+                   inodes: int, root: bool = True, prefix: str | None = None,
+                   allowed=()) -> list[tuple[str, str, str, bool]]:
+    """(kind, path, tmpfs options or bind source, read-only) mounts the harness
+    makes, in order, as root in the run's mount namespace, before dropping
+    uid: size- and inode-capped tmpfs for every writable dir (bwrap's own
+    --tmpfs has no inode cap); for unshare, the allowed packages bound
+    read-only into /tmp, then empty read-only tmpfs over the host's package dirs.
     """
     if backend == "unshare":
-        hide = [(d, "size=4096,nr_inodes=16,mode=0755", True)
+        from ._packages import harness_binds
+        hide = [("tmpfs", d, "size=4096,nr_inodes=16,mode=0755", True)
                 for d in package_dirs(prefix or python_interpreter()[1])]
         return [_tmpfs(WORKDIR, disk_bytes, inodes), _tmpfs("/var/tmp", shm_bytes, inodes),
-                _tmpfs("/dev/shm", shm_bytes, inodes)] + hide
+                _tmpfs("/dev/shm", shm_bytes, inodes)] + harness_binds(list(allowed)) + hide
     if backend == "bwrap" and (zygote or root):
         return [_tmpfs(WORKDIR, disk_bytes, inodes), _tmpfs("/dev/shm", shm_bytes, inodes)]
     return []

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-from . import _seccomp, _stdio, backends, limits
+from . import _packages, _seccomp, _stdio, backends, limits
 from ._jobs import Job, check_args, plan
 from ._pool import Zygote, ZygotePool
 from ._process import Raw, spawn_run
@@ -74,9 +74,11 @@ class Sandbox:
     """
 
     def __init__(self, backend: str | None = None, launch: str | None = None,
-                 use_seccomp: bool | None = None):
+                 use_seccomp: bool | None = None, allow_packages=()):
         if backend not in (None, *backends.BACKENDS) or launch not in (None, *LAUNCHES):
             raise ValueError(f"backend in {backends.BACKENDS}, launch in {LAUNCHES}")
+        # Installed packages the code may import on purpose (see _packages.py).
+        self.allowed = _packages.resolve(allow_packages)
         self._pins = (backend, launch, use_seccomp)
         self._lock = threading.Lock()
         self._mode: Mode | None | bool = False  # False: not chosen yet
@@ -224,6 +226,7 @@ class Sandbox:
         header = marshal.dumps({
             "code": job.code, "cwd": cwd, "uid": uids[0], "tester_uid": uids[1],
             "mode": "tests" if job.stdin is None else "stdio", "stdin": job.stdin or b"",
+            "sys_path": _packages.sys_path(mode.backend, self.allowed),
             "max_depth": limits.max_recursion(memory_mb),
             # Without a pid namespace we kill the run through its process
             # group, so there it must stay in the launcher's.
@@ -231,7 +234,8 @@ class Sandbox:
             "mounts": backends.harness_mounts(mode.backend, mode.launch == "zygote",
                                               limits.DISK_BYTES, limits.SHM_BYTES,
                                               limits.INODES, self.root,
-                                              backends.python_for(mode.backend, self.root)[1]),
+                                              backends.python_for(mode.backend, self.root)[1],
+                                              self.allowed),
             "rlimits": limits.rlimits(timeout_s, memory_mb, self.slots.nproc(uids[0], mode.backend)),
             # bwrap sets no_new_privs and the filter itself (a zygote's runs
             # inherit both); elsewhere the harness does.
@@ -290,7 +294,7 @@ class Sandbox:
             argv = backends.bwrap_argv(backends.which("bwrap"), prefix, root=self.root,
                                        seccomp_fd=seccomp_fd, disk_bytes=limits.DISK_BYTES,
                                        shm_bytes=limits.SHM_BYTES,
-                                       zygote=mode.launch == "zygote")
+                                       zygote=mode.launch == "zygote", allowed=self.allowed)
         elif mode.backend == "unshare":
             argv = backends.unshare_argv(backends.which("unshare"), root=self.root)
         else:

@@ -255,3 +255,30 @@ def test_segfault_inside_a_call_is_killed_and_keeps_earlier_passes(sb, healthy):
     assert (r.status, r.passed) == ("killed", 1), r
     assert "signal 11" in r.stderr
     healthy(sb)
+
+
+def test_a_recipe_can_allow_a_named_package(sb, healthy):
+    needs_namespaces(sb, "nothing is hidden, so nothing needs allowing")
+    pytest.importorskip("numpy")
+    import sandbox
+    backend, _, launch = sb.mode()
+    box = sandbox.Sandbox(backend=backend, launch=launch, allow_packages=["numpy"])
+    try:
+        code = "import numpy as np\ndef f(n):\n    return int(np.arange(n).sum())\n"
+        assert box.run(code, ["assert f(10) == 45"], timeout_s=20.0).status == "ok"
+        assert sb.run(code, ["assert f(10) == 45"]).status == "error"  # not allowed there
+        d, name = _host_package()
+        if name != "numpy":
+            r = box.run(f"import sys\nsys.path.append({d!r})\nimport {name}", OK)
+            assert r.status == "error" and "ModuleNotFoundError" in r.stderr
+    finally:
+        box.close()
+    healthy(sb)
+
+
+@pytest.mark.parametrize("bad", ["json", "no_such_package_anywhere", "not-a-name"])
+def test_allow_packages_refuses_what_it_cannot_allow(bad):
+    import sandbox
+    with pytest.raises(ValueError) as e:
+        sandbox.Sandbox(allow_packages=[bad])
+    assert "allow_packages" in str(e.value) and "\n" not in str(e.value)
