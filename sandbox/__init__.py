@@ -160,7 +160,7 @@ def run_batch(items, timeout_s: float = 5.0, memory_mb: int = 512, workers: int 
     """``run`` for many (code, tests) or (code, tests, entry_point) items
     concurrently (each stdin/stdout case is its own run); results keep the order.
 
-    ``workers`` defaults to twice the number of usable CPUs.  ``allow_packages``:
+    ``workers`` defaults to four times the number of usable CPUs.  ``allow_packages``:
     installed packages the code may import (e.g. ["numpy"]); by default only
     the standard library.
     """

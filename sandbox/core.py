@@ -58,12 +58,13 @@ def _finish(results: list[Result], cases, float_tol) -> Result:
 
 
 def default_workers() -> int:
-    """Two runs per usable CPU: while one waits on its pipes, another computes."""
+    """Four runs per usable CPU: each run is two processes that take turns
+    (tester and candidate), so while they wait on each other others compute."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    return 2 * cpus
+    return 4 * cpus
 
 
 class Sandbox:
