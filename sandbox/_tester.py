@@ -17,6 +17,7 @@ builtins and dunder names are never taken from the candidate.
 """
 
 import builtins
+import sys
 
 _REMOTE_ERRORS = {}
 
@@ -161,8 +162,21 @@ class Remote:
         return hash(self._target)
 
 
-def _bind(ns, chan, listing, entry_point):
-    """Put the candidate's names into the tests' namespace (see module doc)."""
+ALLOWED_TOPS = set()  # allowed packages (set by the harness from the header)
+_NO_IMPORT = {"antigravity", "this", "webbrowser", "turtle", "tkinter", "idlelib", "pydoc"}
+
+
+def _importable(module):
+    """Modules the code imported are imported here again only from the
+    standard library, and never one that acts on import."""
+    top = module.split(".")[0]
+    return ((top in getattr(sys, "stdlib_module_names", ()) or top in ALLOWED_TOPS)
+            and top not in _NO_IMPORT)
+
+
+def _bind(ns, chan, listing, entry_point, wanted=None):
+    """Put the candidate's names into the tests' namespace (see module doc);
+    ``wanted``: the global names the tests use (None: all)."""
     if type(listing) is not list:
         return
     for item in listing:
@@ -175,7 +189,8 @@ def _bind(ns, chan, listing, entry_point):
             ns[name] = Remote(chan, ("name", name))
         elif tag == "v":
             ns[name] = value
-        elif tag == "m" and type(value) is str and value:
+        elif tag == "m" and type(value) is str and value and (
+                (wanted is None or name in wanted) and _importable(value)):
             try:
                 ns[name] = __import__(value, fromlist=["_"])
             except BaseException:
@@ -216,7 +231,13 @@ def tester_main(chan, tests, entry_point, require_calls, write):
         return
     write(b"C ok\n")
     ns = {"__name__": "__sandbox__", "__builtins__": builtins}
-    _bind(ns, chan, listing, entry_point)
+    wanted = set()
+    for test in tests:
+        try:
+            wanted |= _global_names(compile(test, "<t>", "exec"))
+        except BaseException:
+            pass
+    _bind(ns, chan, listing, entry_point, wanted)
     values = {n for n, v in ns.items() if type(v) is not Remote and not n.startswith("__")}
     for i, test in enumerate(tests):
         if chan.gone:

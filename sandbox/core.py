@@ -228,6 +228,7 @@ class Sandbox:
             "code": job.code, "cwd": cwd, "uid": uids[0], "tester_uid": uids[1],
             "mode": "tests" if job.stdin is None else "stdio", "stdin": job.stdin or b"",
             "sys_path": _packages.sys_path(mode.backend, self.allowed),
+            "allowed": sorted({entry.split(".")[0] for _, entry in self.allowed}),
             "max_depth": limits.max_recursion(memory_mb),
             # Without a pid namespace we kill the run through its process
             # group, so there it must stay in the launcher's.
