@@ -25,6 +25,7 @@ class Job(NamedTuple):
     entry_point: str | None = None
     require_calls: bool = False
     stdin: bytes | None = None  # stdio mode when not None
+    max_output: int = limits.MAX_OUTPUT_BYTES  # stdout + stderr bytes read
 
 
 def check_args(code, language: str, timeout_s: float, memory_mb: int) -> None:
@@ -46,7 +47,10 @@ def plan(code: str, tests, entry_point: str | None = None,
         raise ValueError(f"entry_point must be an identifier, not {entry_point!r}")
     if _stdio.is_stdio(tests):
         cases = _stdio.to_cases(tests)
-        return [Job(code, stdin=inp.encode("utf-8", "surrogateescape")) for inp, _ in cases], cases
+        # Room for the expected output (CodeContests has multi-MiB answers).
+        return [Job(code, stdin=inp.encode("utf-8", "surrogateescape"),
+                    max_output=max(limits.MAX_OUTPUT_BYTES, 2 * len(out) + 4096))
+                for inp, out in cases], cases
     if isinstance(tests, str):
         tests = [tests]
     elif isinstance(tests, (list, tuple)):

@@ -254,7 +254,7 @@ class Sandbox:
         cwd = workdir or backends.WORKDIR
         payload = self._payload(mode, job, timeout_s, memory_mb, uids, cwd)
         lim = dict(timeout_s=timeout_s, startup_s=limits.STARTUP_S,
-                   max_output=limits.MAX_OUTPUT_BYTES)
+                   max_output=job.max_output)
         if mode.launch == "zygote":
             return self._pool(mode).run(payload, **lim)
         result_r, result_w = os.pipe()

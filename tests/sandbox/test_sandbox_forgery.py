@@ -261,3 +261,14 @@ def add(a, b):
 """
     assert verdict(sb, code, ["assert add(1, 2) == 3"])[1] == 0
     healthy(sb)
+
+
+def test_module_names_cannot_make_the_tester_import_anything(sb, healthy):
+    # The tester re-imports a module only if a test names it, only from the
+    # standard library, never one that acts on import.
+    code = WRONG + "import antigravity as math\nimport this as json\n"
+    r = sb.run(code, ["assert math.isclose(add(1, 2), 3)", "assert json.loads('3') == add(1, 2)"],
+               timeout_s=5.0)
+    assert (r.status, r.passed) == ("failed", 0), r
+    assert "NameError" in r.stderr
+    healthy(sb)

@@ -136,3 +136,12 @@ def test_every_mode_judges_stdio_the_same(sb, healthy):
     r = sb.run(AB_WRONG, AB_CASES[:2] + [{"input": "1\n4 0\n", "output": "4\n"}])
     assert (r.status, r.passed) == ("failed", 1), r
     healthy(sb)
+
+
+def test_expected_output_over_the_default_cap_can_be_matched():
+    n = 300000  # ~2 MB of output, twice the default 1 MiB cap
+    code = "n = int(input())\nprint('\\n'.join(map(str, range(n))))\n"
+    r = sandbox.run(code, [{"input": str(n), "output": "\n".join(map(str, range(n)))}])
+    assert (r.status, r.passed) == ("ok", 1)
+    r = sandbox.run("while True:\n    print('x' * 1000)", [{"input": "1", "output": "1"}])
+    assert r.status == "output_limit"
