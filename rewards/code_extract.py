@@ -20,12 +20,14 @@ from __future__ import annotations
 import ast
 import re
 
-_OPEN = re.compile(r"^([ \t]*)(`{3,}|~{3,})[ \t]*([^`\s]*)[^`]*$")
+# Linear-time: the info word and the rest of the line cannot overlap.
+_OPEN = re.compile(r"^([ \t]*)(`{3,}|~{3,})[ \t]*([^`\s]*)(?:[ \t][^`]*)?$")
 _PY_TAGS = {"", "python", "python3", "py", "py3", "pycon", "ipython", "{.python}", "sage"}
-_USAGE_WORDS = re.compile(r"^\s*#.*\b(usage|example|test|tests|testing|demo|output)\b", re.I | re.M)
+_USAGE_WORDS = re.compile(r"^[ \t]*#[^\n]*\b(usage|example|test|tests|testing|demo|output)\b",
+                          re.I | re.M)
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _SETUP = (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign) + _DEFS
-_STDIN = re.compile(r"\binput\s*\(|sys\.stdin|open\(\s*0\b|fileinput|os\.read\(\s*0\b")
+_STDIN = re.compile(r"\binput[ \t]*\(|sys\.stdin|open\([ \t]*0\b|fileinput|os\.read\([ \t]*0\b")
 _MAX_PARSE = 200_000  # characters; a bigger block is taken as is, unparsed
 
 
@@ -148,14 +150,14 @@ def extract_code(text: str, entry_point: str | None = None) -> str:
     if main is None:  # nothing parses: the last Python-tagged (or any) block, as is
         tagged = [b for b in blocks if b.lang in _PY_TAGS]
         return (tagged or blocks)[-1].code
-    taken = main.defines()
+    taken, used = main.defines(), _names_used(main)
     helpers = []
     for b in code_blocks:
         if b is main or not b.is_helper():
             continue
         if entry_point and entry_point in b.defines():
             continue  # an earlier draft of the solution itself
-        if not entry_point and not (b.defines() - taken) & _names_used(main):
+        if not entry_point and not (b.defines() - taken) & used:
             continue  # without an entry point, only blocks the program needs
         helpers.append(b)
     return "\n\n".join([b.code for b in helpers] + [main.code])

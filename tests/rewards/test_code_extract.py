@@ -109,3 +109,24 @@ def test_fenced_blocks_reads_tildes_indents_and_longer_closers():
 
 def test_no_fence_returns_the_text():
     assert extract_code("def f():\n    return 1\n") == "def f():\n    return 1"
+
+
+HOSTILE = {
+    "backticks after a long info string": "```" + "a" * 50000 + "`",
+    "spaced info then a backtick": "```py" + " a" * 30000 + "`",
+    "blank lines then a comment": "\n" * 100000 + "# x",
+    "one huge comment line": "```python\n#" + " x" * 100000 + "\n```",
+    "thousands of empty fences": "```\n" * 20000,
+    "a line of tildes": "~" * 100000,
+    "deeply nested parentheses": "```python\n" + "(" * 100000 + "\n```",
+    "thousands of blocks": "```python\ndef f():\n    return 1\n```\n" * 3000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_text_is_handled_in_linear_time(name):
+    import time
+    start = time.perf_counter()
+    for entry in ("f", None):
+        assert isinstance(extract_code(HOSTILE[name], entry), str)
+    assert time.perf_counter() - start < 5.0  # a hang check, not a speed target
