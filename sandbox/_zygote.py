@@ -125,7 +125,10 @@ def zygote_main(sock_fd):
     ctypes, libc = _libc()  # noqa: F821 (defined in _harness.py)
     sock = socket.socket(fileno=sock_fd)
     own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
-    _warm_up()
+    try:
+        _warm_up()
+    except Exception:  # only an optimisation: never a reason not to serve
+        pass
     import gc
     gc.freeze()  # keep the GC of each forked run from writing to (copying) our pages
     sock.send(b"READY")
