@@ -163,6 +163,16 @@ def extract_code(text: str, entry_point: str | None = None) -> str:
     return "\n\n".join([b.code for b in helpers] + [main.code])
 
 
+def defines(code: str, name: str) -> bool:
+    """Does ``code`` parse and define ``name`` (def, class or assignment) at top level?
+
+    >>> defines("def f():\\n    pass", "f"), defines("f()", "f"), defines("def f(", "f")
+    (True, False, False)
+    """
+    block = Block("python", code)
+    return block.tree is not None and name in block.defines()
+
+
 def _names_used(block: Block) -> set[str]:
     return {n.id for n in ast.walk(block.tree) if isinstance(n, ast.Name)} | {
         n.value.id for n in ast.walk(block.tree)

