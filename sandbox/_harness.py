@@ -136,6 +136,18 @@ def _stdin_file(data):
         os.close(fd)
 
 
+def _ipc_limits(limits):
+    # Defence in depth for modes without seccomp (which refuses shmget and
+    # msgget): cap SysV IPC in the run's own IPC namespace.  Best effort:
+    # /proc/sys is read-only where the run has no fresh /proc of its own.
+    for name, value in limits:
+        try:
+            with open("/proc/sys/kernel/" + name, "w") as f:
+                f.write(str(value))
+        except OSError:
+            pass
+
+
 def _setup(header):
     """Limits shared by every process of the run; G is still privileged."""
     if header["setsid"]:
@@ -143,6 +155,7 @@ def _setup(header):
         # not reach unshare / the zygote (they may run as the same user).
         os.setsid()
     _mount_tmpfs(header["mounts"])
+    _ipc_limits(header["ipc_limits"])
     os.chdir(header["cwd"])
     if header["mode"] == "stdio":
         _stdin_file(header["stdin"])

@@ -230,6 +230,8 @@ class Sandbox:
             "sys_path": _packages.sys_path(mode.backend, self.allowed),
             "allowed": sorted({entry.split(".")[0] for _, entry in self.allowed}),
             "max_depth": limits.max_recursion(memory_mb),
+            # Only namespaced runs have an IPC namespace of their own.
+            "ipc_limits": limits.ipc_limits(memory_mb) if mode.backend != "none" else [],
             # Without a pid namespace we kill the run through its process
             # group, so there it must stay in the launcher's.
             "setsid": mode.backend != "none",

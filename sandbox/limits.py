@@ -31,6 +31,17 @@ def max_recursion(memory_mb: int) -> int:
     return memory_mb * 1000
 
 
+def ipc_limits(memory_mb: int) -> list[tuple[str, int]]:
+    """SysV IPC sysctls of a run's IPC namespace: at most ``memory_mb`` of
+    shared memory in all, in at most 8 segments; 8 message queues.
+
+    >>> dict(ipc_limits(256))["shmall"]
+    65536
+    """
+    total = memory_mb << 20
+    return [("shmmax", total), ("shmall", total // 4096), ("shmmni", 8), ("msgmni", 8)]
+
+
 def rlimits(timeout_s: float, memory_mb: int, nproc: int = NPROC) -> list[tuple[str, int, int]]:
     """(name, soft, hard) triples for the harness.
 

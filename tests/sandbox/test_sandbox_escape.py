@@ -282,3 +282,21 @@ def test_allow_packages_refuses_what_it_cannot_allow(bad):
     with pytest.raises(ValueError) as e:
         sandbox.Sandbox(allow_packages=[bad])
     assert "allow_packages" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_without_seccomp_sysv_memory_is_still_capped_by_the_ipc_namespace(sb, healthy):
+    needs_namespaces(sb, "no IPC namespace of its own")
+    import sandbox
+    backend, _, launch = sb.mode()
+    box = sandbox.Sandbox(backend=backend, launch=launch, use_seccomp=False)
+    try:
+        code = LIBC + f"""
+def result():
+    big = libc.syscall({NR['shmget']}, 0, 512 << 20, 0o1600), ctypes.get_errno()
+    small = libc.syscall({NR['shmget']}, 0, 1 << 20, 0o1600)
+    return big, small >= 0
+"""
+        assert outcome(box, code, memory_mb=256) == ((-1, 22), True)  # EINVAL: over shmmax
+    finally:
+        box.close()
+    healthy(sb)
