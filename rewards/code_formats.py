@@ -3,8 +3,9 @@
 Accepted (the first that is present wins):
 
 * ``tests``: a list of Python snippets (``assert f(1) == 2``), one snippet as
-  a str, stdin/stdout cases (``[{"input": ..., "output": ...}]`` or the APPS
-  ``{"inputs": [...], "outputs": [...]}``), or any of these JSON-encoded or
+  a str, stdin/stdout cases (``[{"input": ..., "output": ...}]``, the APPS
+  ``{"inputs": [...], "outputs": [...]}`` or the CodeContests
+  ``{"input": [...], "output": [...]}``), or any of these JSON-encoded or
   as a Python-repr string (which run as code would be a no-op that "passes");
 * ``test`` + ``entry_point`` (HumanEval): ``check(<entry_point>)`` is
   appended when the test only defines ``check``;
@@ -57,6 +58,10 @@ def _decode(value):
 
 
 def _stdio_cases(value):
+    columnar = (isinstance(value, dict) and isinstance(value.get("input"), list)
+                and isinstance(value.get("output"), list))  # CodeContests public_tests
+    if columnar:
+        value = {"inputs": value["input"], "outputs": value["output"]}
     if isinstance(value, dict) and "inputs" in value:
         ins, outs = value.get("inputs"), value.get("outputs")
         if not isinstance(ins, list) or not isinstance(outs, list) or len(ins) != len(outs):

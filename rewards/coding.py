@@ -30,9 +30,11 @@ _COLUMNS = ("test", "entry_point", "test_list", "test_setup_code", "test_imports
 
 
 def _column(kwargs, name, n):
+    """One value per completion; a scalar (e.g. a recipe's ``entry_point:
+    solve``) applies to all of them."""
     value = kwargs.get(name)
-    if value is None:
-        return [None] * n
+    if value is None or isinstance(value, (str, bytes, dict)):
+        return [value] * n
     if not isinstance(value, (list, tuple)) or len(value) != n:
         raise ValueError(f"column {name!r} must have one entry per completion ({n})")
     return list(value)

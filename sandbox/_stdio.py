@@ -5,12 +5,15 @@ the program does can change how it is judged.
 
 A case is ``{"input": str, "output": str}`` (lists of lines are joined);
 ``{"inputs": [...], "outputs": [...]}`` (the APPS ``input_output`` column)
-is accepted too.
+and ``{"input": [...], "output": [...]}`` (CodeContests ``public_tests``) are
+accepted too.
 
 >>> to_cases([{"input": "1 2\\n", "output": "3\\n"}])
 [('1 2\\n', '3\\n')]
 >>> to_cases({"inputs": ["5"], "outputs": [["5", "x"]]})
 [('5', '5\\nx')]
+>>> to_cases({"input": ["1\\n", "2\\n"], "output": ["1\\n", "4\\n"]})
+[('1\\n', '1\\n'), ('2\\n', '4\\n')]
 >>> outputs_match("3  \\n\\n", "3\\n")
 True
 >>> outputs_match("0.3333333", "0.33333333", float_tol=1e-6)
@@ -45,8 +48,11 @@ def is_stdio(tests) -> bool:
 
 def to_cases(tests) -> list[tuple[str, str]]:
     """(input, expected output) pairs; TypeError/ValueError with a one-line reason."""
-    if isinstance(tests, dict) and "inputs" in tests:
-        ins, outs = tests.get("inputs"), tests.get("outputs")
+    columnar = (isinstance(tests, dict) and isinstance(tests.get("input"), list)
+                and isinstance(tests.get("output"), list))  # CodeContests public_tests
+    if isinstance(tests, dict) and ("inputs" in tests or columnar):
+        ins, outs = (tests.get("inputs"), tests.get("outputs")) if not columnar else (
+            tests["input"], tests["output"])
         if not isinstance(ins, list) or not isinstance(outs, list) or len(ins) != len(outs):
             raise ValueError("'inputs' and 'outputs' must be lists of the same length")
         tests = [{"input": i, "output": o} for i, o in zip(ins, outs)]

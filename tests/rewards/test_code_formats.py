@@ -119,3 +119,12 @@ def test_humaneval_continuations_are_joined_to_the_prompt():
     wrong = code_tests(prompts[:20], ["    return None\n"] * 20, timeout_s=10.0,
                        **{k: v[:20] for k, v in cols.items()})
     assert wrong == [0.0] * 20
+
+
+def test_codecontests_columnar_tests_and_scalar_options():
+    public = {"input": ["1 2\n", "3 4\n"], "output": ["3\n", "7\n"]}
+    prog = "```python\na, b = map(int, input().split())\nprint(a + b)\n```"
+    assert score([prog, prog.replace("a + b", "a * b")], tests=[public] * 2) == [1.0, 0.0]
+    # A recipe may give one entry_point for every sample.
+    test = "def check(candidate):\n    assert candidate(1, 2) == 3\n"
+    assert score([ADD, SUB], test=[test] * 2, entry_point="add") == [1.0, 0.0]
