@@ -246,9 +246,10 @@ def _flush_user_streams():
 
 
 def run_source(source, filename, namespace):
-    """exec one snippet; (kind, one-line message) where kind "ok" means it ran."""
+    """exec one snippet (source, or code compiled with ``filename``); (kind,
+    one-line message) where kind "ok" means it ran."""
     try:
-        exec(compile(source, filename, "exec"), namespace)
+        exec(compile(source, filename, "exec") if type(source) is str else source, namespace)
     except BaseException as exc:  # SystemExit too: exiting early is no pass
         kind, msg = exc_kind(exc), _describe(exc)
         _flush_user_streams()

@@ -206,11 +206,23 @@ def _global_names(code):
     return names
 
 
-def _uses_values(source, values):
-    try:
-        return bool(_global_names(compile(source, "<t>", "exec")) & values)
-    except BaseException:
-        return False
+def _uses_values(code, values):
+    return type(code) is not str and bool(_global_names(code) & values)
+
+
+def _compile_all(tests):
+    """Code objects (a test that does not compile stays source: running it
+    reports the SyntaxError), and the global names they use."""
+    codes, names = [], set()
+    for i, test in enumerate(tests):
+        try:
+            code = compile(test, "<test %d>" % i, "exec")
+        except BaseException:
+            codes.append(test)
+            continue
+        codes.append(code)
+        names |= _global_names(code)
+    return codes, names
 
 
 def tester_main(chan, tests, entry_point, require_calls, write):
@@ -231,21 +243,16 @@ def tester_main(chan, tests, entry_point, require_calls, write):
         return
     write(b"C ok\n")
     ns = {"__name__": "__sandbox__", "__builtins__": builtins}
-    wanted = set()
-    for test in tests:
-        try:
-            wanted |= _global_names(compile(test, "<t>", "exec"))
-        except BaseException:
-            pass
+    codes, wanted = _compile_all(tests)
     _bind(ns, chan, listing, entry_point, wanted)
     values = {n for n, v in ns.items() if type(v) is not Remote and not n.startswith("__")}
-    for i, test in enumerate(tests):
+    for i, code in enumerate(codes):
         if chan.gone:
             write(b"T %d dead\n" % i)
             continue
         before = chan.calls
-        kind, msg = run_source(test, "<test %d>" % i, ns)  # noqa: F821 (_harness.py)
-        if kind == "ok" and require_calls and chan.calls == before and not _uses_values(test, values):
+        kind, msg = run_source(code, "<test %d>" % i, ns)  # noqa: F821 (_harness.py)
+        if kind == "ok" and require_calls and chan.calls == before and not _uses_values(code, values):
             kind, msg = "nocall", b"the test never called the solution: it cannot fail"
         write(b"T %d %s %s\n" % (i, kind.encode(), msg))
     write(b"D\n")

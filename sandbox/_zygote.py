@@ -116,7 +116,7 @@ def _warm_up():
     for fd in (req_r, req_w, rsp_r, rsp_w):
         os.close(fd)
     run_source("assert [1] == [1] and %r" % (value,), "<test 0>", tns)  # noqa: F821
-    _uses_values("x = y", {"y"})  # noqa: F821
+    _uses_values(_compile_all(["x = y"])[0][0], {"y"})  # noqa: F821
 
 
 def zygote_main(sock_fd):
