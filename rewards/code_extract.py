@@ -139,8 +139,40 @@ def _pick(blocks: list[Block], entry_point: str | None) -> Block | None:
     return None
 
 
+def drop_stdin_tail(code: str, entry_point: str | None) -> str:
+    """For a function task, cut a tail of top-level statements that reads
+    stdin (``n = int(input()); print(f(n))``, or ``main()`` whose body does):
+    with no input it would die of EOFError and fail a right function.
+
+    >>> drop_stdin_tail("def f(n):\\n    return n\\nn = int(input())\\nprint(f(n))", "f")
+    'def f(n):\\n    return n'
+    """
+    tree = _parse(code) if entry_point and len(code) <= _MAX_PARSE else None
+    if tree is None:
+        return code
+    lines = code.split("\n")
+    src = lambda n: "\n".join(lines[n.lineno - 1:n.end_lineno])  # noqa: E731
+    readers = {n.name for n in tree.body if isinstance(n, _DEFS) and _STDIN.search(src(n))}
+    for k, node in enumerate(tree.body):
+        if isinstance(node, _DEFS + (ast.Import, ast.ImportFrom)) or _is_main_guard(node):
+            continue
+        calls = {c.func.id for c in ast.walk(node)
+                 if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}
+        if _STDIN.search(src(node)) or calls & readers:
+            defined = {n.name for n in tree.body[:k] if isinstance(n, _DEFS)}
+            later_defs = any(isinstance(n, _DEFS) for n in tree.body[k:])
+            if entry_point in defined and not later_defs:
+                return "\n".join(lines[:node.lineno - 1]).rstrip()
+            return code
+    return code
+
+
 def extract_code(text: str, entry_point: str | None = None) -> str:
     """The program in ``text`` (see the module doc); the whole text if no block is code."""
+    return drop_stdin_tail(_extract(text, entry_point), entry_point)
+
+
+def _extract(text: str, entry_point: str | None) -> str:
     raw = fenced_blocks(text)
     if not raw:
         return text.strip("\n")

@@ -56,6 +56,11 @@ def styles(body: str, helper_body: str) -> dict[str, str]:
                                               "    print(total([1]))\n"),
         "usage comment block": fence(body) + "\n" + fence("# Example usage\nxs = [1, 2]\n"
                                                           "result = total(xs)\n"),
+        "stdin demo in the same block": fence(body + "\nxs = list(map(int, input().split()))\n"
+                                                     "print(total(xs))\n"),
+        "main() demo in the same block": fence(body + "\ndef main():\n    print(total(list(map("
+                                                      "int, input().split()))))\n\nmain()\n"),
+        "bare code with a stdin demo": body + "\nprint(total([int(x) for x in input().split()]))\n",
     }
 
 
@@ -65,7 +70,7 @@ CASES = [(name, text, right) for right in (True, False)
 
 
 def test_table_has_every_style_right_and_wrong():
-    assert len(CASES) == 2 * len(styles(RIGHT, HELPER_RIGHT)) >= 36
+    assert len(CASES) == 2 * len(styles(RIGHT, HELPER_RIGHT)) >= 44
 
 
 @pytest.mark.parametrize("name, text, right", [c for c in CASES if c[2]], ids=lambda x: x
@@ -73,7 +78,8 @@ def test_table_has_every_style_right_and_wrong():
 def test_extraction_keeps_the_entry_point_and_drops_usage(name, text, right):
     code = extract_code(text, "total")
     assert "def total" in code
-    assert "print(total" not in code.split("if __name__")[0]
+    assert "input()" not in code.split("def main")[0]
+    assert "print(total" not in code.split("if __name__")[0].split("def main")[0]
     assert "assert total" not in code
     compile(code, "<extracted>", "exec")
 
