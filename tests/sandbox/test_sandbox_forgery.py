@@ -16,7 +16,7 @@ TESTS = ["assert add(1, 2) == 3", "assert add(2, 2) == 4", "assert add(5, 0) == 
 # add(5, 0) == 5 holds for a - b: the honest verdict of WRONG is 1 of 3.
 HONEST = ("failed", 1)
 
-FORGE_LINES = b"S\\nC ok\\nT 0 ok\\nT 1 ok\\nT 2 ok\\nD\\nP 0 0\\n"
+FORGE_LINES = b"S\nC ok\nT 0 ok\nT 1 ok\nT 2 ok\nD\nP 0 0\n"
 
 
 def verdict(box, code, tests=TESTS):
