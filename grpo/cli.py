@@ -13,7 +13,7 @@ import sys
 
 USER_ERRORS = ("grpo.config:ConfigError", "grpo.data:DataError", "grpo.policy:ModelError",
                "rewards:RewardLoadError", "rewards:RewardError",
-               "grpo.report:ReportError")
+               "grpo.report:ReportError", "grpo.rundir:RunError", "grpo.checkpoint:CheckpointError")
 
 
 def _user_error_types() -> tuple[type, ...]:
@@ -39,7 +39,7 @@ def cmd_train(args) -> int:
     from .config import load_config
     from .trainer import train
     cfg = load_config(args.recipe, args.overrides)
-    run_dir = train(cfg, resume=args.resume)
+    run_dir = train(cfg, resume=args.resume, overwrite=args.overwrite)
     print(f"run finished: {run_dir}")
     return 0
 
@@ -47,8 +47,12 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     import json
 
-    from .config import load_config
+    from .config import ConfigError, load_config
     from .eval import eval_config
+    if args.k < 1:
+        raise ConfigError(f"--k {args.k}: need at least 1 sample per prompt")
+    if args.n is not None and args.n < 1:
+        raise ConfigError(f"--n {args.n}: need at least 1 held-out prompt (omit --n for all of them)")
     cfg = load_config(args.recipe, args.overrides)
     res = eval_config(cfg, model=args.model, k=args.k, n=args.n)
     res.pop("samples")
@@ -92,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = ap.add_subparsers(dest="command", required=True)
     p = _recipe_parser(sub, "train", "GRPO training (R1-Zero style)")
-    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last intact checkpoint "
+                   "(the recipe must match the run's config.yaml but for train.steps and a few others)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in the output directory")
     p.set_defaults(fn=cmd_train)
     p = _recipe_parser(sub, "eval", "pass@1 (mean of k samples), maj@k, pass@k on the held-out set")
     p.add_argument("--model", help="model or checkpoint directory (default: the recipe's model)")

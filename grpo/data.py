@@ -169,7 +169,7 @@ def check_rows(rows: list[dict], source: str, needs: dict[str, set[str]] | None 
     >>> check_rows([{"prompt": "q", "answer": "1"}, {"prompt": "q"}], "d.jsonl", {"math": {"answer"}})
     Traceback (most recent call last):
     ...
-    grpo.data.DataError: d.jsonl row 2 (1-based) has no 'answer', which reward 'math' needs (1 of 2 rows lack it)
+    grpo.data.DataError: d.jsonl row 2 (1-based): reward 'math' needs dataset column 'answer', missing there (1 of 2 rows lack it; the row has ['prompt'])
     """
     for i, r in enumerate(rows):
         why = _prompt_error(r.get("prompt"))
@@ -181,8 +181,9 @@ def check_rows(rows: list[dict], source: str, needs: dict[str, set[str]] | None 
         for col in sorted(cols):
             lack = [i for i, r in enumerate(rows) if col not in r]
             if lack:
-                raise DataError(f"{source} row {lack[0] + 1} (1-based) has no {col!r}, which reward {name!r} "
-                                f"needs ({len(lack)} of {len(rows)} rows lack it)")
+                raise DataError(f"{source} row {lack[0] + 1} (1-based): reward {name!r} needs dataset column "
+                                f"{col!r}, missing there ({len(lack)} of {len(rows)} rows lack it; the row has "
+                                f"{sorted(rows[lack[0]])})")
 
 
 def _read_hub(name: str, split: str, subset: str | None) -> list[dict]:

@@ -208,7 +208,7 @@ def run_rl(st: Stage) -> dict:
     extra = {}
     if st.spec.prompts is not None:
         extra["prompt_kinds"] = write_prompts(st.spec.prompts, Path(st.inputs["prompts"]))
-    run_dir = train(st.cfg, resume=True)              # resumes inside the stage too
+    run_dir = train(st.cfg, resume="auto")            # resumes inside the stage too
     ckpt = checkpoint.latest(run_dir / "checkpoints")
     if st.cfg.model.lora:
         from .policy import load_policy
