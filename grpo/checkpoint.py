@@ -67,13 +67,21 @@ def save(ckpt_root: Path, step: int, model, tokenizer, optimizer, scheduler, kee
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         _fsync_dir(ckpt_root)
-    except OSError as e:
+    except Exception as e:  # noqa: BLE001 -- torch and safetensors report a full disk as their own errors
+        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or _disk_full(ckpt_root)
         shutil.rmtree(tmp, ignore_errors=True)      # a partial checkpoint must not keep the disk full
-        why = "no space left on device" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
+        why = "no space left on device" if full else f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
         raise CheckpointError(f"could not save checkpoint step-{step} in {ckpt_root}: {why}; the partial "
                               "checkpoint was removed, earlier ones are intact") from None
     _rotate(ckpt_root, keep)
     return final
+
+
+def _disk_full(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path).free < 1 << 20
+    except OSError:
+        return False
 
 
 def _write(tmp: Path, step, model, tokenizer, optimizer, scheduler, state_dict, full: bool) -> None:
