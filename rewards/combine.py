@@ -5,9 +5,9 @@ crashing sample must neither kill the step nor silently become 0: a function
 that raises is retried per sample, the failing samples are scored None (counted
 as 0 in the total, like TRL's nansum) and reported in ``errors`` and metrics.
 A non-finite value (inf, nan) is such a failure too: it never reaches the advantages.
-Each function gets one time budget (``timeout_s``) for its batch call and one more,
-shared, for the per-sample retries that isolate a crashing or slow sample: a sample
-that fails, fails once, and a hung reward costs at most 2 x timeout_s per step, not
+Each function gets one time budget (``timeout_s``) per call, shared by the batch call
+and the per-sample retries that isolate a crashing sample: a call that times out
+fails its remaining samples once, so a hung reward costs timeout_s per step, not
 (completions + 1) x timeout_s.
 
 >>> rs = RewardSet([RewardSpec("math_accuracy", 1.0)])
@@ -199,14 +199,15 @@ class RewardSet:
         n = len(completions)
         timeout = self._timeout(fn)
         kwargs = dict(columns, prompts=list(prompts), completions=list(completions))
+        # One budget per call: the batch call and the retries that isolate a failing sample
+        # share it, so a hung reward costs timeout_s per step, not (completions + 1) x timeout_s.
+        deadline = None if not timeout or timeout <= 0 else time.monotonic() + timeout
         try:
             return self._finite(name, self._check(name, _call(fn, kwargs, timeout), n), completions, errors)
         except RewardError:
             raise
         except Exception:  # noqa: BLE001 -- isolate the failing samples below
             pass
-        # The retries share one budget: a sample that hangs cannot cost timeout_s each.
-        deadline = None if timeout is None else time.monotonic() + timeout
         out: list = []
         for i in range(n):
             one = {k: ([v[i]] if isinstance(v, (list, tuple)) and len(v) == n else v)
@@ -214,7 +215,7 @@ class RewardSet:
             left = None if deadline is None else deadline - time.monotonic()
             try:
                 if left is not None and left <= 0:
-                    raise TimeoutError(f"not scored: the {timeout:g}s retry budget of this call was spent")
+                    raise TimeoutError(f"reward call took longer than {timeout:g}s (its budget for this step)")
                 out.append(self._finite(name, self._check(name, _call(fn, one, left), 1), completions,
                                         errors, i)[0])
             except RewardError:
