@@ -7,6 +7,7 @@ and exit with status 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -135,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except _user_error_types() as e:
         print(f"grpo: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"grpo: error: no space left on device{f' writing {e.filename}' if e.filename else ''}; "
+              "free some space, then continue with --resume", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("grpo: interrupted; resume with --resume", file=sys.stderr)

@@ -188,3 +188,9 @@ def test_weights_only_checkpoints_keep_the_last_full_one(tiny_overrides, tmp_pat
     assert checkpoint.damage(root / "step-3") == "weights only (no optimizer state)"
     assert checkpoint.latest_resumable(root) == root / "step-1"
     assert checkpoint.latest(root) == root / "step-3"   # the newest weights, for eval
+
+
+def test_logged_lr_is_the_lr_of_this_steps_update(tiny_overrides, tmp_path):
+    run = train(load_config(RECIPE, tiny_overrides + ["train.steps=4", "train.warmup_steps=3", "train.lr=0.0003"]))
+    lrs = [r["lr"] for r in read_metrics(run)]
+    assert lrs == pytest.approx([1e-4, 2e-4, 3e-4, 3e-4])          # warm-up 1/3, 2/3, 1, 1
