@@ -114,3 +114,38 @@ def test_pipeline_style_auto_resume_starts_or_continues(tmp_path):
     lock.release()
     with pytest.raises(RunError, match="no run in"):
         open_run(tmp_path / "new", {}, resume=True)
+
+
+def _wait_for(path: Path, proc, timeout=120):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None and time.time() < deadline, "run ended early"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_releases_the_lock_and_resume_continues(tiny_overrides, tmp_path):
+    import signal
+    run = tmp_path / "t"
+    p = _cli(tiny_overrides + ["train.steps=4"], wait=False)
+    _wait_for(run / "metrics.jsonl", p)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "interrupted; resume with --resume" in err, err[-2000:]
+    assert not (run / ".lock").exists()
+    r = _cli(tiny_overrides + ["train.steps=4"], "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert [x["step"] for x in read_metrics(run)] == [1, 2, 3, 4]
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_at_step_0(tiny_overrides, tmp_path):
+    import signal
+    run = tmp_path / "t"
+    p = _cli(tiny_overrides + ["train.steps=4", "output.save_every=4"], wait=False)
+    _wait_for(run / "metrics.jsonl", p)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not list((run / "checkpoints").glob("step-*")) if (run / "checkpoints").exists() else True
+    r = _cli(tiny_overrides + ["train.steps=4", "output.save_every=4"], "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "the run starts again from step 0" in r.stderr and "stale lock" in r.stderr
+    assert [x["step"] for x in read_metrics(run)] == [1, 2, 3, 4]
