@@ -167,10 +167,6 @@ def open_run(run_dir: Path, new_tree: dict, resume: bool | str = False, overwrit
         raise RunError("--resume and --overwrite contradict each other: choose one")
     lock = RunLock(run_dir).acquire()
     try:
-        if lock.stale:
-            s = lock.stale
-            log(f"grpo: note: took over a stale lock on {run_dir} (pid {s.get('pid')} on {s.get('host')}, "
-                "no longer running)")
         exists = has_run(run_dir)
         if overwrite and exists:
             log(f"grpo: note: --overwrite: replacing the run in {run_dir} ({_describe(run_dir)})")
@@ -184,6 +180,10 @@ def open_run(run_dir: Path, new_tree: dict, resume: bool | str = False, overwrit
             raise RunError(f"--resume: there is no run in {run_dir} to resume; start it without --resume")
         elif exists:
             resume_changes(run_dir, new_tree, normalize)
+        if lock.stale:                         # said only when this run goes ahead
+            s = lock.stale
+            log(f"grpo: note: took over a stale lock on {run_dir} (pid {s.get('pid')} on {s.get('host')}, "
+                "no longer running)")
         return lock
     except BaseException:
         lock.release()

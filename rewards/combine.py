@@ -38,6 +38,7 @@ from typing import Callable
 from rewards._text import completion_text
 from rewards.registry import REGISTRY, load, required_columns
 
+FLOAT32_MAX = 3.4028234663852886e38   # rewards become a float32 tensor: beyond this they are inf
 # Passed by the trainer itself, never needed from the dataset.
 TRAINER_KWARGS = frozenset({"completion_ids", "trainer_state"})
 
@@ -235,8 +236,9 @@ class RewardSet:
         """Non-finite values become failed samples (None), counted and reported."""
         out = []
         for j, v in enumerate(vals):
-            if v is not None and not math.isfinite(v):
-                v = self._fail(name, offset + j, ValueError(f"non-finite reward {v}"), completions, errors)
+            if v is not None and not (math.isfinite(v) and abs(v) <= FLOAT32_MAX):
+                what = "non-finite reward" if not math.isfinite(v) else "non-finite reward in float32:"
+                v = self._fail(name, offset + j, ValueError(f"{what} {v}"), completions, errors)
                 errors[-1]["kind"] = "nonfinite"
             out.append(v)
         return out

@@ -22,7 +22,7 @@ def temp_rewards():
         REGISTRY.pop(n, None)
 
 
-@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan, "inf", 1e309])
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan, "inf", 1e309, 1e39, -4e38])
 def test_non_finite_reward_is_a_counted_failure(temp_rewards, bad):
     temp_rewards("t_inf", lambda prompts, completions, **kw: [1.0, bad, 0.5])
     out = RewardSet([RewardSpec("t_inf"), RewardSpec("think_format", 0.1)])(["p"] * 3, ["a", "b", "c"], {})
