@@ -225,7 +225,7 @@ def read_recipe(path: str | Path) -> dict:
     if not p.is_file():
         raise ConfigError(f"recipe not found: {str(p)!r}")
     try:
-        text = p.read_bytes().decode("utf-8")
+        text = p.read_bytes().decode("utf-8-sig")     # a byte-order mark is fine
     except UnicodeDecodeError as e:
         raise ConfigError(f"{p}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
                           "save the recipe as UTF-8") from None

@@ -74,7 +74,7 @@ PREPROCESSORS = {"none": lambda r: r, "gsm8k": _gsm8k, "math": _math}
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8-sig")     # a byte-order mark is fine
     except UnicodeDecodeError as e:
         line = e.object[:e.start].count(b"\n") + 1
         raise DataError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} on line {line}); "
@@ -115,6 +115,14 @@ def _read_file(path: Path) -> list[dict]:
 def _read_any(path: Path) -> list[dict]:
     if path.suffix in (".jsonl", ".json"):
         text = _read_text(path)
+        if path.suffix == ".json" and text.lstrip().startswith("{"):
+            try:
+                whole = json.loads(text)
+            except ValueError:
+                whole = None                   # JSON lines in a .json file
+            if isinstance(whole, dict) and "\n" in text.strip():
+                raise DataError(f"{path}: a .json data file must hold an array of row objects (or one object per "
+                                "line), not one object")
         if path.suffix == ".json" and text.lstrip().startswith("["):
             try:
                 rows = json.loads(text)

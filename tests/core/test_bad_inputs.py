@@ -120,3 +120,15 @@ def test_prompt_lengths_error_drop_truncate():
     assert check_prompt_lengths(rows, render, _CharTok(), None, 96) is rows     # context unknown
     with pytest.raises(DataError, match="leaves no room"):
         check_prompt_lengths(rows, render, _CharTok(), 64, 96)
+
+
+def test_byte_order_mark_is_accepted_and_one_pretty_object_is_refused(tmp_path):
+    p = tmp_path / "bom.jsonl"
+    p.write_bytes(b'\xef\xbb\xbf{"prompt": "a", "answer": "1"}\n')
+    assert load_rows(str(p))[0]["prompt"] == "a"
+    q = tmp_path / "one.json"
+    q.write_text('{\n  "prompt": "a",\n  "answer": "1"\n}\n')
+    with pytest.raises(DataError, match="must hold an array of row objects"):
+        load_rows(str(q))
+    q.write_text('{"prompt": "a"}\n{"prompt": "b"}\n')                    # JSON lines in a .json file
+    assert len(load_rows(str(q))) == 2
