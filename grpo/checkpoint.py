@@ -155,6 +155,13 @@ def damage(ckpt: Path, need_full: bool = True) -> str | None:
             return f"{name} has {f.stat().st_size} bytes, {size} were written"
     if need_full and not (ckpt / "trainer.pt").is_file():
         return "trainer.pt is missing"
+    for js in sorted(ckpt.glob("*.json")):
+        try:
+            json.loads(js.read_text())
+        except (OSError, ValueError):
+            return f"{js.name} is unreadable"
+    if not any(ckpt.glob("*.safetensors")):
+        return "no weights (*.safetensors) in it"
     try:
         if need_full and zipfile.ZipFile(ckpt / "trainer.pt").testzip() is not None:
             return "trainer.pt is corrupted (CRC mismatch)"

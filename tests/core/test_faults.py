@@ -143,7 +143,8 @@ def test_damaged_latest_checkpoint_falls_back_with_a_warning(tiny_overrides, tmp
     assert [r["step"] for r in read_metrics(run)] == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("damage", ["nan_weights", "no_trainer_pt", "garbage_trainer_pt"])
+@pytest.mark.parametrize("damage", ["nan_weights", "no_trainer_pt", "garbage_trainer_pt", "old_garbage_config",
+                                    "no_weights"])
 def test_damage_kinds_are_detected(tmp_path, damage):
     model, tok = _model()
     opt, sched = _opt(model)
@@ -159,6 +160,12 @@ def test_damage_kinds_are_detected(tmp_path, damage):
         (ck / "trainer_state.json").write_text(json.dumps(state))
     elif damage == "no_trainer_pt":
         (ck / "trainer.pt").unlink()
+    elif damage == "old_garbage_config":           # a checkpoint of an older version: no size manifest
+        (ck / "trainer_state.json").write_text(json.dumps({"step": 1}))
+        (ck / "config.json").write_text("{garbage")
+    elif damage == "no_weights":
+        (ck / "trainer_state.json").write_text(json.dumps({"step": 1}))
+        (ck / "model.safetensors").unlink()
     else:
         size = (ck / "trainer.pt").stat().st_size
         (ck / "trainer.pt").write_bytes(b"\0" * size)
