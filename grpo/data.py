@@ -94,7 +94,7 @@ def _read_jsonl(path: Path, text: str) -> list[dict]:
                             f"(column {getattr(e, 'colno', '?')})") from None
         if not isinstance(row, dict):
             raise DataError(f"{path} line {no}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
+        rows.append(_no_nan(row))          # a bare NaN (non-standard JSON) is a missing value
     return rows
 
 

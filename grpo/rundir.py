@@ -73,7 +73,14 @@ class RunLock:
         self.stale: dict | None = None     # the record of a dead owner we took over
 
     def acquire(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return self._acquire()
+        except OSError as e:
+            where = e.filename or self.path.parent
+            raise RunError(f"cannot use run directory {self.path.parent}: {e.strerror or e} ({where})") from None
+
+    def _acquire(self) -> "RunLock":
         for _ in range(10):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -92,8 +99,9 @@ class RunLock:
             raise RunError(f"could not lock {self.path}: it keeps being replaced")
         old = self._read()
         if old.get("pid") and old.get("pid") != os.getpid():
+            # A live pid on this host owns it unless its start time shows the pid was reused.
             if old.get("host") == socket.gethostname() and _alive(old["pid"]) \
-                    and _start_time(old["pid"]) == old.get("start"):
+                    and old.get("start") in (None, _start_time(old["pid"])):
                 os.close(fd)                   # flock not enforced here (some network filesystems)
                 raise RunError(self._busy(old))
             self.stale = old

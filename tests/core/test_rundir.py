@@ -149,3 +149,18 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_at_step_0(tin
     assert r.returncode == 0, r.stderr[-2000:]
     assert "the run starts again from step 0" in r.stderr and "stale lock" in r.stderr
     assert [x["step"] for x in read_metrics(run)] == [1, 2, 3, 4]
+
+
+def test_a_live_owner_without_flock_is_respected_and_a_reused_pid_is_not(tmp_path):
+    host = os.uname().nodename
+    (tmp_path / ".lock").write_text(json.dumps({"pid": 1, "host": host}))           # flock not enforced
+    with pytest.raises(RunError, match="in use by another run \\(pid 1 "):
+        RunLock(tmp_path).acquire()
+    (tmp_path / ".lock").write_text(json.dumps({"pid": 1, "host": host, "start": "-1"}))   # pid 1 reused
+    RunLock(tmp_path).acquire().release()
+
+
+def test_run_directory_that_is_a_file_is_one_error(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(RunError, match="cannot use run directory"):
+        RunLock(tmp_path / "f").acquire()
