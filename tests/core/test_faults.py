@@ -201,3 +201,16 @@ def test_logged_lr_is_the_lr_of_this_steps_update(tiny_overrides, tmp_path):
     run = train(load_config(RECIPE, tiny_overrides + ["train.steps=4", "train.warmup_steps=3", "train.lr=0.0003"]))
     lrs = [r["lr"] for r in read_metrics(run)]
     assert lrs == pytest.approx([1e-4, 2e-4, 3e-4, 3e-4])          # warm-up 1/3, 2/3, 1, 1
+
+
+def test_sft_logs_the_lr_of_each_steps_update(tmp_path):
+    from grpo.sft import load_sft_config, sft
+    rows = [{"prompt": f"What is {a}+1?", "completion": f" <answer>{a + 1}</answer>"} for a in range(8)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_sft_config(None, tree={
+        "model": {"path": str(ROOT / "data/tiny_model")}, "data": {"source": str(tmp_path / "d.jsonl")},
+        "template": "r1_zero_tiny", "output": {"dir": str(tmp_path), "name": "s"},
+        "train": {"steps": 3, "batch_size": 4, "micro_batch_size": 4, "lr": 1e-2, "warmup_steps": 2, "threads": 1}})
+    sft(cfg, progress=False)
+    lrs = [json.loads(ln)["lr"] for ln in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([5e-3, 1e-2, 1e-2])          # warm-up 1/2, then 1; was [1e-2, 1e-2, 0]
