@@ -127,6 +127,13 @@ def all_steps(ckpt_root: Path) -> list[int]:
     return sorted(steps)
 
 
+def _step_dirs(ckpt_root: Path) -> list[int]:
+    """Every ``step-N`` directory, intact or not."""
+    if not ckpt_root.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in ckpt_root.iterdir() if (m := re.fullmatch(r"step-(\d+)", p.name)))
+
+
 def clean_partial(ckpt_root: Path) -> None:
     if ckpt_root.is_dir():
         for partial in ckpt_root.glob(".tmp-step-*"):
@@ -180,7 +187,7 @@ def latest_resumable(ckpt_root: Path, log=None) -> Path | None:
     """The newest intact full checkpoint; each damaged newer one is reported and skipped."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     clean_partial(ckpt_root)
-    steps, damaged = all_steps(ckpt_root), 0
+    steps, damaged = _step_dirs(ckpt_root), 0
     for s in reversed(steps):
         ckpt = ckpt_root / f"step-{s}"
         why = damage(ckpt)

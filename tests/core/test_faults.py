@@ -144,7 +144,7 @@ def test_damaged_latest_checkpoint_falls_back_with_a_warning(tiny_overrides, tmp
 
 
 @pytest.mark.parametrize("damage", ["nan_weights", "no_trainer_pt", "garbage_trainer_pt", "old_garbage_config",
-                                    "no_weights"])
+                                    "no_weights", "no_state", "empty_dir"])
 def test_damage_kinds_are_detected(tmp_path, damage):
     model, tok = _model()
     opt, sched = _opt(model)
@@ -163,6 +163,12 @@ def test_damage_kinds_are_detected(tmp_path, damage):
     elif damage == "old_garbage_config":           # a checkpoint of an older version: no size manifest
         (ck / "trainer_state.json").write_text(json.dumps({"step": 1}))
         (ck / "config.json").write_text("{garbage")
+    elif damage == "no_state":
+        (ck / "trainer_state.json").unlink()
+    elif damage == "empty_dir":
+        import shutil
+        shutil.rmtree(ck)
+        ck.mkdir()
     elif damage == "no_weights":
         (ck / "trainer_state.json").write_text(json.dumps({"step": 1}))
         (ck / "model.safetensors").unlink()
