@@ -36,6 +36,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be written or read; the message is one line meant for the user."""
 
 
+class NonFiniteError(CheckpointError):
+    """The weights became non-finite: nothing more is trained or saved."""
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

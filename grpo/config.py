@@ -126,10 +126,11 @@ class TrainConfig(_Strict):
         False, description="run each prompt once per micro-batch and share its KV cache (with grad) among "
         "its completions: same gradient, prompt compute /G; models with a plain DynamicCache, no "
         "gradient checkpointing")
-    lr: float = Field(1e-5, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    lr: float = Field(1e-5, gt=0, le=1e3, description="AdamW's peak lr (at most 1e3: Adam step sizes "
+                      "overflow float32 above ~3e37, and any lr above a few units destroys a model anyway)")
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
     warmup_steps: int = Field(0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
+    max_grad_norm: float = Field(1.0, gt=0, allow_inf_nan=False)
     seed: int = 0
     threads: Optional[int] = Field(None, gt=0, description="torch CPU threads (default: torch's)")
 

@@ -258,11 +258,23 @@ class Trainer:
                 lr = self.opt.param_groups[0]["lr"]
                 self.opt.step()
                 self.sched.step()
+                self._check_weights(lr)
             self.opt.zero_grad(set_to_none=True)
         if ref is None:
             sums["kl"] = None
         return {**sums, "grad_norm": grad_norm, "update_tokens": n_tokens, "micro_batches": len(mbs),
                 "skipped_steps": skipped, "lr": lr}
+
+    def _check_weights(self, lr: float) -> None:
+        """Finite gradients can still step the weights out of range (an lr far too high):
+        stop before such weights sample, train or are saved."""
+        bad = checkpoint.non_finite((n, p.detach()) for n, p in self.policy.named_parameters() if p.requires_grad)
+        if bad:
+            have = checkpoint.all_steps(self.ckpt_root)
+            raise checkpoint.NonFiniteError(
+                f"the weights became non-finite in an optimizer step with lr {lr:g} ({len(bad)} tensors, first "
+                f"{bad[0]}); nothing was saved; the last checkpoint is "
+                f"{f'step-{have[-1]}' if have else 'none'}: lower train.lr and start over with --overwrite")
 
     def _ref_logprobs(self, batch) -> torch.Tensor:
         t = self.cfg.train

@@ -94,6 +94,7 @@ TINY = ["--set", "train.steps=4", "--set", "train.prompts_per_step=2", "--set", 
     ("eval_n_negative", "--n -2: need at least 1"),
     ("bad_set_yaml", "--set train.steps: invalid YAML value"),
     ("bad_weight", "invalid value for 'rewards.0.weight'"),
+    ("lr_overflow", "invalid value for 'train.lr': Input should be less than or equal to 1000"),
 ])
 def test_bad_input_is_one_line(case, needle, tmp_path):
     d = _files(tmp_path)
@@ -119,6 +120,7 @@ def test_bad_input_is_one_line(case, needle, tmp_path):
         "eval_n_negative": ["eval", RECIPE, "--n", "-2"],
         "bad_set_yaml": ["train", RECIPE, "--set", "train.steps=[", *out],
         "bad_weight": ["train", RECIPE, "--set", "rewards=[{name: math_accuracy, weight: .inf}]", *out],
+        "lr_overflow": ["train", RECIPE, "--set", "train.lr=1e39", "--set", "train.warmup_steps=0", *TINY, *out],
     }[case]
     r = run_cli(*args)
     assert r.returncode == 2, r.stderr[-3000:]

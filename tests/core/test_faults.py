@@ -220,3 +220,22 @@ def test_sft_logs_the_lr_of_each_steps_update(tmp_path):
     sft(cfg, progress=False)
     lrs = [json.loads(ln)["lr"] for ln in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
     assert lrs == pytest.approx([5e-3, 1e-2, 1e-2])          # warm-up 1/2, then 1; was [1e-2, 1e-2, 0]
+
+
+def test_weights_made_non_finite_by_an_update_stop_the_run_before_any_save(tiny_overrides, tmp_path):
+    cfg = load_config(RECIPE, tiny_overrides + ["train.steps=3", "output.save_every=1"])
+    tr = trainer_mod.Trainer(cfg)
+    real, calls = tr.opt.step, {"n": 0}
+
+    def step(*a, **kw):                         # the second update overflows a weight
+        out = real(*a, **kw)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            with torch.no_grad():
+                next(tr.policy.parameters()).view(-1)[0] = float("inf")
+        return out
+    tr.opt.step = step
+    with pytest.raises(checkpoint.NonFiniteError, match="became non-finite .* the last checkpoint is step-1"):
+        tr.train()
+    assert checkpoint.all_steps(tr.ckpt_root) == [1] and _finite(tr.ckpt_root / "step-1")
+    assert not (tr.run_dir / ".lock").exists()
