@@ -55,7 +55,7 @@ def cmd_eval(args) -> int:
         raise ConfigError(f"--k {args.k}: need at least 1 sample per prompt")
     if args.n is not None and args.n < 1:
         raise ConfigError(f"--n {args.n}: need at least 1 held-out prompt (omit --n for all of them)")
-    cfg = load_config(args.recipe, args.overrides)
+    cfg = load_config(args.recipe, args.overrides, require_model=args.model is None)
     res = eval_config(cfg, model=args.model, k=args.k, n=args.n)
     res.pop("samples")
     print(json.dumps(res, indent=1))

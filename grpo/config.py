@@ -256,10 +256,10 @@ def _yaml_error(e: yaml.YAMLError) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: {what}{where}"
 
 
-def require_model_and_data(tree: dict, path) -> None:
+def require_model_and_data(tree: dict, path, model: bool = True) -> None:
     """A recipe file must say what to train and on what: defaults for either are a mistake."""
-    missing = [k for sec, key, k in (("model", "path", "model.path"), ("data", "source", "data.source"))
-               if not isinstance(tree.get(sec), dict) or not tree[sec].get(key)]
+    need = (("model", "path", "model.path"),) * model + (("data", "source", "data.source"),)
+    missing = [k for sec, key, k in need if not isinstance(tree.get(sec), dict) or not tree[sec].get(key)]
     if missing:
         raise ConfigError(f"{path}: a recipe must name a model and data; missing {' and '.join(missing)}")
 
@@ -278,14 +278,15 @@ def validate_tree(schema: type[BaseModel], tree: dict, overrides: list[str] | No
         raise ConfigError(f"invalid value for '{loc}': {err['msg']} (got {err.get('input')!r})") from None
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Read a recipe (or defaults when ``path`` is None), apply ``--set`` overrides, validate."""
+def load_config(path: str | Path | None, overrides: list[str] | None = None, require_model: bool = True) -> Config:
+    """Read a recipe (or defaults when ``path`` is None), apply ``--set`` overrides, validate.
+    A recipe file must name a model (unless ``require_model`` is False: eval --model) and data."""
     tree = read_recipe(path) if path is not None else {}
     if path is not None:
         for assignment in overrides or []:
             _apply_override(tree, assignment)
         overrides = []
-        require_model_and_data(tree, path)
+        require_model_and_data(tree, path, require_model)
     cfg = validate_tree(Config, tree, overrides)
     if cfg.output.name is None:
         cfg.output.name = Path(path).stem if path else "run"
