@@ -239,3 +239,16 @@ def test_weights_made_non_finite_by_an_update_stop_the_run_before_any_save(tiny_
         tr.train()
     assert checkpoint.all_steps(tr.ckpt_root) == [1] and _finite(tr.ckpt_root / "step-1")
     assert not (tr.run_dir / ".lock").exists()
+
+
+def test_full_disk_anywhere_in_a_run_is_one_line(monkeypatch, capsys):
+    import grpo.trainer
+    from grpo.cli import main
+
+    def full(cfg, resume=False, overwrite=False):
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/x/metrics.jsonl")
+    monkeypatch.setattr(grpo.trainer, "train", full)
+    assert main(["train", str(RECIPE)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["grpo: error: no space left on device writing runs/x/metrics.jsonl; free some space, "
+                   "then continue with --resume"]
