@@ -76,7 +76,8 @@ def save(ckpt_root: Path, step: int, model, tokenizer, optimizer, scheduler, kee
         shutil.rmtree(tmp, ignore_errors=True)      # a partial checkpoint must not keep the disk full
         why = "no space left on device" if full else f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
         raise CheckpointError(f"could not save checkpoint step-{step} in {ckpt_root}: {why}; the partial "
-                              "checkpoint was removed, earlier ones are intact") from None
+                              "checkpoint was removed, earlier ones are intact; free some space, then continue "
+                              "with --resume") from None
     _rotate(ckpt_root, keep)
     return final
 
