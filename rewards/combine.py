@@ -74,9 +74,10 @@ def _base(fn):
 def _call(fn: Callable, kwargs: dict, timeout_s: float | None):
     """Call ``fn(**kwargs)`` (sync or async) with a wall-clock limit.
 
-    The call runs in a daemon thread: Python cannot kill a thread, so a call
-    that times out is abandoned, not stopped -- rewards that may hang should
-    bound themselves (math does, with killable processes).
+    The call runs in a daemon thread. A call that times out is abandoned and
+    interrupted (:func:`_interrupt`): Python code stops at once, a call blocked
+    in C when it returns -- rewards that may block in C should bound themselves
+    (math does, with killable processes).
     """
     box: dict = {}
 
@@ -93,6 +94,7 @@ def _call(fn: Callable, kwargs: dict, timeout_s: float | None):
     t.start()
     t.join(timeout_s if timeout_s and timeout_s > 0 else None)
     if t.is_alive():
+        _interrupt(t)
         raise TimeoutError(f"reward call took longer than {timeout_s:g}s")
     if "error" in box:
         e = box["error"]
@@ -102,6 +104,21 @@ def _call(fn: Callable, kwargs: dict, timeout_s: float | None):
         raise e
     return box["value"]
 
+
+
+class RewardAbandoned(BaseException):
+    """Raised inside a reward thread that ran out of time (not an Exception: rewards
+    that catch Exception do not swallow it)."""
+
+
+def _interrupt(t: threading.Thread) -> None:
+    """Ask an abandoned reward thread to stop: the exception is raised at its next Python
+    bytecode, so a reward spinning in Python stops at once and does not keep competing
+    for the interpreter; one blocked in C (sleep, a big-integer power) stops when that
+    returns."""
+    import ctypes
+    if t.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident), ctypes.py_object(RewardAbandoned))
 
 
 async def _awaited(aw):

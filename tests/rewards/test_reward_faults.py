@@ -100,3 +100,19 @@ def test_failure_streak_stops_after_k_all_failed_steps():
     with pytest.raises(RewardError, match="failed on every sample for 3 steps in a row; first error: ZeroDivisionError"):
         fs.update(["r"], all_fail, 4)
     FailureStreak(0).update(["r"], all_fail, 4)                 # 0: never stops
+
+
+def test_a_reward_spinning_in_python_is_stopped_after_its_budget(temp_rewards):
+    import threading
+
+    def spin(prompts, completions, **kw):
+        while True:
+            pass
+    temp_rewards("t_spin", spin)
+    before = threading.active_count()
+    out = RewardSet([RewardSpec("t_spin")], timeout_s=0.2)(["p"] * 4, ["x"] * 4, {})
+    assert out.per_fn["t_spin"] == [None] * 4
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == before          # the abandoned thread stopped
