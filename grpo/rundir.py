@@ -70,6 +70,7 @@ class RunLock:
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / LOCK
         self.fd: int | None = None
+        self.owner: int | None = None
         self.stale: dict | None = None     # the record of a dead owner we took over
 
     def acquire(self) -> "RunLock":
@@ -110,7 +111,7 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
         os.fsync(fd)
-        self.fd = fd
+        self.fd, self.owner = fd, os.getpid()
         return self
 
     def _read(self) -> dict:
@@ -126,7 +127,7 @@ class RunLock:
                 "finish, or give this run another output.name")
 
     def release(self) -> None:
-        if self.fd is None:
+        if self.fd is None or self.owner != os.getpid():   # a forked child never removes its parent's lock
             return
         try:
             self.path.unlink(missing_ok=True)   # no stale record left behind by a clean exit
