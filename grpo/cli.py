@@ -1,19 +1,21 @@
 """``grpo`` command line: train | sft | sample | eval | pipeline | report.
 
 User errors (a missing recipe, an unknown key, a reward that does not exist, a dataset
-without the columns a reward needs, a model path that does not exist) print one line
-and exit with status 2; ``--debug`` shows the traceback instead.
+without the columns a reward needs, a model path that does not exist, a run directory in
+use or holding another run, a full disk) print one line and exit with status 2;
+``--debug`` shows the traceback instead. docs/FAULTS.md lists what each fault gets.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
 
 USER_ERRORS = ("grpo.config:ConfigError", "grpo.data:DataError", "grpo.policy:ModelError",
                "rewards:RewardLoadError", "rewards:RewardError",
-               "grpo.report:ReportError")
+               "grpo.report:ReportError", "grpo.rundir:RunError", "grpo.checkpoint:CheckpointError")
 
 
 def _user_error_types() -> tuple[type, ...]:
@@ -39,7 +41,7 @@ def cmd_train(args) -> int:
     from .config import load_config
     from .trainer import train
     cfg = load_config(args.recipe, args.overrides)
-    run_dir = train(cfg, resume=args.resume)
+    run_dir = train(cfg, resume=args.resume, overwrite=args.overwrite)
     print(f"run finished: {run_dir}")
     return 0
 
@@ -47,9 +49,13 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     import json
 
-    from .config import load_config
+    from .config import ConfigError, load_config
     from .eval import eval_config
-    cfg = load_config(args.recipe, args.overrides)
+    if args.k < 1:
+        raise ConfigError(f"--k {args.k}: need at least 1 sample per prompt")
+    if args.n is not None and args.n < 1:
+        raise ConfigError(f"--n {args.n}: need at least 1 held-out prompt (omit --n for all of them)")
+    cfg = load_config(args.recipe, args.overrides, require_model=args.model is None)
     res = eval_config(cfg, model=args.model, k=args.k, n=args.n)
     res.pop("samples")
     print(json.dumps(res, indent=1))
@@ -92,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = ap.add_subparsers(dest="command", required=True)
     p = _recipe_parser(sub, "train", "GRPO training (R1-Zero style)")
-    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last intact checkpoint "
+                   "(the recipe must match the run's config.yaml but for train.steps and a few others)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in the output directory")
     p.set_defaults(fn=cmd_train)
     p = _recipe_parser(sub, "eval", "pass@1 (mean of k samples), maj@k, pass@k on the held-out set")
     p.add_argument("--model", help="model or checkpoint directory (default: the recipe's model)")
@@ -129,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except _user_error_types() as e:
         print(f"grpo: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"grpo: error: no space left on device{f' writing {e.filename}' if e.filename else ''}; "
+              "free some space, then continue with --resume", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("grpo: interrupted; resume with --resume", file=sys.stderr)

@@ -54,6 +54,9 @@ class DataConfig(_Strict):
     template: Literal["r1_zero", "r1_zero_tiny", "plain", "chat"] = "r1_zero"
     eval_source: Optional[str] = Field(None, description="held-out set; builtin tasks use another seed")
     eval_samples: int = Field(200, gt=0)
+    overlong_prompts: Literal["error", "truncate", "drop"] = Field(
+        "error", description="prompts longer than the model's context minus rollout.max_new_tokens: "
+        "error (one line naming the longest), truncate (cut the question, counted) or drop (counted)")
 
 
 class RolloutConfig(_Strict):
@@ -93,7 +96,7 @@ class RolloutConfig(_Strict):
 
 class RewardConfig(_Strict):
     name: str = Field(description="registry name | package.module:fn | path/file.py:fn")
-    weight: float = 1.0
+    weight: float = Field(1.0, allow_inf_nan=False)
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -123,10 +126,11 @@ class TrainConfig(_Strict):
         False, description="run each prompt once per micro-batch and share its KV cache (with grad) among "
         "its completions: same gradient, prompt compute /G; models with a plain DynamicCache, no "
         "gradient checkpointing")
-    lr: float = Field(1e-5, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    lr: float = Field(1e-5, gt=0, le=1e3, description="AdamW's peak lr (at most 1e3: Adam step sizes "
+                      "overflow float32 above ~3e37, and any lr above a few units destroys a model anyway)")
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
     warmup_steps: int = Field(0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
+    max_grad_norm: float = Field(1.0, gt=0, allow_inf_nan=False)
     seed: int = 0
     threads: Optional[int] = Field(None, gt=0, description="torch CPU threads (default: torch's)")
 
@@ -136,6 +140,10 @@ class OutputConfig(_Strict):
     name: Optional[str] = Field(None, description="run name; default: the recipe file's stem")
     save_every: int = Field(20, gt=0)
     keep_checkpoints: int = Field(2, gt=0)
+    full_checkpoint_every: Optional[int] = Field(
+        None, gt=0, description="write the optimizer state (what --resume needs) only into checkpoints at "
+        "multiples of this many steps (and the last); the others hold weights only. The newest full "
+        "checkpoint is always kept. None: every checkpoint is full")
     sample_every: int = Field(10, gt=0, description="write samples/step-N.jsonl every N steps")
     tensorboard: bool = True
     reflection_words: Optional[list[str]] = Field(None, description="phrases counted as reflection")
@@ -152,6 +160,9 @@ class Config(_Strict):
     rewards: list[RewardConfig] = Field(default_factory=lambda: [RewardConfig(name="math_accuracy")])
     reward_timeout_s: float = Field(10.0, gt=0)
     reward_fail_on_error: bool = Field(False, description="raise on a reward error instead of counting it")
+    reward_max_failed_steps: int = Field(
+        3, ge=0, description="stop the run when a reward fails on every sample for this many steps in a "
+        "row (a broken reward, not a hard batch); 0: never")
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
@@ -193,7 +204,10 @@ def _apply_override(tree: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"--set expects key=value, got {assignment!r}")
     key, raw = assignment.split("=", 1)
-    value = yaml.safe_load(raw) if raw else None
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {key}: invalid YAML value {raw!r}: {_yaml_error(e)}") from None
     node = tree
     parts = key.strip().split(".")
     for part in parts[:-1]:
@@ -207,15 +221,47 @@ def _apply_override(tree: dict, assignment: str) -> None:
 def read_recipe(path: str | Path) -> dict:
     """A recipe file's YAML mapping, or a one-line ConfigError (missing, invalid, not a mapping)."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"recipe {str(p)!r} is a directory, not a YAML file")
     if not p.is_file():
         raise ConfigError(f"recipe not found: {str(p)!r}")
     try:
-        tree = yaml.safe_load(p.read_text()) or {}
+        text = p.read_bytes().decode("utf-8-sig")     # a byte-order mark is fine
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                          "save the recipe as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read recipe {str(p)!r}: {e.strerror}") from None
+    try:
+        tree = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: invalid YAML: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{p}: invalid YAML: {_yaml_error(e)}") from None
+    if tree is None:
+        tree = {}
     if not isinstance(tree, dict):
-        raise ConfigError(f"{p}: a recipe must be a mapping of sections")
+        raise ConfigError(f"{p}: a recipe must be a mapping of sections, got {type(tree).__name__}")
     return tree
+
+
+def _yaml_error(e: yaml.YAMLError) -> str:
+    """One line with the line and column of a YAML error (1-based, as editors count)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    what = " ".join(str(x) for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x) \
+        or str(e).splitlines()[0]
+    if mark is None:
+        return what
+    ctx = getattr(e, "context_mark", None)
+    where = f" (opened at line {ctx.line + 1}, column {ctx.column + 1})" if ctx is not None and ctx is not mark \
+        and (ctx.line, ctx.column) != (mark.line, mark.column) else ""
+    return f"line {mark.line + 1}, column {mark.column + 1}: {what}{where}"
+
+
+def require_model_and_data(tree: dict, path, model: bool = True) -> None:
+    """A recipe file must say what to train and on what: defaults for either are a mistake."""
+    need = (("model", "path", "model.path"),) * model + (("data", "source", "data.source"),)
+    missing = [k for sec, key, k in need if not isinstance(tree.get(sec), dict) or not tree[sec].get(key)]
+    if missing:
+        raise ConfigError(f"{path}: a recipe must name a model and data; missing {' and '.join(missing)}")
 
 
 def validate_tree(schema: type[BaseModel], tree: dict, overrides: list[str] | None = None):
@@ -232,9 +278,16 @@ def validate_tree(schema: type[BaseModel], tree: dict, overrides: list[str] | No
         raise ConfigError(f"invalid value for '{loc}': {err['msg']} (got {err.get('input')!r})") from None
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Read a recipe (or defaults when ``path`` is None), apply ``--set`` overrides, validate."""
-    cfg = validate_tree(Config, read_recipe(path) if path is not None else {}, overrides)
+def load_config(path: str | Path | None, overrides: list[str] | None = None, require_model: bool = True) -> Config:
+    """Read a recipe (or defaults when ``path`` is None), apply ``--set`` overrides, validate.
+    A recipe file must name a model (unless ``require_model`` is False: eval --model) and data."""
+    tree = read_recipe(path) if path is not None else {}
+    if path is not None:
+        for assignment in overrides or []:
+            _apply_override(tree, assignment)
+        overrides = []
+        require_model_and_data(tree, path, require_model)
+    cfg = validate_tree(Config, tree, overrides)
     if cfg.output.name is None:
         cfg.output.name = Path(path).stem if path else "run"
     return cfg

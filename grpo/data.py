@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 from pathlib import Path
 
 from . import tasks
@@ -71,19 +72,126 @@ def _math(row: dict) -> dict:
 PREPROCESSORS = {"none": lambda r: r, "gsm8k": _gsm8k, "math": _math}
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8-sig")     # a byte-order mark is fine
+    except UnicodeDecodeError as e:
+        line = e.object[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} on line {line}); "
+                        "save the data file as UTF-8") from None
+
+
+def _read_jsonl(path: Path, text: str) -> list[dict]:
+    """One JSON object per line; a bad line is reported with its real (1-based) number."""
+    rows = []
+    for no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise DataError(f"{path} line {no}: invalid JSON: {getattr(e, 'msg', e)} "
+                            f"(column {getattr(e, 'colno', '?')})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path} line {no}: expected a JSON object, got {type(row).__name__}")
+        rows.append(_no_nan(row))          # a bare NaN (non-standard JSON) is a missing value
+    return rows
+
+
 def _read_file(path: Path) -> list[dict]:
+    if path.is_dir():
+        raise DataError(f"data source {str(path)!r} is a directory, not a data file")
+    try:
+        return _read_any(path)
+    except DataError:
+        raise
+    except OSError as e:
+        raise DataError(f"cannot read data file {str(path)!r}: {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 -- a corrupt parquet/csv: one line, not a traceback
+        raise DataError(f"cannot read data file {str(path)!r}: {type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:200] if str(e) else ''}") from None
+
+
+def _read_any(path: Path) -> list[dict]:
     if path.suffix in (".jsonl", ".json"):
-        text = path.read_text()
+        text = _read_text(path)
+        if path.suffix == ".json" and text.lstrip().startswith("{"):
+            try:
+                whole = json.loads(text)
+            except ValueError:
+                whole = None                   # JSON lines in a .json file
+            if isinstance(whole, dict) and "\n" in text.strip():
+                raise DataError(f"{path}: a .json data file must hold an array of row objects (or one object per "
+                                "line), not one object")
         if path.suffix == ".json" and text.lstrip().startswith("["):
-            return json.loads(text)
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+            try:
+                rows = json.loads(text)
+            except ValueError as e:
+                raise DataError(f"{path} line {e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+            bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
+            if bad is not None:
+                raise DataError(f"{path}: item {bad} is a {type(rows[bad]).__name__}, expected an object")
+            return rows
+        return _read_jsonl(path, text)
     if path.suffix == ".parquet":
         import pandas as pd
-        return pd.read_parquet(path).to_dict("records")
+        return [_no_nan(r) for r in pd.read_parquet(path).to_dict("records")]
     if path.suffix == ".csv":
         import pandas as pd
-        return pd.read_csv(path).to_dict("records")
+        _read_text(path)                   # non-UTF-8: one line
+        # Strings as written (an answer "007" stays "007"); an empty cell is a missing value.
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        return [{k: (None if v == "" else v) for k, v in r.items()} for r in df.to_dict("records")]
     raise DataError(f"unsupported data file {str(path)!r}: use .jsonl, .json, .parquet or .csv")
+
+
+def _no_nan(row: dict) -> dict:
+    """pandas writes a missing cell as NaN: a missing value is None (a reward's 'not applicable')."""
+    return {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+
+
+def _prompt_error(p) -> str | None:
+    """Why ``p`` is not a prompt: a non-empty string, or chat messages (TRL's conversational format).
+
+    >>> _prompt_error("What is 2+2?") is None, _prompt_error([{"role": "user", "content": "hi"}]) is None
+    (True, True)
+    >>> _prompt_error(3), _prompt_error([{"role": "user"}])
+    ('an int', 'a chat message without a string role and content')
+    """
+    if isinstance(p, str):
+        return None if p.strip() else "an empty string"
+    if isinstance(p, list) and p:
+        for m in p:
+            if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
+                return "a chat message without a string role and content"
+        return None
+    if p is None:
+        return "null"
+    return "an empty list" if isinstance(p, list) else f"a{'n' if type(p).__name__[0] in 'aeiou' else ''} {type(p).__name__}"
+
+
+def check_rows(rows: list[dict], source: str, needs: dict[str, set[str]] | None = None) -> None:
+    """Every row, before training: a valid prompt and the columns the rewards need
+    (``needs``: reward name -> columns). One line naming the first bad row and the count.
+
+    >>> check_rows([{"prompt": "q", "answer": "1"}, {"prompt": "q"}], "d.jsonl", {"math": {"answer"}})
+    Traceback (most recent call last):
+    ...
+    grpo.data.DataError: d.jsonl row 2 (1-based): reward 'math' needs dataset column 'answer', missing there (1 of 2 rows lack it; the row has ['prompt'])
+    """
+    for i, r in enumerate(rows):
+        why = _prompt_error(r.get("prompt"))
+        if why is not None:
+            n_bad = sum(_prompt_error(x.get("prompt")) is not None for x in rows)
+            raise DataError(f"{source} row {i + 1} (1-based): 'prompt' must be a string or a list of chat "
+                            f"messages [{{role, content}}], got {why} ({n_bad} of {len(rows)} rows are bad)")
+    for name, cols in (needs or {}).items():
+        for col in sorted(cols):
+            lack = [i for i, r in enumerate(rows) if col not in r]
+            if lack:
+                raise DataError(f"{source} row {lack[0] + 1} (1-based): reward {name!r} needs dataset column "
+                                f"{col!r}, missing there ({len(lack)} of {len(rows)} rows lack it; the row has "
+                                f"{sorted(rows[lack[0]])})")
 
 
 def _read_hub(name: str, split: str, subset: str | None) -> list[dict]:
@@ -97,8 +205,11 @@ def _read_hub(name: str, split: str, subset: str | None) -> list[dict]:
 
 def load_rows(source: str, n: int | None = None, seed: int = 0, split: str = "train",
               subset: str | None = None, preprocess: str = "none",
-              columns: dict[str, str] | None = None) -> list[dict]:
+              columns: dict[str, str] | None = None, needs: dict[str, set[str]] | None = None) -> list[dict]:
     """Rows from ``builtin:<task>``, a local file, or a hub dataset id.
+
+    Every row is checked (:func:`check_rows`): its prompt, and the columns in ``needs``
+    (reward name -> columns it needs); then rows lacking a column other rows have get None.
 
     ``columns`` renames source columns (``{"prompt": "question"}`` takes ``question``
     as the prompt); ``preprocess`` applies a known cleanup (gsm8k, math).
@@ -120,7 +231,7 @@ def load_rows(source: str, n: int | None = None, seed: int = 0, split: str = "tr
                 raise DataError(f"column {old!r} (mapped to {new!r}) missing in {source!r}; "
                                 f"columns are {sorted(r)}")
             r[new] = r.pop(old)
-    rows = [PREPROCESSORS[preprocess](dict(r)) for r in rows]
+    rows = [_preprocess(preprocess, r, i, source) for i, r in enumerate(rows)]
     if not rows:
         raise DataError(f"dataset {source!r} is empty")
     if "prompt" not in rows[0]:
@@ -128,7 +239,18 @@ def load_rows(source: str, n: int | None = None, seed: int = 0, split: str = "tr
                         "map one with data.columns: {prompt: <column>}")
     if n is not None and not source.startswith("builtin:"):
         rows = rows[:n]
-    return rows
+    check_rows(rows, source, needs)
+    # Rows with fewer columns than others get None there (not applicable), never a KeyError mid-step.
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return [r if len(r) == len(keys) else {k: r.get(k) for k in keys} for r in rows]
+
+
+def _preprocess(name: str, row: dict, i: int, source: str) -> dict:
+    try:
+        return PREPROCESSORS[name](dict(row))
+    except (KeyError, AttributeError, TypeError) as e:
+        raise DataError(f"{source} row {i + 1} (1-based): data.preprocess={name} cannot read it "
+                        f"({type(e).__name__}: {e}); columns are {sorted(row)}") from None
 
 
 class PromptSampler:
@@ -149,3 +271,64 @@ class PromptSampler:
         perm = list(range(self.n))
         random.Random(self.seed * 100003 + epoch).shuffle(perm)
         return perm[k * self.bs:(k + 1) * self.bs]
+
+
+def model_context(model) -> int | None:
+    """Positions the model can attend over (None when its config does not say)."""
+    cfg = getattr(model, "config", None)
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        v = getattr(cfg, key, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def check_prompt_lengths(rows: list[dict], render, tokenizer, context: int | None, max_new_tokens: int,
+                         mode: str = "error", log=None) -> list[dict]:
+    """Rows whose rendered prompt (``render(row["prompt"])``) fits in ``context -
+    max_new_tokens`` tokens. ``mode``: error (a one-line DataError naming the longest),
+    drop (those rows removed) or truncate (a string prompt's question cut to fit);
+    drop and truncate report their count through ``log`` (default: stderr)."""
+    if context is None:
+        return rows
+    budget = context - max_new_tokens
+    if budget <= 0:
+        raise DataError(f"rollout.max_new_tokens={max_new_tokens} leaves no room for a prompt in the "
+                        f"model's {context}-position context")
+    n_tok = lambda text: len(tokenizer(text, add_special_tokens=True).input_ids)  # noqa: E731
+    lengths = [n_tok(render(r["prompt"])) for r in rows]
+    over = [i for i, n in enumerate(lengths) if n > budget]
+    if not over:
+        return rows
+    worst = max(over, key=lambda i: lengths[i])
+    what = (f"{len(over)} of {len(rows)} prompts are longer than the {budget} tokens the model's context "
+            f"allows ({context} positions - {max_new_tokens} rollout.max_new_tokens); the longest is row "
+            f"{worst + 1} (1-based) with {lengths[worst]} tokens")
+    if mode == "error":
+        raise DataError(f"{what}; set data.overlong_prompts: drop or truncate, or shorten them")
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    bad = set(over)
+    if mode == "drop":
+        kept = [r for i, r in enumerate(rows) if i not in bad]
+        if not kept:
+            raise DataError(f"{what}; none is left to train on")
+        log(f"grpo: warning: {what}: dropped them, {len(kept)} rows left")
+        return kept
+    out = [dict(r, prompt=_truncate(r["prompt"], render, tokenizer, n_tok, budget)) if i in bad else r
+           for i, r in enumerate(rows)]
+    log(f"grpo: warning: {what}: truncated their questions to fit")
+    return out
+
+
+def _truncate(prompt, render, tokenizer, n_tok, budget: int):
+    """Cut the question (a string, or a chat list's last message) until the rendered prompt fits."""
+    text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+    wrap = (lambda t: t) if isinstance(prompt, str) else (lambda t: [*prompt[:-1], {**prompt[-1], "content": t}])
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    keep = len(ids)
+    while keep > 0:
+        over = n_tok(render(wrap(tokenizer.decode(ids[:keep])))) - budget
+        if over <= 0:
+            return wrap(tokenizer.decode(ids[:keep]))
+        keep -= max(over, 1)
+    raise DataError(f"a prompt's template alone is longer than the {budget} tokens the context allows")

@@ -104,6 +104,7 @@ class Stage:
     inputs: dict[str, str]
     outputs: dict[str, str]
     config_hash: str = ""
+    rerun: bool = False      # --from: start this stage over (its old run is replaced)
 
 
 def _looks_local(path: str) -> bool:
@@ -208,7 +209,8 @@ def run_rl(st: Stage) -> dict:
     extra = {}
     if st.spec.prompts is not None:
         extra["prompt_kinds"] = write_prompts(st.spec.prompts, Path(st.inputs["prompts"]))
-    run_dir = train(st.cfg, resume=True)              # resumes inside the stage too
+    # Resumes inside the stage too; --from replaces the stage's old run instead.
+    run_dir = train(st.cfg, resume=False if st.rerun else "auto", overwrite=st.rerun)
     ckpt = checkpoint.latest(run_dir / "checkpoints")
     if st.cfg.model.lora:
         from .policy import load_policy
@@ -266,6 +268,8 @@ def run_pipeline(cfg: PipelineConfig, base_dir: Path, from_stage: str | None = N
         if from_stage not in names:
             raise ConfigError(f"--from {from_stage!r}: no such stage; stages are {names}")
         state.forget_from(names, from_stage)
+        for st in stages[names.index(from_stage):]:
+            st.rerun = True
     ev = cfg.eval
     if ev is not None and ev.baseline:
         base = state.data.get("base") or {}

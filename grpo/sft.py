@@ -287,7 +287,7 @@ def sft(cfg: SFTConfig, progress: bool = True) -> dict:
         bar = tqdm(range(steps), desc=f"sft {cfg.output.name}", disable=not progress, dynamic_ncols=True)
         for step in bar:
             loss = _step(model, opt, sched, _batch(data, bs, step, t.seed), tok.pad_token_id, t)
-            log.write(json.dumps({"step": step + 1, "loss": loss, "lr": sched.get_last_lr()[0]}) + "\n")
+            log.write(json.dumps({"step": step + 1, "loss": loss, "lr": t.lr * _lr_factor(step, steps, t)}) + "\n")  # this step's lr
             bar.set_postfix(loss=f"{loss:.4f}")
     model.eval()
     loss_after = mean_loss(model, probe, tok.pad_token_id, t.micro_batch_size)

@@ -7,6 +7,9 @@ Departures from vanilla GRPO are options, each citing its paper in algorithms.py
 """
 from __future__ import annotations
 
+import json
+import math
+import sys
 import time
 from pathlib import Path
 
@@ -18,8 +21,9 @@ import rewards as rewards_lib
 from . import algorithms as A
 from . import reward_model  # noqa: F401  (registers the "reward_model" reward for recipes)
 from . import checkpoint
-from .config import Config, ConfigError, dump_config
-from .data import PromptSampler, apply_template, load_rows
+from .config import Config, ConfigError, dump_config, validate_tree
+from .data import PromptSampler, apply_template, check_prompt_lengths, load_rows, model_context
+from .rundir import has_run, open_run
 from .metrics import MetricsLogger, reflection_counts, safe_mean, write_samples
 from .parallel import Parallel
 from .policy import (build_batch, load_policy, micro_batches, score, score_all, score_shared_prompt,
@@ -34,8 +38,14 @@ UPDATE_KEYS = ("loss", "kl", "entropy", "clip_frac", "clip_low_frac", "clip_high
                "update_tokens", "micro_batches")
 
 
+def _warn(msg: str) -> None:
+    tqdm.write(msg, file=sys.stderr)
+
+
 class Trainer:
-    def __init__(self, cfg: Config, resume: bool = False):
+    def __init__(self, cfg: Config, resume: bool | str = False, overwrite: bool = False):
+        """``resume``: True (continue the run; it must exist), "auto" (continue it if it exists),
+        False (a new run: refused if the directory holds one, unless ``overwrite``)."""
         self.cfg = cfg
         self.run_dir = cfg.run_dir()
         self.ckpt_root = self.run_dir / "checkpoints"
@@ -48,15 +58,29 @@ class Trainer:
 
         # Validate everything cheap before anything expensive: data and rewards, then models.
         d = cfg.data
-        self.rows = load_rows(d.source, d.num_samples, cfg.train.seed, d.split, d.subset,
-                              d.preprocess, d.columns)
         self.rewards = rewards_lib.RewardSet(
             [rewards_lib.RewardSpec(r.name, r.weight, r.kwargs) for r in cfg.rewards],
             fail_on_error=cfg.reward_fail_on_error, timeout_s=cfg.reward_timeout_s)
-        self.rewards.check_columns(set(self.rows[0]))
-        self.sampler = PromptSampler(len(self.rows), cfg.train.prompts_per_step, cfg.train.seed)
+        self.rows = load_rows(d.source, d.num_samples, cfg.train.seed, d.split, d.subset,
+                              d.preprocess, d.columns, needs=self.rewards.required_columns)
+        self.rewards.check_signatures(set(self.rows[0]))
+        self.failures = rewards_lib.FailureStreak(cfg.reward_max_failed_steps)
+        self.lock = None
+        if self.par.is_main:              # one writer per run directory; no run replaced by accident
+            self.lock = open_run(self.run_dir, cfg.model_dump(mode="json"), resume, overwrite,
+                                 normalize=lambda t: validate_tree(Config, t).model_dump(mode="json"), log=_warn)
+        try:
+            self._init_rest(cfg, bool(resume) and has_run(self.run_dir))
+        except BaseException:
+            if self.lock is not None:
+                self.lock.release()
+            raise
 
-        ckpt = checkpoint.latest(self.ckpt_root) if resume else None
+    def _init_rest(self, cfg: Config, resume: bool) -> None:
+        d = cfg.data
+        ckpt = checkpoint.latest_resumable(self.ckpt_root, log=_warn) if resume else None
+        if resume and ckpt is None:
+            _warn(f"grpo: note: no checkpoint in {self.ckpt_root} yet; the run starts again from step 0")
         m = cfg.model
         if m.precision == "fp8":          # fail before loading anything
             from .fp8 import check_fp8_support
@@ -65,6 +89,8 @@ class Trainer:
         path = str(ckpt) if ckpt is not None and not m.lora else m.path
         self.tok, self.policy = load_policy(path, m.dtype, m.lora, trainable=True, adapter=adapter)
         self.policy = to_device(self.policy)     # this process's GPU, if any
+        self.rows = check_prompt_lengths(self.rows, self._prompt, self.tok, model_context(self.policy), cfg.rollout.max_new_tokens, d.overlong_prompts, log=_warn)
+        self.sampler = PromptSampler(len(self.rows), cfg.train.prompts_per_step, cfg.train.seed)
         if m.gradient_checkpointing:
             if cfg.train.share_prompt:
                 raise ConfigError("train.share_prompt needs the KV cache, which gradient checkpointing turns off")
@@ -122,6 +148,7 @@ class Trainer:
         cols["completion_ids"] = [c.token_ids for c in comps]
         texts = [c.text for c in comps]
         out = self.rewards([p for p in prompts for _ in range(G)], texts, cols)
+        self._reward_health(step + 1, out, [p for p in prompts for _ in range(G)])
         reward = torch.tensor(out.total, dtype=torch.float32)               # [N]
         t_reward = time.time() - t0
 
@@ -170,7 +197,7 @@ class Trainer:
             "rollout/stale_steps": stale, "time/rollout_sampling": self._t_sampling,
             "tokens_per_s": sum(lengths) / max(t_rollout + t_update, 1e-9),
             "completions_per_s": len(comps) / max(dt, 1e-9),
-            "lr": self.sched.get_last_lr()[0],
+            "lr": upd.get("lr") or self.opt.param_groups[0]["lr"],   # the lr this step's update used
         }
         if self.par.is_main and ((step + 1) % cfg.output.sample_every == 0 or step == 0):
             self._write_samples(step + 1, prompts, texts, reward, out.per_fn, G)
@@ -194,8 +221,9 @@ class Trainer:
         ref = self._ref_logprobs(batch) if self.ref is not None else None
         sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "clip_low_frac": 0.0,
                 "clip_high_frac": 0.0}
-        grad_norm = 0.0
+        grad_norm, skipped, lr = 0.0, 0, self.opt.param_groups[0]["lr"]
         for _ in range(a.mu):
+            losses = []
             for idx in mbs:
                 sub = batch.slice(idx).trim()          # [n, C'], C' <= C
                 C = sub.mask.shape[1]
@@ -211,6 +239,7 @@ class Trainer:
                     sums["kl"] += (kl.detach() * mask).sum().item() / max(n_tokens, 1) / a.mu
                 loss = agg(loss_tok, mask, n_tokens, N, constant)
                 loss.backward()
+                losses.append(loss.detach())
                 tok_share = lambda x: (x.float() * mask).sum().item() / max(n_tokens, 1) / a.mu  # noqa: E731
                 sums["loss"] += loss.item() / a.mu
                 sums["entropy"] += tok_share(ent)
@@ -218,12 +247,34 @@ class Trainer:
                 sums["clip_high_frac"] += tok_share(cm["clip_high"])
                 sums["clip_frac"] += tok_share(cm["clip_low"] | cm["clip_high"])
             grad_norm = self.par.sync_and_clip(self.policy, t.max_grad_norm)
-            self.opt.step()
-            self.sched.step()
+            bad_loss = not all(bool(torch.isfinite(x)) for x in losses)
+            if (bad_loss and not self.par.enabled) or not math.isfinite(float(grad_norm)):
+                # No non-finite value reaches the weights: skip this optimizer step (the lr
+                # schedule waits too) and say so.
+                skipped += 1
+                _warn(f"grpo: warning: non-finite {'loss' if bad_loss else 'gradient norm'} "
+                      f"(grad norm {float(grad_norm)}); optimizer step skipped")
+            else:
+                lr = self.opt.param_groups[0]["lr"]
+                self.opt.step()
+                self.sched.step()
+                self._check_weights(lr)
             self.opt.zero_grad(set_to_none=True)
         if ref is None:
             sums["kl"] = None
-        return {**sums, "grad_norm": grad_norm, "update_tokens": n_tokens, "micro_batches": len(mbs)}
+        return {**sums, "grad_norm": grad_norm, "update_tokens": n_tokens, "micro_batches": len(mbs),
+                "skipped_steps": skipped, "lr": lr}
+
+    def _check_weights(self, lr: float) -> None:
+        """Finite gradients can still step the weights out of range (an lr far too high):
+        stop before such weights sample, train or are saved."""
+        bad = checkpoint.non_finite((n, p.detach()) for n, p in self.policy.named_parameters() if p.requires_grad)
+        if bad:
+            have = checkpoint.all_steps(self.ckpt_root)
+            raise checkpoint.NonFiniteError(
+                f"the weights became non-finite in an optimizer step with lr {lr:g} ({len(bad)} tensors, first "
+                f"{bad[0]}); nothing was saved; the last checkpoint is "
+                f"{f'step-{have[-1]}' if have else 'none'}: lower train.lr and start over with --overwrite")
 
     def _ref_logprobs(self, batch) -> torch.Tensor:
         t = self.cfg.train
@@ -282,6 +333,20 @@ class Trainer:
             return []
         return [None if v is None else v > 0.5 for v in per_fn[name]]
 
+    def _reward_health(self, step: int, out, prompts: list) -> None:
+        """The first error of each failing reward, with its sample, to the console and to
+        reward_errors.jsonl (once per step); stops the run when a reward keeps failing on
+        every sample (reward_max_failed_steps)."""
+        firsts = self.failures.update(self.rewards.names, out.errors, len(prompts))
+        for e in firsts:
+            _warn(f"grpo: warning: step {step}: reward {e['reward']!r} failed on {e['failed']}/{e['of']} "
+                  f"samples; first: {e['error'][:300]} (sample {e['index']}: {e['completion'][:80]!r})")
+        if firsts and self.par.is_main:
+            with open(self.run_dir / "reward_errors.jsonl", "a") as fh:
+                for e in firsts:
+                    fh.write(json.dumps({"step": step, **e, "prompt": str(prompts[e["index"]])[:500]},
+                                        ensure_ascii=False) + "\n")
+
     def _write_samples(self, step, prompts, texts, reward, per_fn, G) -> None:
         rows = [{"prompt": prompts[i // G], "completion": t, "reward": reward[i].item(),
                  **{k: v[i] for k, v in per_fn.items()}} for i, t in enumerate(texts)]
@@ -310,15 +375,19 @@ class Trainer:
                 self.prefetch.close()
             if self.log is not None:
                 self.log.close()
+            if self.lock is not None:
+                self.lock.release()
         return self.run_dir
 
     def _save(self, step: int) -> None:
         full = self.par.full_state_dict(self.policy)   # collective when experts are sharded
         if self.par.is_main:
+            every = self.cfg.output.full_checkpoint_every
             checkpoint.save(self.ckpt_root, step, self.policy, self.tok, self.opt, self.sched,
-                            self.cfg.output.keep_checkpoints, state_dict=full)
+                            self.cfg.output.keep_checkpoints, state_dict=full,
+                            full=every is None or step % every == 0 or step == self.cfg.train.steps)
         self.par.barrier()
 
 
-def train(cfg: Config, resume: bool = False) -> Path:
-    return Trainer(cfg, resume).train()
+def train(cfg: Config, resume: bool | str = False, overwrite: bool = False) -> Path:
+    return Trainer(cfg, resume, overwrite).train()

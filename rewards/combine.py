@@ -4,6 +4,15 @@ GRPO's advantage is computed from the *sum* of rewards within a group, so one
 crashing sample must neither kill the step nor silently become 0: a function
 that raises is retried per sample, the failing samples are scored None (counted
 as 0 in the total, like TRL's nansum) and reported in ``errors`` and metrics.
+A non-finite value (inf, nan) is such a failure too: it never reaches the advantages.
+Each function gets one time budget (``timeout_s``) per call, shared by the batch call
+and the per-sample retries that isolate a crashing sample: a call that times out
+fails its remaining samples once, so a hung reward costs timeout_s per step, not
+(completions + 1) x timeout_s.
+
+>>> rs = RewardSet([RewardSpec("math_accuracy", 1.0)])
+>>> rs(["Q"], ["4"], {"answer": [float("inf")]}).total   # the gold answer is not the reward
+[0.0]
 
 >>> rs = RewardSet([RewardSpec("math_accuracy", 1.0), RewardSpec("think_format", 0.5)])
 >>> out = rs(["Q"] * 2, ["<think>t</think><answer>4</answer>", "4"], {"answer": ["4", "4"]})
@@ -22,12 +31,14 @@ import functools
 import inspect
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from rewards._text import completion_text
 from rewards.registry import REGISTRY, load, required_columns
 
+FLOAT32_MAX = 3.4028234663852886e38   # rewards become a float32 tensor: beyond this they are inf
 # Passed by the trainer itself, never needed from the dataset.
 TRAINER_KWARGS = frozenset({"completion_ids", "trainer_state"})
 
@@ -63,9 +74,10 @@ def _base(fn):
 def _call(fn: Callable, kwargs: dict, timeout_s: float | None):
     """Call ``fn(**kwargs)`` (sync or async) with a wall-clock limit.
 
-    The call runs in a daemon thread: Python cannot kill a thread, so a call
-    that times out is abandoned, not stopped -- rewards that may hang should
-    bound themselves (math does, with killable processes).
+    The call runs in a daemon thread. A call that times out is abandoned and
+    interrupted (:func:`_interrupt`): Python code stops at once, a call blocked
+    in C when it returns -- rewards that may block in C should bound themselves
+    (math does, with killable processes).
     """
     box: dict = {}
 
@@ -82,10 +94,31 @@ def _call(fn: Callable, kwargs: dict, timeout_s: float | None):
     t.start()
     t.join(timeout_s if timeout_s and timeout_s > 0 else None)
     if t.is_alive():
+        _interrupt(t)
         raise TimeoutError(f"reward call took longer than {timeout_s:g}s")
     if "error" in box:
-        raise box["error"]
+        e = box["error"]
+        if isinstance(e, (SystemExit, KeyboardInterrupt, GeneratorExit)):
+            # sys.exit() inside a reward must not end the run silently: it is a failed call.
+            raise RuntimeError(f"reward called {type(e).__name__}({e.args[0] if e.args else ''})") from None
+        raise e
     return box["value"]
+
+
+
+class RewardAbandoned(BaseException):
+    """Raised inside a reward thread that ran out of time (not an Exception: rewards
+    that catch Exception do not swallow it)."""
+
+
+def _interrupt(t: threading.Thread) -> None:
+    """Ask an abandoned reward thread to stop: the exception is raised at its next Python
+    bytecode, so a reward spinning in Python stops at once and does not keep competing
+    for the interpreter; one blocked in C (sleep, a big-integer power) stops when that
+    returns."""
+    import ctypes
+    if t.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident), ctypes.py_object(RewardAbandoned))
 
 
 async def _awaited(aw):
@@ -136,6 +169,21 @@ class RewardSet:
                 raise RewardError(f"reward {name!r} needs dataset column(s) {missing} "
                                   f"but the dataset has {sorted(available)}")
 
+    def check_signatures(self, columns: set[str]) -> None:
+        """Fail at start-up on a reward that cannot be called as fn(prompts, completions, **columns)."""
+        names = set(columns) | TRAINER_KWARGS | {"prompts", "completions"}
+        for name, fn in zip(self.names, self.fns):
+            try:
+                sig = inspect.signature(fn)
+            except (TypeError, ValueError):
+                continue
+            try:
+                sig.bind(**dict.fromkeys(names))
+            except TypeError as e:
+                raise RewardError(f"reward {name!r} cannot be called as fn(prompts, completions, **columns) "
+                                  f"with columns {sorted(names - {'prompts', 'completions'})}: {e}; "
+                                  "add **kwargs to its parameters") from None
+
     def _timeout(self, fn) -> float | None:
         return getattr(_base(fn), "timeout_s", self.timeout_s)
 
@@ -161,14 +209,19 @@ class RewardSet:
             metrics[f"reward/{name}/std"] = _std(vals)
             metrics[f"reward/{name}/none_frac"] = (n - len(vals)) / n if n else 0.0
             metrics[f"reward/{name}/errors"] = float(sum(e["reward"] == name for e in errors))
+            metrics[f"reward/{name}/nonfinite"] = float(sum(e["reward"] == name and e.get("kind") == "nonfinite"
+                                                            for e in errors))
         return RewardOutput(total=total, per_fn=per_fn, metrics=metrics, errors=errors)
 
     def _score(self, name, fn, prompts, completions, columns, errors) -> list:
         n = len(completions)
         timeout = self._timeout(fn)
         kwargs = dict(columns, prompts=list(prompts), completions=list(completions))
+        # One budget per call: the batch call and the retries that isolate a failing sample
+        # share it, so a hung reward costs timeout_s per step, not (completions + 1) x timeout_s.
+        deadline = None if not timeout or timeout <= 0 else time.monotonic() + timeout
         try:
-            return self._check(name, _call(fn, kwargs, timeout), n)
+            return self._finite(name, self._check(name, _call(fn, kwargs, timeout), n), completions, errors)
         except RewardError:
             raise
         except Exception:  # noqa: BLE001 -- isolate the failing samples below
@@ -177,16 +230,34 @@ class RewardSet:
         for i in range(n):
             one = {k: ([v[i]] if isinstance(v, (list, tuple)) and len(v) == n else v)
                    for k, v in kwargs.items()}
+            left = None if deadline is None else deadline - time.monotonic()
             try:
-                out.append(self._check(name, _call(fn, one, timeout), 1)[0])
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"reward call took longer than {timeout:g}s (its budget for this step)")
+                out.append(self._finite(name, self._check(name, _call(fn, one, left), 1), completions,
+                                        errors, i)[0])
             except RewardError:
                 raise
             except Exception as e:  # noqa: BLE001
-                if self.fail_on_error:
-                    raise RewardError(f"reward {name!r} failed on sample {i}: {_fmt(e)}") from e
-                errors.append({"reward": name, "index": i, "error": _fmt(e),
-                               "completion": completion_text(completions[i])[:200]})
-                out.append(None)
+                out.append(self._fail(name, i, e, completions, errors))
+        return out
+
+    def _fail(self, name, i, e, completions, errors) -> None:
+        if self.fail_on_error:
+            raise RewardError(f"reward {name!r} failed on sample {i}: {_fmt(e)}") from e
+        errors.append({"reward": name, "index": i, "error": _fmt(e),
+                       "completion": completion_text(completions[i])[:200]})
+        return None
+
+    def _finite(self, name, vals: list, completions, errors, offset: int = 0) -> list:
+        """Non-finite values become failed samples (None), counted and reported."""
+        out = []
+        for j, v in enumerate(vals):
+            if v is not None and not (math.isfinite(v) and abs(v) <= FLOAT32_MAX):
+                what = "non-finite reward" if not math.isfinite(v) else "non-finite reward in float32:"
+                v = self._fail(name, offset + j, ValueError(f"{what} {v}"), completions, errors)
+                errors[-1]["kind"] = "nonfinite"
+            out.append(v)
         return out
 
     @staticmethod
@@ -204,8 +275,39 @@ class RewardSet:
                 f = float(v)
             except (TypeError, ValueError):
                 raise RewardError(f"reward {name!r} returned a non-number {v!r:.60}") from None
-            out.append(None if math.isnan(f) else f)
+            out.append(f)
         return out
+
+
+class FailureStreak:
+    """Stops a run whose reward fails on every sample for ``limit`` steps in a row
+    (0: never). Returns the first error of each failing reward, once per step, to show.
+
+    >>> fs = FailureStreak(2)
+    >>> err = [{"reward": "r", "index": 0, "error": "E", "completion": "c"}]
+    >>> fs.update(["r"], err, 1)[0]["error"]
+    'E'
+    >>> fs.update(["r"], err, 1)
+    Traceback (most recent call last):
+    ...
+    rewards.combine.RewardError: reward 'r' failed on every sample for 2 steps in a row; first error: E (sample 0: 'c')
+    """
+
+    def __init__(self, limit: int):
+        self.limit, self.streak = limit, {}
+
+    def update(self, names: list[str], errors: list[dict], n: int) -> list[dict]:
+        firsts = []
+        for name in names:
+            mine = [e for e in errors if e["reward"] == name]
+            self.streak[name] = self.streak.get(name, 0) + 1 if n and len(mine) >= n else 0
+            if mine:
+                firsts.append({**mine[0], "failed": len(mine), "of": n})
+            if self.limit and self.streak[name] >= self.limit:
+                e = mine[0]
+                raise RewardError(f"reward {name!r} failed on every sample for {self.streak[name]} steps in a "
+                                  f"row; first error: {e['error']} (sample {e['index']}: {e['completion']!r:.120})")
+        return firsts
 
 
 def _check_kwargs(fn, spec: RewardSpec) -> None:

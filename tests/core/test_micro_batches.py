@@ -54,6 +54,7 @@ def test_packed_update_gives_the_same_gradient(tmp_path, agg):
     grads = []
     for tokens in (None, 90):
         over = [f"model.path={ROOT / 'data/tiny_model'}", f"output.dir={tmp_path}", "output.tensorboard=false",
+                f"output.name=m{tokens}",              # two live trainers: two run directories
                 "data.num_samples=16", "algorithm.track_kl=false", f"algorithm.loss_agg={agg}",
                 "train.micro_batch_size=12", f"train.share_prompt={str(bool(tokens)).lower()}"] + \
             ([f"train.micro_batch_tokens={tokens}"] if tokens else [])

@@ -122,8 +122,10 @@ def test_timeout_counts_as_error(temp_rewards):
     t0 = time.monotonic()
     out = rs(["p", "p"], ["fast", "slow"], {})
     assert time.monotonic() - t0 < 0.9
-    assert out.per_fn["test_sleepy"] == [1.0, None]
-    assert out.errors[0]["index"] == 1 and out.errors[0]["error"].startswith("TimeoutError")
+    # Issue 15: one time budget per call; a call that times out fails its samples once
+    # (it used to retry each sample with a fresh budget: (n + 1) x timeout_s per step).
+    assert out.per_fn["test_sleepy"] == [None, None]
+    assert [e["index"] for e in out.errors] == [0, 1] and out.errors[0]["error"].startswith("TimeoutError")
 
 
 def test_kwargs_bound_and_display_names(tmp_path):
