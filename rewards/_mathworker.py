@@ -1,7 +1,7 @@
 """Symbolic-comparison worker process (run as a script by :mod:`rewards._pool`).
 
 Protocol on stdin/stdout, one JSON line each way: request ``[pred, gold,
-soft_timeout_s]``, reply ``1`` / ``0`` / ``E <message>``; ``ready`` is printed
+soft_timeout_s, pred_raw, gold_raw]``, reply ``1`` / ``0`` / ``E <message>``; ``ready`` is printed
 once the imports are done.  The parent kills this process when a reply is late
 -- that is the hard timeout, and it works whatever the worker is stuck in (a
 C-level big-integer power ignores Python signals).  Two more guards bound the
@@ -42,7 +42,7 @@ def main():
     logging.disable(logging.WARNING)  # math-verify logs every timeout/parse failure
     out = sys.stdout
     try:
-        from math_verify import parse, verify
+        from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
     except BaseException as e:  # noqa: BLE001 -- tell the parent why instead of dying silently
         out.write(" ".join(f"E {type(e).__name__}: {e}".split()) + "\n")
         out.flush()
@@ -51,15 +51,17 @@ def main():
     out.flush()
     for line in sys.stdin:
         try:
-            pred, gold, soft = json.loads(line)
+            pred, gold, soft, *raw = json.loads(line)
+            pred_raw, gold_raw = (raw + [False, False])[:2]
             soft = max(1, int(soft))
             if resource is not None:
                 # CPU budget for this request: used so far + a margin over the
                 # parent's timeout; SIGXCPU's default action terminates us.
                 ru = resource.getrusage(resource.RUSAGE_SELF)
                 _limit(resource, resource.RLIMIT_CPU, int(ru.ru_utime + ru.ru_stime) + 3 * soft + 5)
-            g = parse(_wrap(gold), parsing_timeout=soft)
-            p = parse(_wrap(pred), parsing_timeout=soft)
+            cfg = (LatexExtractionConfig(), ExprExtractionConfig()), (LatexExtractionConfig(),)
+            g = _parse(parse, gold, gold_raw, cfg, soft)
+            p = _parse(parse, pred, pred_raw, cfg, soft)
             ok = bool(g) and bool(p) and verify(g, p, timeout_seconds=soft)
             reply = "1" if ok else "0"
         except BaseException as e:  # noqa: BLE001 -- report, never die on a bad answer
@@ -68,6 +70,19 @@ def main():
             reply = "E " + " ".join(f"{type(e).__name__}: {e}".split())[:300]
         out.write(reply + "\n")
         out.flush()
+
+
+def _parse(parse, s, raw, cfg, soft):
+    """Sympy values of one side.  An extracted answer must parse as LaTeX as a
+    whole: no fallback that would read the first number of ``5 + \\dots`` or
+    ``5 is wrong``; raw text is read by math-verify's own extraction.  The
+    extracted-string element math-verify adds is dropped: it is not a value."""
+    if raw:
+        vals = parse(s, cfg[0], parsing_timeout=soft)
+    else:
+        s = s.replace("\\mathrm{e}", "e").replace("\\text{e}", "e")
+        vals = parse(_wrap(s), cfg[1], fallback_mode="no_fallback", parsing_timeout=soft)
+    return [v for v in vals if not isinstance(v, str)]
 
 
 def _wrap(s: str) -> str:

@@ -33,7 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from rewards._numeric import fast_equal, normalize
 from rewards._pool import get_pool
-from rewards._text import completion_text, extract_answer, extract_gold
+from rewards._extract import MAX_ANSWER, final_answer
+from rewards._text import completion_text, gold_answer, prompt_opens_think
 from rewards.registry import register
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,14 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def _fast(pred: str, gold: str):
+def _fast(pred: str, gold: str, raw=(False, False)):
     """(key, decided result or None)."""
-    key = (pred, gold)
+    key = (pred, gold, *raw)
     hit = _cache.get(key)
     if hit is not None:
         return key, hit
+    if any(raw):
+        return key, None  # unextracted text: math-verify's extraction reads it
     if len(pred) > MAX_SYMBOLIC_LEN or len(gold) > MAX_SYMBOLIC_LEN:
         r = pred == gold  # an essay is not an answer; also keeps the regexes linear-time
     else:
@@ -80,15 +83,15 @@ def _store(key, value: bool) -> None:
         _cache[key] = value
 
 
-def _symbolic(pred: str, gold: str, timeout_s: float) -> bool:
-    ok, status = get_pool().verify(pred, gold, timeout_s)
+def _symbolic(pred: str, gold: str, timeout_s: float, raw=(False, False)) -> bool:
+    ok, status = get_pool().verify(pred, gold, timeout_s, *raw)
     stats["symbolic"] += 1
     if status != "ok":
         stats["timeouts" if status == "timeout" else "crashes"] += 1
         if stats["timeouts"] + stats["crashes"] <= 5:
             log.warning("math verify %s after %.1fs on pred=%.80r gold=%.80r; scored as wrong",
                         status, timeout_s, pred, gold)
-    _store((pred, gold), ok)
+    _store((pred, gold, *raw), ok)
     return ok
 
 
@@ -106,47 +109,75 @@ def verify(pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
     return r if r is not None else _symbolic(pred, gold, timeout_s)
 
 
-def verify_many(pairs: list[tuple[str, str]], timeout_s: float = DEFAULT_TIMEOUT_S) -> list[bool]:
-    """:func:`verify` over many pairs; symbolic cases run on all pool workers at once."""
+def verify_many(pairs: list[tuple], timeout_s: float = DEFAULT_TIMEOUT_S) -> list[bool]:
+    """:func:`verify` over many ``(pred, gold)`` or ``(pred, gold, pred_raw, gold_raw)``
+    pairs; symbolic cases run on all pool workers at once."""
     out: list = []
     todo = []
-    for i, (p, g) in enumerate(pairs):
-        p, g = str(p).strip(), str(g).strip()
-        _, r = _fast(p, g)
+    for i, pair in enumerate(pairs):
+        p, g = str(pair[0]).strip(), str(pair[1]).strip()
+        raw = tuple(bool(x) for x in pair[2:4]) if len(pair) > 2 else (False, False)
+        _, r = _fast(p, g, raw)
         out.append(r)
         if r is None:
-            todo.append((i, p, g))
-    if len(todo) == 1:
-        i, p, g = todo[0]
-        out[i] = _symbolic(p, g, timeout_s)
-    elif todo:
-        uniq = list(dict.fromkeys((p, g) for _, p, g in todo))
+            todo.append((i, (p, g, raw)))
+    uniq = list(dict.fromkeys(k for _, k in todo))
+    if len(uniq) == 1:
+        res = {uniq[0]: _symbolic(uniq[0][0], uniq[0][1], timeout_s, uniq[0][2])}
+    elif uniq:
         with ThreadPoolExecutor(max_workers=min(len(uniq), get_pool().size)) as ex:
-            res = dict(zip(uniq, ex.map(lambda pg: _symbolic(pg[0], pg[1], timeout_s), uniq)))
-        for i, p, g in todo:
-            out[i] = res[(p, g)]
+            res = dict(zip(uniq, ex.map(lambda k: _symbolic(k[0], k[1], timeout_s, k[2]), uniq)))
+    for i, k in todo:
+        out[i] = res[k]
     return out
 
 
-def correctness(completions: list, answer: list, timeout_s: float = DEFAULT_TIMEOUT_S) -> list:
-    """Per completion: True/False, or None when the gold answer is missing."""
-    golds = [extract_gold(a) for a in answer]
-    preds = [extract_answer(completion_text(c)) for c in completions]
-    idx = [i for i, (p, g) in enumerate(zip(preds, golds)) if p is not None and g is not None]
-    res = verify_many([(preds[i], golds[i]) for i in idx], timeout_s)
-    out: list = [None if g is None else False for g in golds]
+def correctness(completions: list, answer: list, timeout_s: float = DEFAULT_TIMEOUT_S,
+                prompts: list | None = None, multiple: str = "reject", fallback: bool = True,
+                answer_format: str = "auto") -> list:
+    """Per completion: True/False, or None when the gold answer is missing.
+
+    multiple: "reject" -- several different boxed answers score 0; "last" -- the
+    last one counts.  fallback: a completion with no marked answer (box, answer
+    tag, "the answer is", ``####``) is read by math-verify's own extraction;
+    False scores it 0.  answer_format: "auto"; "gsm8k" -- only a ``#### N``
+    line (or the last number) of the completion counts, as in GSM8K.
+    """
+    if multiple not in ("reject", "last"):
+        raise ValueError(f"math_accuracy: multiple must be 'reject' or 'last', not {multiple!r}")
+    if answer_format not in ("auto", "gsm8k"):
+        raise ValueError(f"math_accuracy: answer_format must be 'auto' or 'gsm8k', not {answer_format!r}")
+    prompts = prompts if prompts is not None and len(prompts) == len(completions) else [None] * len(completions)
+    golds = [gold_answer(a) for a in answer]
+    preds = [_pred(completion_text(c), p, multiple, fallback, answer_format) for c, p in zip(completions, prompts)]
+    idx = [i for i, (p, g) in enumerate(zip(preds, golds)) if p[0] is not None and g[0] is not None]
+    res = verify_many([(preds[i][0], golds[i][0], preds[i][1], golds[i][1]) for i in idx], timeout_s)
+    out: list = [None if g[0] is None else False for g in golds]
     for i, r in zip(idx, res):
         out[i] = r
     return out
 
 
+def _pred(text: str, prompt, multiple: str, fallback: bool, answer_format: str):
+    """(answer, raw) of one completion."""
+    if answer_format == "gsm8k":
+        from rewards._extract import gsm8k_answer
+
+        return gsm8k_answer(text, think_opened=prompt_opens_think(prompt)), False
+    ans, kind = final_answer(text, multiple=multiple, think_opened=prompt_opens_think(prompt), raw=fallback)
+    return ans, kind == "raw"
+
+
 @register("math_accuracy")
-def math_accuracy(prompts, completions, answer, timeout_s: float = DEFAULT_TIMEOUT_S, **kwargs):
+def math_accuracy(prompts, completions, answer, timeout_s: float = DEFAULT_TIMEOUT_S,
+                  multiple: str = "reject", fallback: bool = True, answer_format: str = "auto", **kwargs):
     """1.0 if the completion's final answer equals the ``answer`` column, else 0.0
-    (no extractable answer counts as wrong); None where the gold is missing."""
+    (no extractable answer counts as wrong); None where the gold is missing.
+    Options: see :func:`correctness`."""
     if len(answer) != len(completions):
         raise ValueError(f"answer column has {len(answer)} values for {len(completions)} completions")
-    return [None if c is None else float(c) for c in correctness(completions, answer, timeout_s)]
+    res = correctness(completions, answer, timeout_s, prompts, multiple, fallback, answer_format)
+    return [None if c is None else float(c) for c in res]
 
 
 # Each sample is already bounded by the worker pool's hard timeout; a large batch

@@ -1,0 +1,208 @@
+r"""Final-answer extraction for the math reward, linear-time and hack-resistant.
+
+The answer region is what follows the last ``</think>`` (an answer only inside
+the thinking does not count; an unclosed ``<think>`` has no answer), narrowed
+to the last ``<answer>`` block when there is one.  In it, the final answer is
+the last of: a run of ``\boxed{}`` that forms one answer (``\boxed{1},
+\boxed{2}`` -> ``1,2``), a "final answer is X" / "Final answer: X" / "answer
+is X" phrase, a GSM8K ``#### X`` line.  With ``multiple="reject"`` (the
+default) boxes with different values that are not one run make the completion
+ambiguous: no answer.  Without any marker the region itself is returned as
+``raw`` text (math-verify's own extraction then reads it).
+
+Every step is a bounded scan: no regex here can backtrack over a long run of
+whitespace.
+
+>>> final_answer(r"<think>\boxed{7}</think> so \boxed{1}, \boxed{2}")
+('1,2', 'marked')
+>>> final_answer(r"\boxed{3} wait, \boxed{4}") , final_answer(r"\boxed{3} wait, \boxed{4}", multiple="last")
+((None, None), ('4', 'marked'))
+>>> final_answer("x = \\boxed{3} is a step. The final answer is 5.")
+('5', 'marked')
+>>> final_answer("<think>the answer is 5")
+(None, None)
+>>> final_answer("Natalia sold 48/2 = 24 clips.\n#### 72")
+('72', 'marked')
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_RAW = 4000  # a raw (unmarked) region is cut to its last MAX_RAW characters
+MAX_ANSWER = 2000  # a longer extracted "answer" is an essay, not an answer
+_BOX = re.compile(r"\\(?:boxed|fbox)\b")
+_PHRASE = re.compile(r"(?:final answer|the answer|answer)(?:[ \t]{0,3}(?:is|=)[ \t]{0,3}:?|[ \t]{0,3}:)"
+                     r"(?:[ \t]{0,3}(?:the[ \t]{1,3})?(?:final[ \t]{1,3})?(?:answer[ \t]{1,3}is:?))?", re.I)
+_GSM = re.compile(r"^[ \t]*####[ \t]*(\S[^\n]*)", re.M)
+# What may stand between two boxes of one answer (after dropping delimiters).
+_SEP = re.compile(r"^(?:[,;&]|,?\s*or|(?:[^,;]{0,30}\s)?,?\s*and)$", re.I)
+_DELIMS = re.compile(r"\\[()\[\]]|\$|\\quad|\\qquad|\\text\{|\\textbf\{|\\mathrm\{|[{}]|\\[,;: !]|\*\*")
+
+
+def _brace_end(text: str, j: int) -> int:
+    """Index just past the ``}`` closing the ``{`` at ``j``, or -1."""
+    depth = 0
+    for k in range(j, len(text)):
+        c = text[k]
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return k + 1
+        elif c == "\\" and k + 1 < len(text) and text[k + 1] in "{}":
+            pass  # \{ counts like {: braces must still balance for \boxed{\{1\}}
+    return -1
+
+
+def boxes(text: str) -> list[tuple[int, int, str]]:
+    r"""All ``\boxed{...}`` / ``\fbox{...}`` as (start, end, content), in order;
+    ``\boxed 5`` too.  One pass: a box's content is skipped, never rescanned.
+
+    >>> [b[2] for b in boxes(r"\boxed{1} and \boxed{\frac{a}{b}} \boxed 7")]
+    ['1', '\\frac{a}{b}', '7']
+    """
+    out, i = [], 0
+    while True:
+        m = _BOX.search(text, i)
+        if not m:
+            return out
+        j = m.end()
+        while j < len(text) and text[j] == " ":
+            j += 1
+        if j < len(text) and text[j] == "{":
+            e = _brace_end(text, j)
+            if e < 0:
+                return out  # unclosed: nothing after it is balanced either
+            out.append((m.start(), e, text[j + 1:e - 1]))
+            i = e
+        else:
+            k = j
+            while k < len(text) and not text[k].isspace() and text[k] != "$":
+                k += 1
+            if k > j:
+                out.append((m.start(), k, text[j:k]))
+            i = max(k, m.end())
+
+
+def _runs(text: str, bx: list) -> list[tuple[int, int, list[str]]]:
+    runs: list = []
+    for s, e, c in bx:
+        if runs:
+            between = _DELIMS.sub(" ", text[runs[-1][1]:s]).strip()
+            if (len(between) <= 40 and not re.search(r"[\d=]", between)
+                    and (not between or _SEP.match(between))):
+                runs[-1] = (runs[-1][0], e, runs[-1][2] + [c])
+                continue
+        runs.append((s, e, [c]))
+    return runs
+
+
+def _key(s: str) -> str:
+    return re.sub(r"\s+|\\[,;:! ]|\\left|\\right|\\dfrac|\\tfrac|\\frac", "", s)
+
+
+def _run_value(parts: list[str]) -> str:
+    uniq = list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+    return ",".join(uniq)
+
+
+def _after_phrase(text: str, start: int) -> str | None:
+    """The answer written after "the final answer is" at ``start``."""
+    rest = text[start:start + MAX_ANSWER].lstrip(" \t*")
+    bx = boxes(rest[:MAX_ANSWER])
+    if bx and bx[0][0] < 20:
+        return bx[0][2]
+    for o, c in (("$$", "$$"), ("$", "$"), ("\\[", "\\]"), ("\\(", "\\)")):
+        if rest.startswith(o):
+            e = rest.find(c, len(o))
+            if e > len(o):
+                return rest[len(o):e]
+    line = rest.split("\n", 1)[0]
+    line = re.split(r"\.(?:\s|$)|\s+(?:I hope|because|since|which)\b", line, maxsplit=1)[0]
+    return line.strip().strip("*").strip() or None
+
+
+def _region(text: str, think_opened: bool) -> str | None:
+    close = text.rfind("</think>")
+    if close >= 0:
+        return text[close + len("</think>"):]
+    if think_opened or "<think>" in text:
+        return None  # still thinking: truncated, or an answer only inside <think>
+    return text
+
+
+def final_answer(text: str, multiple: str = "reject", think_opened: bool = False,
+                 raw: bool = True) -> tuple[str | None, str | None]:
+    """(answer, kind) with kind ``"marked"`` or ``"raw"``; (None, None) if none."""
+    if not text:
+        return None, None
+    region = _region(text, think_opened)
+    if region is None:
+        return None, None
+    a = region.rfind("<answer>")
+    if a >= 0:
+        inner = region[a + len("<answer>"):]
+        e = inner.find("</answer>")
+        inner = (inner[:e] if e >= 0 else inner).strip()
+        ans, kind = final_answer(inner, multiple, raw=False)
+        if ans is None and kind is None and multiple == "reject" and len(boxes(inner)) > 1:
+            return None, None
+        return (ans, kind) if ans is not None else ((inner, "marked") if inner else (None, None))
+    return _marked(region, multiple, raw)
+
+
+def _marked(region: str, multiple: str, raw: bool):
+    bx = boxes(region)
+    runs = _runs(region, bx)
+    cands = []  # (position, answer)
+    if runs:
+        if multiple == "reject" and len({_key(_run_value(r[2])) for r in runs}) > 1:
+            box_ans = None
+        else:
+            box_ans = _run_value(runs[-1][2])
+        cands.append((runs[-1][0], box_ans))
+    ph = None
+    for ph in _PHRASE.finditer(region):
+        pass
+    if ph is not None and (not runs or ph.start() > runs[-1][0]):
+        cands.append((ph.start(), _after_phrase(region, ph.end())))
+    g = None
+    for g in _GSM.finditer(region):
+        pass
+    if g is not None:
+        cands.append((g.start(), g.group(1).strip()))
+    if cands:
+        ans = max(cands, key=lambda c: c[0])[1]
+        if ans is None or len(ans) > MAX_ANSWER:
+            return None, None
+        return ans.strip() or None, "marked" if ans.strip() else None
+    if not raw:
+        return None, None
+    tail = region.strip()[-MAX_RAW:]
+    return (tail, "raw") if tail else (None, None)
+
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+
+
+def gsm8k_answer(text: str, think_opened: bool = False) -> str | None:
+    """GSM8K-style answer: the last ``#### N`` line, else the last number of the
+    answer region (GSM8K's own evaluation), thousands commas dropped.
+
+    >>> gsm8k_answer("She has 3 + 4 = 7 apples, so 1,200 in all.\\n#### 1,200"), gsm8k_answer("so 5 then 12.")
+    ('1200', '12')
+    """
+    region = _region(text or "", think_opened)
+    if region is None:
+        return None
+    g = None
+    for g in _GSM.finditer(region):
+        pass
+    src = g.group(1) if g is not None else region[-MAX_RAW:]
+    nums = _NUMBER.findall(src)
+    if not nums:
+        return None
+    n = (nums[0] if g is not None else nums[-1]).replace(",", "")
+    return n.rstrip(".") or None
