@@ -36,7 +36,7 @@ _PHRASE = re.compile(r"(?:final answer|the answer|answer)(?:[ \t]{0,3}(?:is|=)[ 
                      r"(?:[ \t]{0,3}(?:the[ \t]{1,3})?(?:final[ \t]{1,3})?(?:answer[ \t]{1,3}is:?))?", re.I)
 _GSM = re.compile(r"^[ \t]*####[ \t]*(\S[^\n]*)", re.M)
 # What may stand between two boxes of one answer (after dropping delimiters).
-_SEP = re.compile(r"^(?:[,;&]|,?\s*or|(?:[^,;]{0,30}\s)?,?\s*and)$", re.I)
+_SEP = re.compile(r"^(?:[,;&]|,?\s*or|(?:[^,;=]{0,30}\s)?,?\s*and)$", re.I)
 _DELIMS = re.compile(r"\\[()\[\]]|\$|\\quad|\\qquad|\\text\{|\\textbf\{|\\mathrm\{|[{}]|\\[,;: !]|\*\*")
 
 
@@ -86,15 +86,22 @@ def boxes(text: str) -> list[tuple[int, int, str]]:
             i = max(k, m.end())
 
 
+_NEXT_NAME = re.compile(r"[a-zA-Z](?:_\{?\w+\}?)?\s*=$")
+
+
+def _joins(between: str) -> bool:
+    """Whether the text between two boxes makes them one answer."""
+    between = _DELIMS.sub(" ", between).strip()
+    core = _NEXT_NAME.sub("", between).strip()
+    return len(between) <= 40 and not re.search(r"[\d=]", core) and (not core or bool(_SEP.match(core)))
+
+
 def _runs(text: str, bx: list) -> list[tuple[int, int, list[str]]]:
     runs: list = []
     for s, e, c in bx:
-        if runs:
-            between = _DELIMS.sub(" ", text[runs[-1][1]:s]).strip()
-            if (len(between) <= 40 and not re.search(r"[\d=]", between)
-                    and (not between or _SEP.match(between))):
-                runs[-1] = (runs[-1][0], e, runs[-1][2] + [c])
-                continue
+        if runs and _joins(text[runs[-1][1]:s]):
+            runs[-1] = (runs[-1][0], e, runs[-1][2] + [c])
+            continue
         runs.append((s, e, [c]))
     return runs
 
@@ -121,6 +128,10 @@ def _after_phrase(text: str, start: int) -> str | None:
                 return rest[len(o):e]
     line = rest.split("\n", 1)[0]
     line = re.split(r"\.(?:\s|$)|\s+(?:I hope|because|since|which)\b", line, maxsplit=1)[0]
+    # "Final Answer: The largest $n$ is 34" -- a sentence whose answer follows its last "is"
+    k = line.rfind(" is ")
+    if k >= 0 and re.match(r"\s*(?:The|the|So|Thus|Hence|Therefore)\b", line):
+        line = line[k + 4:]
     return line.strip().strip("*").strip() or None
 
 
@@ -160,6 +171,8 @@ def _marked(region: str, multiple: str, raw: bool):
     if runs:
         if multiple == "reject" and len({_key(_run_value(r[2])) for r in runs}) > 1:
             box_ans = None
+        elif multiple == "all":  # a gold solution that boxes each part of its answer
+            box_ans = _run_value([c for r in runs for c in r[2]])
         else:
             box_ans = _run_value(runs[-1][2])
         cands.append((runs[-1][0], box_ans))
@@ -178,10 +191,32 @@ def _marked(region: str, multiple: str, raw: bool):
         if ans is None or len(ans) > MAX_ANSWER:
             return None, None
         return ans.strip() or None, "marked" if ans.strip() else None
+    whole = _whole_math(region.strip())
+    if whole is not None:
+        return whole, "marked"
     if not raw:
         return None, None
     tail = region.strip()[-MAX_RAW:]
     return (tail, "raw") if tail else (None, None)
+
+
+_ENV = re.compile(r"\$\$([^$]*)\$\$|\$([^$\n]*)\$|\\\[(.*?)\\\]|\\\((.*?)\\\)", re.S)
+_WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}")
+
+
+def _whole_math(s: str) -> str | None:
+    """The text itself when it is nothing but one math expression (one ``$...$``
+    environment, or a short formula without words); else None."""
+    if not s or len(s) > 300:
+        return None
+    envs = list(_ENV.finditer(s))
+    if envs and envs[0].start() == 0 and envs[-1].end() == len(s) and all(
+            _SEP.match(s[x.end():y.start()].strip()) for x, y in zip(envs, envs[1:])):
+        inner = ",".join(next(g for g in m.groups() if g is not None).strip() for m in envs)
+        return inner or None
+    if "$" not in s and "\\(" not in s and "\\[" not in s and not _WORD.search(s):
+        return s
+    return None
 
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")

@@ -78,7 +78,10 @@ def _parse(parse, s, raw, cfg, soft):
     ``5 is wrong``; raw text is read by math-verify's own extraction.  The
     extracted-string element math-verify adds is dropped: it is not a value."""
     if raw:
-        vals = parse(s, cfg[0], parsing_timeout=soft)
+        # Text with an inline $...$ / \\(...\\) broken by a newline is read as LaTeX only: the
+        # bare-number fallback would take the 9 of "Answer $ <newline> 9 <newline> $".
+        latex = bool(re.search(r"(?<!\\)\$[^$]*\n[^$]*\$|\\\([^)]*\n", s))
+        vals = parse(s, cfg[1] if latex else cfg[0], parsing_timeout=soft)
     else:
         s = s.replace("\\mathrm{e}", "e").replace("\\text{e}", "e")
         vals = parse(_wrap(s), cfg[1], fallback_mode="no_fallback", parsing_timeout=soft)

@@ -23,15 +23,21 @@ _UNIT_WORDS = (
     "cm|mm|km|m|kg|mg|g|l|ml|s|sec|secs|second|seconds|min|mins|minute|minutes|h|hr|hrs|hour|hours|"
     "day|days|week|weeks|year|years|dollar|dollars|cent|cents|degree|degrees|inch|inches|in|ft|foot|"
     "feet|yard|yards|mile|miles|mph|meter|meters|metre|metres|units?|sq|square|cubic|pounds?|lbs?|oz|"
-    "percent|people|students|apples|times|ways|pages|points|marbles|miles/hour|km/h|m/s"
+    "people|students|apples|times|ways|pages|points|marbles|miles/hour|km/h|m/s"
 )
+# Only known unit words are dropped, and only after a plain number: "5 is wrong",
+# "12 or more", "2 x" and "3 + 4 i" keep their tails (and so are not 5, 12, 2, 7).
 _UNIT_TAIL = re.compile(
-    r"^(.*?[\d}])\s*(?:(?:\s[a-zA-Z][a-zA-Z./]*(?:\s[a-zA-Z][a-zA-Z./]*){0,2})|(?:%s))(?:\^\{?[23]\}?)?\.?$"
-    % _UNIT_WORDS)
+    r"^(-?(?:\d[\d,]*\.?\d*|\.\d+|\\frac\{\d+\}\{\d+\}|\d+/\d+))\s*(?:(?:%s)(?:\s(?:%s)){0,2})(?:\^\{?[23]\}?)?\.?$"
+    % (_UNIT_WORDS, _UNIT_WORDS))
+_TUPLE_ASSIGN = re.compile(r"^\(\s*[a-zA-Z](?:_\{?\w+\}?)?(?:\s*,\s*[a-zA-Z](?:_\{?\w+\}?)?)+\s*\)\s*=\s*(?=[^=]+$)")
+_AND = re.compile(r"\s*(?:\\quad|\\qquad)?\s*\\text\{\s*(?:and|or)\s*\}\s*(?:\\quad|\\qquad)?\s*|\s*\\quad\s*")
 _ASSIGN = re.compile(r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*=\s*(?=[^=]+$)")
+_PERCENT = re.compile(r"(?<=[\d}])\s*(?:\\text\{\s*)?(?:percent|percentage|pct)\}?$")
 _PLAIN = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)$")
 CHOICE = re.compile(r"^\(?([A-E])\)?$")
-_THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+LOWER_CHOICE = re.compile(r"^\(?([a-e])\)?$")
+_THOUSANDS = re.compile(r"^-?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$|^-?[1-9]\d{0,2}(?: \d{3})+(?:\.\d+)?$")
 
 
 def normalize(s: str) -> str:
@@ -50,9 +56,12 @@ def normalize(s: str) -> str:
         from rewards._text import last_boxed
 
         s = last_boxed(s) or s
+    s = re.sub(r",\\!\s*", ",", s)  # 32,\! 349: a LaTeX thousands separator
     for a, b in _REPLACE:
         if a in s:
             s = s.replace(a, b)
+    if "\\text" in s or "\\quad" in s:
+        s = re.sub(r",(?:\s*,)+", ",", _AND.sub(",", s)).strip(",")  # (5, 8) \quad \text{and} \quad (8, 5)
     s = re.sub(r"^\\[(\[]|\\[)\]]$", "", s.strip()).strip()
     s = s.rstrip(".").strip()
     # A trailing \text{unit} after a number is a unit; otherwise \text{X} -> X.
@@ -62,20 +71,34 @@ def normalize(s: str) -> str:
         if s2 == s:
             break
         s = s2
+    s = _TUPLE_ASSIGN.sub("", s.strip())  # (p, q) = (3, 2)
     s = _ASSIGN.sub("", s.strip())
+    s = _PERCENT.sub("%", s)
     m = _UNIT_TAIL.match(s)
-    if m and not re.search(r"[a-zA-Z]", m.group(1).replace("\\frac", "").replace("\\sqrt", "").replace("\\pi", "")):
+    if m:
         s = m.group(1)
-    if re.search(r"\d\s+\d", s) and not _THOUSANDS.match(s.replace(" ", ",")):
+    s = s.strip()
+    if _THOUSANDS.match(s):  # before spaces go: "32, 349" is a list, "1 000" a number
+        s = s.replace(",", "").replace(" ", "")
+    elif re.search(r"\d\s+\d", s):
         s = s.replace(" ", "\u2423")  # "3 1/2" (mixed number?) must not become "31/2"
     s = re.sub(r"\s+", "", s)
-    if _THOUSANDS.match(s):
-        s = s.replace(",", "")
     if "\\frac" in s:  # LaTeX's one-token arguments: \frac12, \frac{a}2
         s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)
         s = re.sub(r"\\frac(\d)", r"\\frac{\1}", s)
         s = re.sub(r"\\frac(\{[^{}]*\})(\d)", r"\\frac\1{\2}", s)
     if "\\sqrt" in s:
         s = re.sub(r"\\sqrt(\d)", r"\\sqrt{\1}", s)
+    if s.startswith("{") and s.endswith("}") and "," in s and _brace_wraps(s):
+        s = "\\{" + s[1:-1] + "\\}"  # ${1, 2}$: LaTeX braces written for a set
     m = CHOICE.match(s)
     return m.group(1) if m else s
+
+
+def _brace_wraps(s: str) -> bool:
+    depth = 0
+    for i, c in enumerate(s):
+        depth += (c == "{") - (c == "}")
+        if depth == 0 and i < len(s) - 1:
+            return False
+    return True

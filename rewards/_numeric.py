@@ -42,7 +42,7 @@ import re
 import string
 from fractions import Fraction
 
-from rewards._normalize import CHOICE as _CHOICE, normalize
+from rewards._normalize import CHOICE as _CHOICE, LOWER_CHOICE as _LOWER_CHOICE, normalize
 
 MAX_FAST_LEN = 120  # longer answers go to the symbolic path (or string equality)
 _MAX_BITS = 16384  # exact results beyond this are "too big" (2^16384 ~ 10^4932)
@@ -168,7 +168,7 @@ class _Parser:
     def primary(self):
         tok = self.take()
         if tok[0].isdigit() or tok[0] == ".":
-            q = Fraction(tok)
+            q = _literal(tok)
             return _Num(q, float(q), "." in tok or "e" in tok.lower())
         if tok == "\\pi":
             return _Num(None, math.pi)
@@ -198,6 +198,20 @@ class _Parser:
             self.take(")" if tok == "(" else "}")
             return v
         raise _NoParse(tok)
+
+
+def _literal(tok: str) -> Fraction:
+    """Exact value of a number token, size-checked *before* any arithmetic:
+    ``Fraction("1e99999999")`` would compute ``10**99999999`` first."""
+    mant, _, exp = tok.lower().partition("e")
+    if exp:
+        e = int(exp)
+        if abs(e) + len(mant) > _MAX_BITS // 4:  # 10^4096 > 2^_MAX_BITS
+            raise _TooBig()
+        return Fraction(mant) * Fraction(10) ** e
+    if len(tok) > _MAX_BITS // 4:
+        raise _TooBig()
+    return Fraction(tok)
 
 
 def _arith(a: _Num, b: _Num, op: str) -> _Num:
@@ -317,7 +331,8 @@ def parse_number(s: str, env=None):
     if not pct:
         return [v]
     hundred = _Num(Fraction(100), 100.0)
-    return [_arith(v, hundred, "/"), v]
+    # "28%" may be written 0.28 or 28; but 0.5 is not "0.5%" (that is 0.005)
+    return [_arith(v, hundred, "/")] + ([v] if abs(v.f) >= 1 else [])
 
 
 def num_equal(a: _Num, b: _Num) -> bool:
@@ -352,11 +367,24 @@ def _split_top(s: str) -> list[str]:
     return parts
 
 
+def _wraps(s: str) -> bool:
+    """Whether the bracket opening ``s`` closes at its very end ("(1,2),(3,4)": no)."""
+    depth = 0
+    for i, c in enumerate(s):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth == 0 and i < len(s) - 1:
+                return False
+    return True
+
+
 def _shape(s: str):
     """('set', elems) | ('seq', open, elems, close) | ('one', s)."""
     if s.startswith("\\{") and s.endswith("\\}"):
         return ("set", _split_top(s[2:-2]))
-    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and _wraps(s):
         inner = _split_top(s[1:-1])
         if len(inner) >= 2:
             return ("seq", s[0], inner, s[-1])
@@ -380,7 +408,50 @@ def _elem_equal(a: str, b: str):
         return True
     if va is TOO_BIG or vb is TOO_BIG:
         return False if (va is TOO_BIG) != (vb is TOO_BIG) else None
+    if a.endswith("%") and b.endswith("%"):
+        return num_equal(va[-1], vb[-1])
     return any(num_equal(x, y) for x in va for y in vb)
+
+
+_DECIMAL_COMMA = re.compile(r"^-?(?:0,\d+|\d+,(?:\d{1,2}|\d{4,}))$")
+
+
+def _strip_assign(e: str) -> str:
+    return _ASSIGN_ELEM.sub("", e)
+
+
+_ASSIGN_ELEM = re.compile(r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?=(?=[^=]+$)")
+
+
+def _assignments(xs: list):
+    out = {}
+    for x in xs:
+        m = _ASSIGN_ELEM.match(x)
+        if not m:
+            return None
+        out[re.sub(r"[{}]", "", m.group(0)[:-1])] = x[m.end():]
+    return out if len(out) == len(xs) else None
+
+
+def _list_equal(a: list, b: list):
+    """Unordered lists (sets) of elements, each a number, expression or tuple;
+    ``a_3 = 2, a_{37} = 19`` lists compare name by name."""
+    a = [normalize(x) for x in a]
+    b = [normalize(y) for y in b]
+    da, db = _assignments(a), _assignments(b)
+    if da is not None and db is not None and len({k[0] for k in da} | {k[0] for k in db}) > 0 and set(da) == set(db):
+        res = [fast_equal(da[k], db[k], normalized=True) for k in da]
+        return None if None in res else all(res)
+    a = [_strip_assign(x) for x in a]
+    b = [_strip_assign(y) for y in b]
+    res = {}
+    for x in dict.fromkeys(a):
+        for y in dict.fromkeys(b):
+            r = fast_equal(x, y, normalized=True) if x != y else True
+            if r is None:
+                return None
+            res[x, y] = r
+    return (all(any(res[x, y] for y in b) for x in a) and all(any(res[x, y] for x in a) for y in b))
 
 
 def fast_equal(pred: str, gold: str, normalized: bool = False):
@@ -390,6 +461,8 @@ def fast_equal(pred: str, gold: str, normalized: bool = False):
         return False if (p or g) else None
     if p == g:
         return True
+    if _CHOICE.match(g) and _LOWER_CHOICE.match(p):
+        return _LOWER_CHOICE.match(p).group(1).upper() == _CHOICE.match(g).group(1)
     if _CHOICE.match(p) and _CHOICE.match(g):
         return False  # two different multiple-choice letters
     if len(p) > MAX_FAST_LEN or len(g) > MAX_FAST_LEN:
@@ -405,8 +478,12 @@ def fast_equal(pred: str, gold: str, normalized: bool = False):
             return None
         return all(res) and sp[1] == sg[1] and sp[3] == sg[3]
     if sp[0] == "set" and sg[0] == "set":
-        if any(parse_number(x) in (None, TOO_BIG) for x in sp[1] + sg[1]):
-            return None
-        return (all(any(_elem_equal(x, y) for y in sg[1]) for x in sp[1])
-                and all(any(_elem_equal(y, x) for x in sp[1]) for y in sg[1]))
+        return _list_equal(sp[1], sg[1])
+    for one, other, other_s in ((sp, sg, g), (sg, sp, p)):
+        if one[0] == "one" and other[0] == "set":
+            if _DECIMAL_COMMA.match(other_s):  # 1,22 = 1.22 (decimal comma) next to a number
+                return _elem_equal(one[1], other_s.replace(",", "."))
+            if parse_number(one[1]) not in (None, TOO_BIG, VARS) and all(
+                    parse_number(x) not in (None, TOO_BIG) for x in other[1]):
+                return False  # a list of numbers is not one number
     return None
