@@ -153,6 +153,8 @@ def final_answer(text: str, multiple: str = "reject", think_opened: bool = False
     if region is None:
         return None, None
     a = region.rfind("<answer>")
+    if a >= 0 and multiple == "reject" and len(_answer_blocks(region)) > 1:
+        return None, None  # several different <answer> blocks
     if a >= 0:
         inner = region[a + len("<answer>"):]
         e = inner.find("</answer>")
@@ -162,6 +164,17 @@ def final_answer(text: str, multiple: str = "reject", think_opened: bool = False
             return None, None
         return (ans, kind) if ans is not None else ((inner, "marked") if inner else (None, None))
     return _marked(region, multiple, raw)
+
+
+def _answer_blocks(region: str) -> set[str]:
+    out, i = set(), 0
+    while True:
+        a = region.find("<answer>", i)
+        if a < 0:
+            return out
+        e = region.find("</answer>", a)
+        out.add(_key(region[a + 8:e if e >= 0 else len(region)]))
+        i = a + 8
 
 
 def _marked(region: str, multiple: str, raw: bool):

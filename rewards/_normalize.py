@@ -18,7 +18,7 @@ _REPLACE = [
     ("\\circ", ""), ("\u00b0", ""), ("\\%", "%"), ("\\$", ""), ("$", ""), ("\\lbrace", "\\{"),
     ("\\rbrace", "\\}"), ("\\infinity", "\\infty"),
 ]
-_WRAP = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|operatorname)\s*\{([^{}]*)\}")
+_WRAP = re.compile(r"\\(?:text|textbf|textit|textrm|textnormal|textsf|texttt|mbox|mathrm|mathbf|mathit|operatorname)\s*\{([^{}]*)\}")
 _UNIT_WORDS = (
     "cm|mm|km|m|kg|mg|g|l|ml|s|sec|secs|second|seconds|min|mins|minute|minutes|h|hr|hrs|hour|hours|"
     "day|days|week|weeks|year|years|dollar|dollars|cent|cents|degree|degrees|inch|inches|in|ft|foot|"
@@ -30,6 +30,8 @@ _UNIT_WORDS = (
 _UNIT_TAIL = re.compile(
     r"^(-?(?:\d[\d,]*\.?\d*|\.\d+|\\frac\{\d+\}\{\d+\}|\d+/\d+))\s*(?:(?:%s)(?:\s(?:%s)){0,2})(?:\^\{?[23]\}?)?\.?$"
     % (_UNIT_WORDS, _UNIT_WORDS))
+_TEXT_UNIT = re.compile(r"(?<=[\d}])\s*\\(?:text|textnormal|textrm|mbox|mathrm)\s*\{\s*(?:%s)(?:\s+(?:%s)){0,2}\s*\}"
+                        r"(\^\{?[23]\}?)?$" % (_UNIT_WORDS, _UNIT_WORDS))
 _TUPLE_ASSIGN = re.compile(r"^\(\s*[a-zA-Z](?:_\{?\w+\}?)?(?:\s*,\s*[a-zA-Z](?:_\{?\w+\}?)?)+\s*\)\s*=\s*(?=[^=]+$)")
 _AND = re.compile(r"\s*(?:\\quad|\\qquad)?\s*\\text\{\s*(?:and|or)\s*\}\s*(?:\\quad|\\qquad)?\s*|\s*\\quad\s*")
 _ASSIGN = re.compile(r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*=\s*(?=[^=]+$)")
@@ -65,7 +67,7 @@ def normalize(s: str) -> str:
     s = re.sub(r"^\\[(\[]|\\[)\]]$", "", s.strip()).strip()
     s = s.rstrip(".").strip()
     # A trailing \text{unit} after a number is a unit; otherwise \text{X} -> X.
-    s = re.sub(r"(?<=[\d}])\s*\\(?:text|mbox|mathrm)\s*\{\s*[a-zA-Z][a-zA-Z ./]*\}(\^\{?[23]\}?)?$", "", s)
+    s = _TEXT_UNIT.sub("", s)
     for _ in range(3):
         s2 = _WRAP.sub(r"\1", s)
         if s2 == s:

@@ -1,0 +1,112 @@
+r"""Hard cases of math_accuracy, by failure class: reward-hacking completions that
+must score 0 (ADVERSARIAL) and right answers that must score 1 (RIGHT).
+Completions are scored against the gold exactly as in training."""
+
+import pytest
+
+from rewards.math import clear_cache, math_accuracy
+
+ADVERSARIAL = [
+    # trailing words and letters are not units
+    (r"\boxed{5 is wrong}", "5"), (r"\boxed{12 or more}", "12"), (r"\boxed{2 x}", "2"),
+    (r"\boxed{3 + 4 i}", "7"), (r"\boxed{5 not}", "5"), (r"\boxed{7 maybe 8}", "7"),
+    (r"\boxed{4 - y}", "4"), (r"The answer is 6 or 7.", "6"), (r"\boxed{10 x}", "10"),
+    (r"\boxed{1 + 2 k}", "3"), (r"\boxed{9 at least}", "9"),
+    # partial expressions: the leading number is not the answer
+    (r"\boxed{1 + \frac{1}{\mathrm{e}}}", r"1 - \frac{1}{\mathrm{e}}"), (r"\boxed{5 + \dots}", "5"),
+    (r"\boxed{5 + \cdots}", "5"), (r"\boxed{2 + \ldots}", "2"), (r"\boxed{3 + ?}", "3"),
+    (r"\boxed{\sqrt{2} + \text{something}}", r"\sqrt{2}"),
+    # percent is not dropped, separators do not merge list elements
+    (r"\boxed{0.5}", r"0.5\%"), (r"\boxed{0.5\%}", "0.5"), (r"\boxed{50}", r"0.5\%"),
+    (r"\boxed{32, 349}", "32349"), (r"\boxed{1, 000}", "1000"), (r"\boxed{\{1, 000\}}", "1000"),
+    (r"\boxed{(1, 200)}", "1200"), (r"\boxed{1 2}", "12"),
+    # many answers, one credit
+    ("".join(rf"\boxed{{{i}}}" for i in range(1, 101)), "100"),
+    (r"\boxed{3} or maybe \boxed{4}", "4"), (r"\boxed{3} no wait \boxed{4}", "3"),
+    (r"\boxed{1} \boxed{2} \boxed{3}", "3"), (r"\boxed{1}, \boxed{2}, \boxed{3}", "3"),
+    ("<answer>1</answer> <answer>2</answer>" + r" \boxed{1} \boxed{2}", "2"),
+    (r"The answer is \boxed{7}. Or \boxed{8}.", "8"),
+    # an answer only inside <think> does not count
+    (r"<think>so \boxed{5}</think> I am not sure.", "5"), ("<think>the answer is 5", "5"),
+    (r"<think>\boxed{5}", "5"), ("<think>The final answer is 5</think>", "5"),
+    (r"<think>\boxed{5}</think><answer></answer>", "5"),
+    # hostile sizes are wrong, not hangs and not credits
+    (r"\boxed{1e99999999}", "1"), (r"\boxed{9^{9^{9^9}}}", "9"), (r"\boxed{100000!}", "0"),
+    (r"\boxed{10^{10^{10}}}", "1"),
+    # wrong choice letters and other near-misses
+    (r"\boxed{B}", "A"), (r"\boxed{(c)}", "D"), (r"\boxed{x = 4}", "3"), (r"\boxed{2x}", "2y"),
+    (r"\boxed{\frac{1}{3}}", "0.33"), ("The final answer is 11", "1"),
+    (r"\boxed{[1, 2]}", "(1, 2)"), (r"\boxed{(1, 2)}", "(2, 1)"),
+    (r"<answer>\boxed{3} \boxed{4}</answer>", "4"), ("The answer is 5, or 6.", "6"),
+    (r"\boxed{\text{5 apples or 6}}", "5"), ("<think>The answer is 5</think> The answer is", "5"),
+    ("Final answer: 5 or 6", "5"), (r"\boxed{5\text{ (not sure)}}", "5"),
+    (r"\boxed{5\text{ is wrong}}", "5"), (r"\boxed{5 \text{or more}}", "5"), (r"\boxed{5\textbf{ not}}", "5"),
+]
+
+RIGHT = [
+    (r"\boxed{1},\boxed{2}", r"\{1,2\}"), (r"\boxed{1} and \boxed{2}", "1, 2"),
+    (r"\boxed{(5, 8)} \quad \text{and} \quad \boxed{(8, 5)}", "(8, 5), (5, 8)"),
+    (r"\boxed{(1,2),(3,4)}", "(3,4),(1,2)"), (r"\boxed{(3, 2)}", "(p,q)=(3,2)"),
+    (r"\boxed{(3, 2, 7)}", "$(p,q,r)=(3,2,7)$"), (r"\boxed{1,22}", "1.22"), (r"\boxed{0,5}", "0.5"),
+    (r"\boxed{2 x}", "2x"), (r"\boxed{c}", "C"), (r"\boxed{(b)}", "B"),
+    (r"x = \boxed{3} is one step. The final answer is 5.", "5"),
+    ("Thus 2 + 2 = 4.\nFinal answer: 4", "4"), ("The final answer is $\\frac{1}{2}$. I hope it is correct.", "0.5"),
+    ("so she has 18 dollars.\n#### 18", "18"), ("She pays 3*4=12.\nThe final answer is 12", "Natalia: 6*2=12\n#### 12"),
+    ("#### 1,200", "#### 1200"), (r"\boxed{5 cm}", "5"), (r"\boxed{125\textnormal{ miles}}", "125"), (r"\boxed{3\text{ cm}^2}", "3"), (r"\boxed{28\%}", "28"), (r"\boxed{28}", r"28\%"),
+    (r"\boxed{0.28}", r"28\%"), (r"\boxed{28 percent}", r"28\%"), (r"\boxed{1,000}", "1000"),
+    (r"\boxed{32,\! 349}", "32349"), (r"\boxed{1\,000}", "1000"), (r"\boxed{1 000}", "1000"),
+    (r"<think>maybe \boxed{4}</think> The answer is \boxed{5}.", "5"),
+    (r"\boxed{004} so again \boxed{004}", "4"), (r"\boxed{x^2-1}", "(x-1)(x+1)"),
+    (r"\boxed{1 - \frac{1}{e}}", r"1 - \frac{1}{\mathrm{e}}"), (r"\boxed{a_{37} = 19, \quad a_3 = 2}", "a_3 = 2, a_{37} = 19"),
+    (r"$y_1 = \boxed{x+1}$ and $y_2 = \boxed{2x}$", "y_1 = 1 + x, y_2 = x + x"),
+    ("The answer is 12 apples.", "12"), (r"\boxed{\dfrac12}", "0.5"), (r"\boxed{x \in [1, 2]}", "[1,2]"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    clear_cache()
+
+
+def _run(rows):
+    return math_accuracy(["q"] * len(rows), [c for c, _ in rows], answer=[g for _, g in rows])
+
+
+def test_adversarial_table_has_zero_false_credits():
+    got = _run(ADVERSARIAL)
+    credited = [row for row, r in zip(ADVERSARIAL, got) if r != 0.0]
+    assert credited == [], credited
+    assert len(ADVERSARIAL) >= 50
+
+
+def test_right_answers_are_credited():
+    got = _run(RIGHT)
+    missed = [row for row, r in zip(RIGHT, got) if r != 1.0]
+    assert missed == [], missed
+
+
+def test_multiple_answers_option():
+    comp = [r"\boxed{3} no wait \boxed{4}"]
+    assert math_accuracy(["q"], comp, answer=["4"]) == [0.0]
+    assert math_accuracy(["q"], comp, answer=["4"], multiple="last") == [1.0]
+    with pytest.raises(ValueError, match="multiple"):
+        math_accuracy(["q"], comp, answer=["4"], multiple="first")
+
+
+def test_think_opened_by_prompt():
+    prompt = ["User: 2+3?\nAssistant: <think>"]
+    assert math_accuracy(prompt, [r"it is \boxed{5}"], answer=["5"]) == [0.0]  # still thinking
+    assert math_accuracy(prompt, [r"it is 5</think><answer>5</answer>"], answer=["5"]) == [1.0]
+
+
+def test_gsm8k_answer_format():
+    comps = ["3 + 4 = 7 so 7 * 2 = 14.\n#### 14", "so 5 then 14", "#### 15", "14 \\boxed{13}"]
+    got = math_accuracy(["q"] * 4, comps, answer=["#### 14"] * 4, answer_format="gsm8k")
+    assert got == [1.0, 1.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="answer_format"):
+        math_accuracy(["q"], ["1"], answer=["1"], answer_format="gsm9k")
+
+
+def test_no_marker_fallback_option():
+    assert math_accuracy(["q"], ["I think it is 7 today"], answer=["7"]) == [1.0]
+    assert math_accuracy(["q"], ["I think it is 7 today"], answer=["7"], fallback=False) == [0.0]
