@@ -173,7 +173,10 @@ def _answer_blocks(region: str) -> set[str]:
         if a < 0:
             return out
         e = region.find("</answer>", a)
-        out.add(_key(region[a + 8:e if e >= 0 else len(region)]))
+        if e < 0:  # unclosed: it runs to the end, and so would every later one
+            out.add(_key(region[a + 8:]))
+            return out
+        out.add(_key(region[a + 8:e]))
         i = a + 8
 
 

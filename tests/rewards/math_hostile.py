@@ -24,4 +24,12 @@ HOSTILE = {
     "parens": "(" * 50000 + ")" * 50000,
     "many_commas": r"\boxed{" + ",".join(["1"] * 30000) + "}",
     "raw_long": "1 + " * 25000 + "1",
+    "many_open_answer_tags": "<answer>" * 20000,
+    "many_answer_tags": "<answer>1</answer>" * 10000,
+    "digits_then_letter": r"\boxed{" + "1" * 999 + "x}",
+    "commas_then_letter": r"\boxed{" + "1," * 499 + "x}",
+    "many_think_tags": "<think>" * 20000 + "</think>" * 20000,
+    "frac_chain": r"\boxed{" + r"\frac{1}{2}" * 500 + "}",
+    "power_chain": r"\boxed{" + "2^" * 50 + "2}",
+    "sqrt_nest": r"\boxed{" + r"\sqrt{" * 3000 + "2" + "}" * 3000 + "}",
 }
