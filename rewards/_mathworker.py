@@ -72,7 +72,20 @@ def main():
         out.flush()
 
 
+_CACHE: dict = {}  # parsed values by (text, raw): a gold is shared by a group's G completions
+
+
 def _parse(parse, s, raw, cfg, soft):
+    key = (s, bool(raw))
+    hit = _CACHE.get(key)
+    if hit is None:
+        if len(_CACHE) >= 4096:
+            _CACHE.clear()
+        hit = _CACHE[key] = _parse_uncached(parse, s, raw, cfg, soft)
+    return hit
+
+
+def _parse_uncached(parse, s, raw, cfg, soft):
     """Sympy values of one side.  An extracted answer must parse as LaTeX as a
     whole: no fallback that would read the first number of ``5 + \\dots`` or
     ``5 is wrong``; raw text is read by math-verify's own extraction.  The

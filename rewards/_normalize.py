@@ -8,6 +8,7 @@ shown, so it may drop spaces.
 
 from __future__ import annotations
 
+import functools
 import re
 
 _REPLACE = [
@@ -36,12 +37,17 @@ _TUPLE_ASSIGN = re.compile(r"^\(\s*[a-zA-Z](?:_\{?\w+\}?)?(?:\s*,\s*[a-zA-Z](?:_
 _AND = re.compile(r"\s*(?:\\quad|\\qquad)?\s*\\text\{\s*(?:and|or)\s*\}\s*(?:\\quad|\\qquad)?\s*|\s*\\quad\s*")
 _ASSIGN = re.compile(r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*=\s*(?=[^=]+$)")
 _PERCENT = re.compile(r"(?<=[\d}])\s*(?:\\text\{\s*)?(?:percent|percentage|pct)\}?$")
+_DELIM_ENDS = re.compile(r"^\\[(\[]|\\[)\]]$")
+_DIGIT_SPACE = re.compile(r"\d\s+\d")
+_SPACES = re.compile(r"\s+")
+_MEMBER = re.compile(r"^[a-zA-Z]\s*\\in\s*(?=[\[(]|\\\{|\\mathbb|\\emptyset|\\varnothing)")
 _PLAIN = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)$")
 CHOICE = re.compile(r"^\(?([A-E])\)?$")
 LOWER_CHOICE = re.compile(r"^\(?([a-e])\)?$")
 _THOUSANDS = re.compile(r"^-?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$|^-?[1-9]\d{0,2}(?: \d{3})+(?:\.\d+)?$")
 
 
+@functools.lru_cache(maxsize=1 << 13)
 def normalize(s: str) -> str:
     r"""Canonical text of an answer: LaTeX spacing/sizing, ``$``, ``\text{}``
     units, degree signs, ``x =`` prefixes and trailing periods removed.
@@ -58,13 +64,16 @@ def normalize(s: str) -> str:
         from rewards._text import last_boxed
 
         s = last_boxed(s) or s
-    s = re.sub(r",\\!\s*", ",", s)  # 32,\! 349: a LaTeX thousands separator
+    if ",\\!" in s:
+        s = re.sub(r",\\!\s*", ",", s)  # 32,\! 349: a LaTeX thousands separator
     for a, b in _REPLACE:
         if a in s:
             s = s.replace(a, b)
     if "\\text" in s or "\\quad" in s:
         s = re.sub(r",(?:\s*,)+", ",", _AND.sub(",", s)).strip(",")  # (5, 8) \quad \text{and} \quad (8, 5)
-    s = re.sub(r"^\\[(\[]|\\[)\]]$", "", s.strip()).strip()
+    s = s.strip()
+    if s.startswith(("\\(", "\\[")) or s.endswith(("\\)", "\\]")):
+        s = _DELIM_ENDS.sub("", s).strip()
     s = s.rstrip(".").strip()
     # A trailing \text{unit} after a number is a unit; otherwise \text{X} -> X.
     s = _TEXT_UNIT.sub("", s)
@@ -75,6 +84,7 @@ def normalize(s: str) -> str:
         s = s2
     s = _TUPLE_ASSIGN.sub("", s.strip())  # (p, q) = (3, 2)
     s = _ASSIGN.sub("", s.strip())
+    s = _MEMBER.sub("", s)  # x \in [1, 2]: the set is the answer
     s = _PERCENT.sub("%", s)
     m = _UNIT_TAIL.match(s)
     if m:
@@ -82,9 +92,9 @@ def normalize(s: str) -> str:
     s = s.strip()
     if _THOUSANDS.match(s):  # before spaces go: "32, 349" is a list, "1 000" a number
         s = s.replace(",", "").replace(" ", "")
-    elif re.search(r"\d\s+\d", s):
+    elif _DIGIT_SPACE.search(s):
         s = s.replace(" ", "\u2423")  # "3 1/2" (mixed number?) must not become "31/2"
-    s = re.sub(r"\s+", "", s)
+    s = _SPACES.sub("", s)
     if "\\frac" in s:  # LaTeX's one-token arguments: \frac12, \frac{a}2
         s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)
         s = re.sub(r"\\frac(\d)", r"\\frac{\1}", s)

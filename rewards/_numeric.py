@@ -90,8 +90,12 @@ def _isnum(tok: str) -> bool:
     return tok[0].isdigit() or tok[0] == "."
 
 
+_WORD3 = re.compile(r"[a-zA-Z]{3,}")
+_CMD = re.compile(r"\\[a-zA-Z]+")
+
+
 def _tokenize(s: str) -> list[str]:
-    if re.search(r"[a-zA-Z]{3,}", re.sub(r"\\[a-zA-Z]+", " ", s)):
+    if _WORD3.search(_CMD.sub(" ", s) if "\\" in s else s):
         raise _NoParse("a word, not an expression")
     out, i = [], 0
     while i < len(s):
@@ -211,6 +215,11 @@ def _literal(tok: str) -> Fraction:
         return Fraction(mant) * Fraction(10) ** e
     if len(tok) > _MAX_BITS // 4:
         raise _TooBig()
+    if tok.isdigit():
+        return Fraction(int(tok))
+    a, _, b = tok.partition(".")
+    if (a.isdigit() or not a) and (b.isdigit() or not b) and (a or b):
+        return Fraction(int(a + b or "0"), 10 ** len(b))
     return Fraction(tok)
 
 
