@@ -106,12 +106,29 @@ def _runs(text: str, bx: list) -> list[tuple[int, int, list[str]]]:
     return runs
 
 
+def _several(runs) -> bool:
+    """Whether the box runs hold more than one distinct answer (by value)."""
+    keys = list(dict.fromkeys(_key(_run_value(r[2])) for r in runs))
+    if len(keys) <= 1:
+        return False
+    if len(keys) > 4:
+        return True
+    from rewards._numeric import fast_equal
+
+    return not all(fast_equal(k, keys[-1]) for k in keys[:-1])
+
+
 def _key(s: str) -> str:
     return re.sub(r"\s+|\\[,;:! ]|\\left|\\right|\\dfrac|\\tfrac|\\frac", "", s)
 
 
 def _run_value(parts: list[str]) -> str:
     uniq = list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+    if 1 < len(uniq) <= 8:
+        from rewards._numeric import fast_equal
+
+        if all(fast_equal(u, uniq[-1]) for u in uniq[:-1]):
+            return uniq[-1]  # \boxed{5} \boxed{5.0}: the same answer twice
     return ",".join(uniq)
 
 
@@ -185,7 +202,7 @@ def _marked(region: str, multiple: str, raw: bool):
     runs = _runs(region, bx)
     cands = []  # (position, answer)
     if runs:
-        if multiple == "reject" and len({_key(_run_value(r[2])) for r in runs}) > 1:
+        if multiple == "reject" and _several(runs):
             box_ans = None
         elif multiple == "all":  # a gold solution that boxes each part of its answer
             box_ans = _run_value([c for r in runs for c in r[2]])

@@ -102,7 +102,7 @@ def normalize(s: str) -> str:
     if "\\sqrt" in s:
         s = re.sub(r"\\sqrt(\d)", r"\\sqrt{\1}", s)
     if s.startswith("{") and s.endswith("}") and "," in s and _brace_wraps(s):
-        s = "\\{" + s[1:-1] + "\\}"  # ${1, 2}$: LaTeX braces written for a set
+        s = s[1:-1]  # ${1, 2}$: TeX grouping braces around a list
     m = CHOICE.match(s)
     return m.group(1) if m else s
 

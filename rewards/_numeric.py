@@ -463,6 +463,35 @@ def _list_equal(a: list, b: list):
     return (all(any(res[x, y] for y in b) for x in a) and all(any(res[x, y] for x in a) for y in b))
 
 
+SPACE = "\u2423"  # normalize's mark for a space between two digits
+_MIXED = re.compile(r"^(-?)(\d+)\u2423(\d+/\d+|\\frac\{\d+\}\{\d+\})$")
+
+
+_SPACED_DIGITS = re.compile(r"^[-+\d.,/\u2423]+$")
+
+
+def _spaced(p: str, g: str):
+    """Digits separated by a space: a mixed number ``3 1/2`` is 7/2; anything
+    else ("1 2 3") is not a number at all -- never 123, 6 or 1."""
+    vals = []
+    for s in (p, g):
+        m = _MIXED.match(s)
+        if m:
+            frac = parse_number(m.group(3))
+            if not isinstance(frac, list):
+                return False
+            whole = _Num(Fraction(int(m.group(2))), float(m.group(2)))
+            v = _arith(whole, frac[0], "+")
+            vals.append([_Num(-v.q, -v.f) if m.group(1) else v])
+        elif SPACE in s:
+            return False if _SPACED_DIGITS.match(s) else None  # \log_2 8: for sympy
+        else:
+            vals.append(parse_number(s))
+    if not all(isinstance(v, list) for v in vals):
+        return False
+    return any(num_equal(x, y) for x in vals[0] for y in vals[1])
+
+
 def fast_equal(pred: str, gold: str, normalized: bool = False):
     """True/False when decidable without sympy, else None (see module doc)."""
     p, g = (pred, gold) if normalized else (normalize(pred), normalize(gold))
@@ -476,6 +505,8 @@ def fast_equal(pred: str, gold: str, normalized: bool = False):
         return False  # two different multiple-choice letters
     if len(p) > MAX_FAST_LEN or len(g) > MAX_FAST_LEN:
         return None
+    if SPACE in p or SPACE in g:
+        return _spaced(p, g)
     sp, sg = _shape(p), _shape(g)
     if sp[0] == "one" and sg[0] == "one":
         return _elem_equal(p, g)
@@ -488,6 +519,9 @@ def fast_equal(pred: str, gold: str, normalized: bool = False):
         return all(res) and sp[1] == sg[1] and sp[3] == sg[3]
     if sp[0] == "set" and sg[0] == "set":
         return _list_equal(sp[1], sg[1])
+    for x, xs, y in ((sp, p, sg), (sg, g, sp)):
+        if x[0] == "seq" and y[0] == "set" and (g if xs is p else p).startswith("\\{"):
+            return False  # an interval or tuple is not a set {1, 2}
     for one, other, other_s in ((sp, sg, g), (sg, sp, p)):
         if one[0] == "one" and other[0] == "set":
             if _DECIMAL_COMMA.match(other_s):  # 1,22 = 1.22 (decimal comma) next to a number

@@ -62,6 +62,31 @@ RIGHT = [
     ("The answer is 12 apples.", "12"), (r"\boxed{\dfrac12}", "0.5"), (r"\boxed{x \in [1, 2]}", "[1,2]"),
 ]
 
+# (completion, gold, expected): more of each kind, both directions
+MIXED = [
+ (r"\boxed{5 \mathrm{cm}}", "5", 1), (r"\boxed{5 m^2}", "5", 1), (r"\boxed{5, \dots}", "5", 0),
+ (r"\boxed{1 2 3}", "123", 0), (r"\boxed{1 2 3}", "6", 0), (r"\boxed{\pm 2}", "2", 0), (r"\boxed{x = 2 \text{ or } x = 3}", "2", 0),
+ (r"\boxed{50\%}", "0.5", 1), (r"\boxed{0.5}", r"50\%", 1), ("**Final Answer:** 5", "5", 1), ("**Final Answer**\n\n5", "5", 1),
+ ("Final answer: $72", "#### 72", 1), ("The final answer is 72.", "Natalia sold 48 clips.\n#### 72", 1),
+ ("So the answer is 5%.", "5", 1), (r"\boxed{3,14}", "3.14", 1), (r"\boxed{-0,5}", "-0.5", 1),
+ (r"The answer is \(\frac{3}{4}\).", "0.75", 1), ("Answer: (B)", "B", 1), ("Answer: b", "B", 1),
+ (r"\boxed{5}" + " " * 10 + r"\boxed{5}", "5", 1), (r"\boxed{5} \boxed{5.0}", "5", 1),
+ (r"\boxed{1 + \frac{1}{e}}", r"1 - \frac{1}{e}", 0), (r"\boxed{\frac{1}{2} + \dots}", r"\frac{1}{2}", 0),
+ (r"\boxed{2\sqrt{2} \approx 2.83}", r"2\sqrt{2}", 1), (r"\boxed{5 \text{ or } 6}", "5", 0), (r"\boxed{5 \text{ and } 6}", "5", 0),
+ (r"\boxed{x=5}", "5", 1), (r"\boxed{y = 5}", "x = 5", 1), (r"\boxed{5}", "x=5", 1), (r"\boxed{5 apples}", "5", 1),
+ (r"\boxed{5 is the answer}", "5", 0), (r"\boxed{5\%}", r"5", 1), (r"\boxed{0.05}", r"5\%", 1), (r"\boxed{5}", r"0.05", 0),
+ (r"\boxed{\text{5 is wrong}}", "5", 0), (r"\boxed{5\ \text{is wrong}}", "5", 0), (r"\boxed{5} is wrong \boxed{6}", "5", 0),
+ (r"\boxed{12 \text{ or more}}", "12", 0), (r"\boxed{2 x}", "2", 0), (r"\boxed{2x}", "2", 0), (r"\boxed{3 + 4i}", "7", 0),
+ (r"\boxed{3+4 i}", "3+4i", 1), (r"\boxed{\{1, 2\}}", "1,2", 1), (r"\boxed{1, 2}", r"\{2, 1\}", 1), (r"\boxed{(1, 2)}", r"\{1, 2\}", 0),
+ (r"\boxed{1,000,000}", "1000000", 1), (r"\boxed{1 000 000}", "1000000", 1), (r"\boxed{1, 000, 000}", "1000000", 0),
+ (r"\boxed{\frac{1}{2}}\boxed{\frac{1}{3}}", r"\frac{1}{3}", 0), ("The answer is 3. The answer is 4.", "4", 1),
+ ("<answer>5</answer><answer>5</answer>", "5", 1), ("</think>\n<answer>5</answer>", "5", 1), ("<think>\n\\boxed{5}\n</think>", "5", 0),
+ ("The answer is \\boxed{5}\n<think>", "5", 0), (r"\boxed{ 5 }", "5", 1), (r"\boxed{5.}", "5", 1), (r"\boxed{05}", "5", 1),
+ (r"\boxed{5e0}", "5", 1), (r"\boxed{1e3}", "1000", 1), (r"\boxed{10^{3}}", "1000", 1), (r"\boxed{3!}", "6", 1),
+ (r"\boxed{\dfrac{\sqrt{3}}{2}}", r"\frac{\sqrt3}{2}", 1), (r"\boxed{\infty}", r"\infty", 1), (r"\boxed{-\infty}", r"\infty", 0),
+ (r"\boxed{A}", "(A)", 1), (r"\boxed{\textbf{(A)}}", "A", 1), (r"\boxed{A, B}", "A", 0), (r"\boxed{AB}", "A", 0),
+]
+
 
 @pytest.fixture(autouse=True)
 def _fresh():
@@ -83,6 +108,12 @@ def test_right_answers_are_credited():
     got = _run(RIGHT)
     missed = [row for row, r in zip(RIGHT, got) if r != 1.0]
     assert missed == [], missed
+
+
+def test_mixed_table():
+    got = math_accuracy(["q"] * len(MIXED), [c for c, _, _ in MIXED], answer=[g for _, g, _ in MIXED])
+    wrong = [(c, g, e) for (c, g, e), r in zip(MIXED, got) if r != e]
+    assert wrong == [], wrong
 
 
 def test_multiple_answers_option():
