@@ -162,8 +162,12 @@ def _region(text: str, think_opened: bool) -> str | None:
 
 
 def final_answer(text: str, multiple: str = "reject", think_opened: bool = False,
-                 raw: bool = True) -> tuple[str | None, str | None]:
-    """(answer, kind) with kind ``"marked"`` or ``"raw"``; (None, None) if none."""
+                 raw: bool = True, bare: bool | None = None) -> tuple[str | None, str | None]:
+    """(answer, kind) with kind ``"marked"`` or ``"raw"``; (None, None) if none.
+    ``bare`` (default: as ``raw``): a region that is nothing but a formula
+    (``4``, ``$\\frac{1}{3}$``) is its own answer; ``raw``: other unmarked text
+    is returned for math-verify's extraction."""
+    bare = raw if bare is None else bare
     if not text:
         return None, None
     region = _region(text, think_opened)
@@ -176,11 +180,11 @@ def final_answer(text: str, multiple: str = "reject", think_opened: bool = False
         inner = region[a + len("<answer>"):]
         e = inner.find("</answer>")
         inner = (inner[:e] if e >= 0 else inner).strip()
-        ans, kind = final_answer(inner, multiple, raw=False)
+        ans, kind = final_answer(inner, multiple, raw=False, bare=bare)
         if ans is None and kind is None and multiple == "reject" and len(boxes(inner)) > 1:
             return None, None
         return (ans, kind) if ans is not None else ((inner, "marked") if inner else (None, None))
-    return _marked(region, multiple, raw)
+    return _marked(region, multiple, raw, bare)
 
 
 def _answer_blocks(region: str) -> set[str]:
@@ -197,7 +201,7 @@ def _answer_blocks(region: str) -> set[str]:
         i = a + 8
 
 
-def _marked(region: str, multiple: str, raw: bool):
+def _marked(region: str, multiple: str, raw: bool, bare: bool):
     bx = boxes(region)
     runs = _runs(region, bx)
     cands = []  # (position, answer)
@@ -224,7 +228,7 @@ def _marked(region: str, multiple: str, raw: bool):
         if ans is None or len(ans) > MAX_ANSWER:
             return None, None
         return ans.strip() or None, "marked" if ans.strip() else None
-    whole = _whole_math(region.strip())
+    whole = _whole_math(region.strip()) if bare else None
     if whole is not None:
         return whole, "marked"
     if not raw:

@@ -131,7 +131,7 @@ def gold_answer(gold) -> tuple[str | None, bool]:
     gold = str(gold).strip()
     if not gold:
         return None, False
-    ans, kind = final_answer(gold, multiple="last", raw=False)
+    ans, kind = final_answer(gold, multiple="last", raw=False, bare=True)
     if kind == "marked":
         return ans, False
     return gold, len(gold) > MAX_ANSWER // 4

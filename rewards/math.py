@@ -151,8 +151,9 @@ def correctness(completions: list, answer: list, timeout_s: float = DEFAULT_TIME
 
     multiple: "reject" -- several different boxed answers score 0; "last" -- the
     last one counts.  fallback: a completion with no marked answer (box, answer
-    tag, "the answer is", ``####``) is read by math-verify's own extraction;
-    False scores it 0.  answer_format: "auto"; "gsm8k" -- only a ``#### N``
+    tag, "the answer is", ``####``) is its own answer when it is only a formula
+    (``4``) and is otherwise read by math-verify's own extraction; False: an
+    unmarked completion scores 0.  answer_format: "auto"; "gsm8k" -- only a ``#### N``
     line (or the last number) of the completion counts, as in GSM8K.
     """
     if multiple not in ("reject", "last"):
@@ -176,7 +177,8 @@ def _pred(text: str, prompt, multiple: str, fallback: bool, answer_format: str):
         from rewards._extract import gsm8k_answer
 
         return gsm8k_answer(text, think_opened=prompt_opens_think(prompt)), False
-    ans, kind = final_answer(text, multiple=multiple, think_opened=prompt_opens_think(prompt), raw=fallback)
+    ans, kind = final_answer(text, multiple=multiple, think_opened=prompt_opens_think(prompt),
+                             raw=fallback is True, bare=bool(fallback))
     return ans, kind == "raw"
 
 
