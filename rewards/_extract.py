@@ -233,8 +233,10 @@ def _marked(region: str, multiple: str, raw: bool, bare: bool):
         return whole, "marked"
     if not raw:
         return None, None
-    tail = region.strip()[-MAX_RAW:]
-    return (tail, "raw") if tail else (None, None)
+    from rewards._rawanswer import raw_answer
+
+    ans = raw_answer(region)
+    return (ans, "marked") if ans else (None, None)
 
 
 _ENV = re.compile(r"\$\$([^$]*)\$\$|\$([^$\n]*)\$|\\\[(.*?)\\\]|\\\((.*?)\\\)", re.S)

@@ -20,7 +20,7 @@ _REPLACE = [
     ("\\rbrace", "\\}"), ("\\infinity", "\\infty"),
 ]
 _WRAP = re.compile(r"\\(?:text|textbf|textit|textrm|textnormal|textsf|texttt|mbox|mathrm|mathbf|mathit|operatorname)\s*\{([^{}]*)\}")
-_UNIT_WORDS = (
+UNIT_WORDS = _UNIT_WORDS = (
     "cm|mm|km|m|kg|mg|g|l|ml|s|sec|secs|second|seconds|min|mins|minute|minutes|h|hr|hrs|hour|hours|"
     "day|days|week|weeks|year|years|dollar|dollars|cent|cents|degree|degrees|inch|inches|in|ft|foot|"
     "feet|yard|yards|mile|miles|mph|meter|meters|metre|metres|units?|sq|square|cubic|pounds?|lbs?|oz|"

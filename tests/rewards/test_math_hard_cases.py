@@ -39,7 +39,11 @@ ADVERSARIAL = [
     (r"\boxed{[1, 2]}", "(1, 2)"), (r"\boxed{(1, 2)}", "(2, 1)"),
     (r"<answer>\boxed{3} \boxed{4}</answer>", "4"), ("The answer is 5, or 6.", "6"),
     (r"\boxed{\text{5 apples or 6}}", "5"), ("<think>The answer is 5</think> The answer is", "5"),
-    ("Final answer: 5 or 6", "5"), (r"\boxed{5\text{ (not sure)}}", "5"),
+    ("Final answer: 5 or 6", "5"),
+    # unmarked text: candidates in a row are one list answer; a candidate called wrong is none
+    ("It could be 3, or maybe 4, or 5", "5"), ("either 7 or 5", "5"), ("5 is wrong", "5"), ("so 5?", "5"),
+    ("$1$ $2$ $3$ $5$", "5"), (" ".join(str(i) for i in range(1, 101)), "100"), ("I guess 1, 2, 3, 4, 5", "5"),
+    ("so we get 2x", "2"), ("Answer $ \n 5 \n $", "5"), ("x is 5 or 6", "6"), ("AZYUK2A", "2"), (r"\boxed{5\text{ (not sure)}}", "5"),
     (r"\boxed{5\text{ is wrong}}", "5"), (r"\boxed{5 \text{or more}}", "5"), (r"\boxed{5\textbf{ not}}", "5"),
 ]
 
