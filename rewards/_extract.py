@@ -138,6 +138,12 @@ def _after_phrase(text: str, start: int) -> str | None:
     bx = boxes(rest[:MAX_ANSWER])
     if bx and bx[0][0] < 20:
         return bx[0][2]
+    q = re.match(r'\\?"(.*?)\\?"', rest)  # quoted: "$12$ and $13$"
+    if q:
+        rest = q.group(1)
+    whole = _whole_math(re.split(r"\.(?:\s|$)|\n", rest, maxsplit=1)[0].strip())
+    if whole is not None:
+        return whole  # one formula, or several joined by "and" / ","
     for o, c in (("$$", "$$"), ("$", "$"), ("\\[", "\\]"), ("\\(", "\\)")):
         if rest.startswith(o):
             e = rest.find(c, len(o))

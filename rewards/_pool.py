@@ -70,7 +70,7 @@ class _Worker:
         line, _, self._buf = self._buf.partition(b"\n")
         return line.decode("utf-8", "replace")
 
-    def ask(self, pred: str, gold: str, timeout: float, raw=(False, False)) -> bool:
+    def ask(self, pred: str, gold: str, timeout: float) -> bool:
         if not self.ready:
             try:
                 line = self._readline(STARTUP_TIMEOUT_S)
@@ -82,7 +82,7 @@ class _Worker:
                 raise RuntimeError(f"math worker failed to start: {line[2:] if line.startswith('E ') else line}")
             self.ready = True
         try:
-            msg = json.dumps([pred, gold, max(1, int(timeout / 2)), *raw]) + "\n"
+            msg = json.dumps([pred, gold, max(1, int(timeout / 2))]) + "\n"
             self.proc.stdin.write(msg.encode())
         except (BrokenPipeError, OSError) as e:
             raise WorkerDied(str(e)) from None
@@ -157,14 +157,12 @@ class MathPool:
                 self._idle.append(w)
             self._cv.notify()
 
-    def verify(self, pred: str, gold: str, timeout: float, pred_raw: bool = False,
-               gold_raw: bool = False) -> tuple[bool, str]:
-        """(equal, status) with status "ok", "timeout" or "crash".  A ``*_raw``
-        side is unextracted text that math-verify's own extraction reads."""
+    def verify(self, pred: str, gold: str, timeout: float) -> tuple[bool, str]:
+        """(equal, status) with status "ok", "timeout" or "crash"."""
         w = self._acquire()
         self.stats["calls"] += 1
         try:
-            ok = w.ask(pred, gold, timeout, (pred_raw, gold_raw))
+            ok = w.ask(pred, gold, timeout)
         except WorkerTimeout:
             self.stats["timeouts"] += 1
             self._release(w, replace=True)

@@ -110,28 +110,23 @@ def extract_answer(text: str, multiple: str = "last") -> str | None:
 
 
 def extract_gold(gold) -> str | None:
-    """Normalize a dataset's gold answer: GSM8K's ``#### 42`` and MATH's
-    ``\\boxed{}`` solutions are reduced to the answer itself.
+    """Normalize a dataset's gold answer: GSM8K's ``#### 42``, MATH's ``\\boxed{}``
+    solutions and "The final answer is" texts are reduced to the answer itself.
 
     >>> extract_gold("She pays 3*4=12\\n#### 12")
     '12'
     >>> extract_gold(7)
     '7'
     """
-    return gold_answer(gold)[0]
-
-
-def gold_answer(gold) -> tuple[str | None, bool]:
-    """(gold answer, raw): a solution text is reduced to its final answer; a
-    long text with no marker is raw (math-verify reads it)."""
     from rewards._extract import MAX_ANSWER, final_answer
+    from rewards._rawanswer import raw_answer
 
     if gold is None:
-        return None, False
+        return None
     gold = str(gold).strip()
     if not gold:
-        return None, False
+        return None
     ans, kind = final_answer(gold, multiple="last", raw=False, bare=True)
     if kind == "marked":
-        return ans, False
-    return gold, len(gold) > MAX_ANSWER // 4
+        return ans
+    return (raw_answer(gold) or gold) if len(gold) > MAX_ANSWER // 4 else gold  # a long solution text

@@ -34,8 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from rewards._numeric import fast_equal, normalize
 from rewards._pool import get_pool
-from rewards._extract import MAX_ANSWER, final_answer
-from rewards._text import completion_text, gold_answer, prompt_opens_think
+from rewards._extract import final_answer, gsm8k_answer
+from rewards._text import completion_text, extract_gold, prompt_opens_think
 from rewards.registry import register
 
 log = logging.getLogger(__name__)
@@ -67,14 +67,12 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def _fast(pred: str, gold: str, raw=(False, False)):
+def _fast(pred: str, gold: str):
     """(key, decided result or None)."""
-    key = (pred, gold, *raw)
+    key = (pred, gold)
     hit = _cache.get(key)
     if hit is not None:
         return key, hit
-    if any(raw):
-        return key, None  # unextracted text: math-verify's extraction reads it
     if len(pred) > MAX_SYMBOLIC_LEN or len(gold) > MAX_SYMBOLIC_LEN:
         r = pred == gold  # an essay is not an answer; also keeps the regexes linear-time
     else:
@@ -95,15 +93,15 @@ def _store(key, value: bool) -> None:
         _cache[key] = value
 
 
-def _symbolic(pred: str, gold: str, timeout_s: float, raw=(False, False)) -> bool:
-    ok, status = get_pool().verify(pred, gold, timeout_s, *raw)
+def _symbolic(pred: str, gold: str, timeout_s: float) -> bool:
+    ok, status = get_pool().verify(pred, gold, timeout_s)
     stats["symbolic"] += 1
     if status != "ok":
         stats["timeouts" if status == "timeout" else "crashes"] += 1
         if stats["timeouts"] + stats["crashes"] <= 5:
             log.warning("math verify %s after %.1fs on pred=%.80r gold=%.80r; scored as wrong",
                         status, timeout_s, pred, gold)
-    _store((pred, gold, *raw), ok)
+    _store((pred, gold), ok)
     return ok
 
 
@@ -121,24 +119,22 @@ def verify(pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
     return r if r is not None else _symbolic(pred, gold, timeout_s)
 
 
-def verify_many(pairs: list[tuple], timeout_s: float = DEFAULT_TIMEOUT_S) -> list[bool]:
-    """:func:`verify` over many ``(pred, gold)`` or ``(pred, gold, pred_raw, gold_raw)``
-    pairs; symbolic cases run on all pool workers at once."""
+def verify_many(pairs: list[tuple[str, str]], timeout_s: float = DEFAULT_TIMEOUT_S) -> list[bool]:
+    """:func:`verify` over many pairs; symbolic cases run on all pool workers at once."""
     out: list = []
     todo = []
-    for i, pair in enumerate(pairs):
-        p, g = str(pair[0]).strip(), str(pair[1]).strip()
-        raw = tuple(bool(x) for x in pair[2:4]) if len(pair) > 2 else (False, False)
-        _, r = _fast(p, g, raw)
+    for i, (p, g) in enumerate(pairs):
+        p, g = str(p).strip(), str(g).strip()
+        _, r = _fast(p, g)
         out.append(r)
         if r is None:
-            todo.append((i, (p, g, raw)))
+            todo.append((i, (p, g)))
     uniq = list(dict.fromkeys(k for _, k in todo))
     if len(uniq) == 1:
-        res = {uniq[0]: _symbolic(uniq[0][0], uniq[0][1], timeout_s, uniq[0][2])}
+        res = {uniq[0]: _symbolic(uniq[0][0], uniq[0][1], timeout_s)}
     elif uniq:
         with ThreadPoolExecutor(max_workers=min(len(uniq), get_pool().size)) as ex:
-            res = dict(zip(uniq, ex.map(lambda k: _symbolic(k[0], k[1], timeout_s, k[2]), uniq)))
+            res = dict(zip(uniq, ex.map(lambda k: _symbolic(k[0], k[1], timeout_s), uniq)))
     for i, k in todo:
         out[i] = res[k]
     return out
@@ -161,25 +157,22 @@ def correctness(completions: list, answer: list, timeout_s: float = DEFAULT_TIME
     if answer_format not in ("auto", "gsm8k"):
         raise ValueError(f"math_accuracy: answer_format must be 'auto' or 'gsm8k', not {answer_format!r}")
     prompts = prompts if prompts is not None and len(prompts) == len(completions) else [None] * len(completions)
-    golds = [gold_answer(a) for a in answer]
+    golds = [extract_gold(a) for a in answer]
     preds = [_pred(completion_text(c), p, multiple, fallback, answer_format) for c, p in zip(completions, prompts)]
-    idx = [i for i, (p, g) in enumerate(zip(preds, golds)) if p[0] is not None and g[0] is not None]
-    res = verify_many([(preds[i][0], golds[i][0], preds[i][1], golds[i][1]) for i in idx], timeout_s)
-    out: list = [None if g[0] is None else False for g in golds]
+    idx = [i for i, (p, g) in enumerate(zip(preds, golds)) if p is not None and g is not None]
+    res = verify_many([(preds[i], golds[i]) for i in idx], timeout_s)
+    out: list = [None if g is None else False for g in golds]
     for i, r in zip(idx, res):
         out[i] = r
     return out
 
 
-def _pred(text: str, prompt, multiple: str, fallback: bool, answer_format: str):
-    """(answer, raw) of one completion."""
+def _pred(text: str, prompt, multiple: str, fallback, answer_format: str) -> str | None:
     if answer_format == "gsm8k":
-        from rewards._extract import gsm8k_answer
-
-        return gsm8k_answer(text, think_opened=prompt_opens_think(prompt)), False
-    ans, kind = final_answer(text, multiple=multiple, think_opened=prompt_opens_think(prompt),
-                             raw=fallback is True, bare=bool(fallback))
-    return ans, kind == "raw"
+        return gsm8k_answer(text, think_opened=prompt_opens_think(prompt))
+    ans, _ = final_answer(text, multiple=multiple, think_opened=prompt_opens_think(prompt),
+                          raw=fallback is True, bare=bool(fallback))
+    return ans
 
 
 @register("math_accuracy")
