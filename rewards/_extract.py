@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 
-MAX_RAW = 4000  # a raw (unmarked) region is cut to its last MAX_RAW characters
+MAX_RAW = 4000  # GSM8K-style answers: the last number of the last MAX_RAW characters
 MAX_ANSWER = 2000  # a longer extracted "answer" is an essay, not an answer
 _BOX = re.compile(r"\\(?:boxed|fbox)\b")
 _PHRASE = re.compile(r"(?:final answer|the answer|answer)(?:[ \t]{0,3}(?:is|=)[ \t]{0,3}:?|[ \t]{0,3}:)"
@@ -113,7 +113,7 @@ def _several(runs) -> bool:
         return False
     if len(keys) > 4:
         return True
-    from rewards._numeric import fast_equal
+    from rewards._compare import fast_equal
 
     return not all(fast_equal(k, keys[-1]) for k in keys[:-1])
 
@@ -125,7 +125,7 @@ def _key(s: str) -> str:
 def _run_value(parts: list[str]) -> str:
     uniq = list(dict.fromkeys(p.strip() for p in parts if p.strip()))
     if 1 < len(uniq) <= 8:
-        from rewards._numeric import fast_equal
+        from rewards._compare import fast_equal
 
         if all(fast_equal(u, uniq[-1]) for u in uniq[:-1]):
             return uniq[-1]  # \boxed{5} \boxed{5.0}: the same answer twice

@@ -1,4 +1,4 @@
-r"""Answer normalization for the fast comparison path (:mod:`rewards._numeric`):
+r"""Answer normalization for the fast comparison path (:mod:`rewards._compare`):
 strip what does not change an answer's value -- ``$``/``\(\)`` delimiters, LaTeX
 spacing and sizing, ``\text{}`` wrappers, units, degree signs, currency, ``x =``
 prefixes, thousands separators, trailing periods -- and expand LaTeX's one-token

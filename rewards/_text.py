@@ -15,7 +15,6 @@ True
 
 from __future__ import annotations
 
-import re
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 

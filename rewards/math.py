@@ -8,7 +8,7 @@ is ...") and compares it with the gold answer via :func:`verify`.
 
 :func:`verify` is two-tier so that it is both fast and hang-proof:
 
-1. a pure-Python path (:mod:`rewards._numeric`) decides integers, decimals,
+1. a pure-Python path (:mod:`rewards._compare`) decides integers, decimals,
    fractions, percentages, units, ``x = 3``, numeric sets/intervals and short
    LaTeX constants in microseconds, without signals, threads or sympy;
 2. everything else (variables, symbolic sets, matrices, ...) goes to
@@ -32,7 +32,7 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from rewards._numeric import fast_equal, normalize
+from rewards._compare import fast_equal, normalize
 from rewards._pool import get_pool
 from rewards._extract import final_answer, gsm8k_answer
 from rewards._text import completion_text, extract_gold, prompt_opens_think
