@@ -110,7 +110,9 @@ def main():
     ap.add_argument("--n-mv", type=int, default=1000, help="answers math-verify scores (it is slow)")
     args = ap.parse_args()
     if args.side_by_side:
-        print(f"math_accuracy vs math-verify, one process, {os.cpu_count()} CPUs, batch {args.batch}")
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+        print(f"math_accuracy vs math-verify, one process, {os.cpu_count()} CPUs (load average {load}), "
+              f"batch {args.batch}")
         side_by_side(args.n, args.n_mv, args.batch)
         return
     print(f"math_accuracy throughput, {os.cpu_count()} CPUs, batch {args.batch}, "

@@ -3,10 +3,15 @@ r"""Math answer checking: the rule-based accuracy reward of DeepSeek-R1-Zero.
 "The accuracy reward model evaluates whether the response is correct ... the
 model is required to provide the final answer in a specified format (e.g.,
 within a box)" -- DeepSeek-R1 paper, section 2.2.2.  :func:`math_accuracy`
-extracts the final answer (``<answer>`` block, last ``\boxed{}``, "the answer
-is ...") and compares it with the gold answer via :func:`verify`.
+extracts one unambiguous final answer (:mod:`rewards._extract`: after
+``</think>``, in the last ``<answer>`` block, the last ``\boxed{}`` run, "The
+final answer is X", ``#### X``; several different boxed answers score 0;
+unmarked text is read by :mod:`rewards._rawanswer`) and compares it with the
+gold answer -- extracted the same way -- via :func:`verify`.
 
-:func:`verify` is two-tier so that it is both fast and hang-proof:
+Every path is bounded: extraction is linear-time, the fast path checks sizes
+before any arithmetic (``1e99999999`` is "too big", never computed), and the
+symbolic path runs in a killable process.  :func:`verify` is two-tier:
 
 1. a pure-Python path (:mod:`rewards._compare`) decides integers, decimals,
    fractions, percentages, units, ``x = 3``, numeric sets/intervals and short
