@@ -7,8 +7,8 @@ the last of: a run of ``\boxed{}`` that forms one answer (``\boxed{1},
 \boxed{2}`` -> ``1,2``), a "final answer is X" / "Final answer: X" / "answer
 is X" phrase, a GSM8K ``#### X`` line.  With ``multiple="reject"`` (the
 default) boxes with different values that are not one run make the completion
-ambiguous: no answer.  Without any marker the region itself is returned as
-``raw`` text (math-verify's own extraction then reads it).
+ambiguous: no answer.  A region that is only a formula is its own answer;
+other unmarked text is read by :func:`rewards._rawanswer.raw_answer`.
 
 Every step is a bounded scan: no regex here can backtrack over a long run of
 whitespace.
@@ -27,6 +27,7 @@ whitespace.
 
 from __future__ import annotations
 
+import collections
 import re
 
 MAX_RAW = 4000  # GSM8K-style answers: the last number of the last MAX_RAW characters
@@ -106,6 +107,16 @@ def _runs(text: str, bx: list) -> list[tuple[int, int, list[str]]]:
     return runs
 
 
+def _distinct(vals: list) -> bool:
+    """Whether the stated answers (the last few) are not all the same value."""
+    keys = list(dict.fromkeys(_key(v) for v in vals if v))
+    if len(keys) <= 1:
+        return False
+    from rewards._compare import fast_equal
+
+    return not all(fast_equal(k, keys[-1]) for k in keys[:-1])
+
+
 def _several(runs) -> bool:
     """Whether the box runs hold more than one distinct answer (by value)."""
     keys = list(dict.fromkeys(_key(_run_value(r[2])) for r in runs))
@@ -169,10 +180,10 @@ def _region(text: str, think_opened: bool) -> str | None:
 
 def final_answer(text: str, multiple: str = "reject", think_opened: bool = False,
                  raw: bool = True, bare: bool | None = None) -> tuple[str | None, str | None]:
-    """(answer, kind) with kind ``"marked"`` or ``"raw"``; (None, None) if none.
+    """(answer, "marked"), or (None, None) when there is no answer.
     ``bare`` (default: as ``raw``): a region that is nothing but a formula
     (``4``, ``$\\frac{1}{3}$``) is its own answer; ``raw``: other unmarked text
-    is returned for math-verify's extraction."""
+    is read by :func:`rewards._rawanswer.raw_answer`."""
     bare = raw if bare is None else bare
     if not text:
         return None, None
@@ -219,16 +230,16 @@ def _marked(region: str, multiple: str, raw: bool, bare: bool):
         else:
             box_ans = _run_value(runs[-1][2])
         cands.append((runs[-1][0], box_ans))
-    ph = None
-    for ph in _PHRASE.finditer(region):
-        pass
-    if ph is not None and (not runs or ph.start() > runs[-1][0]):
-        cands.append((ph.start(), _after_phrase(region, ph.end())))
-    g = None
-    for g in _GSM.finditer(region):
-        pass
-    if g is not None:
-        cands.append((g.start(), g.group(1).strip()))
+    last = runs[-1][0] if runs else -1
+    phrases = collections.deque((m for m in _PHRASE.finditer(region) if m.start() > last), maxlen=6)
+    vals = [_after_phrase(region, m.end()) for m in phrases]
+    gsm = collections.deque(_GSM.finditer(region), maxlen=6)
+    vals_gsm = [m.group(1).strip() for m in gsm]
+    for ms, vs in ((phrases, vals), (gsm, vals_gsm)):
+        if ms:
+            if multiple == "reject" and _distinct(vs):
+                return None, None  # "The answer is 1. ... The answer is 2."
+            cands.append((ms[-1].start(), vs[-1]))
     if cands:
         ans = max(cands, key=lambda c: c[0])[1]
         if ans is None or len(ans) > MAX_ANSWER:

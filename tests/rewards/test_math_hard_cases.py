@@ -26,6 +26,8 @@ ADVERSARIAL = [
     (r"\boxed{1} \boxed{2} \boxed{3}", "3"), (r"\boxed{1}, \boxed{2}, \boxed{3}", "3"),
     ("<answer>1</answer> <answer>2</answer>" + r" \boxed{1} \boxed{2}", "2"),
     (r"The answer is \boxed{7}. Or \boxed{8}.", "8"),
+    (" ".join(f"The answer is {i}." for i in range(1, 101)), "100"), ("#### 3\n#### 4", "4"),
+    ("Final answer: 3\nFinal answer: 4", "4"),
     # an answer only inside <think> does not count
     (r"<think>so \boxed{5}</think> I am not sure.", "5"), ("<think>the answer is 5", "5"),
     (r"<think>\boxed{5}", "5"), ("<think>The final answer is 5</think>", "5"),
@@ -83,7 +85,7 @@ MIXED = [
  (r"\boxed{12 \text{ or more}}", "12", 0), (r"\boxed{2 x}", "2", 0), (r"\boxed{2x}", "2", 0), (r"\boxed{3 + 4i}", "7", 0),
  (r"\boxed{3+4 i}", "3+4i", 1), (r"\boxed{\{1, 2\}}", "1,2", 1), (r"\boxed{1, 2}", r"\{2, 1\}", 1), (r"\boxed{(1, 2)}", r"\{1, 2\}", 0),
  (r"\boxed{1,000,000}", "1000000", 1), (r"\boxed{1 000 000}", "1000000", 1), (r"\boxed{1, 000, 000}", "1000000", 0),
- (r"\boxed{\frac{1}{2}}\boxed{\frac{1}{3}}", r"\frac{1}{3}", 0), ("The answer is 3. The answer is 4.", "4", 1),
+ (r"\boxed{\frac{1}{2}}\boxed{\frac{1}{3}}", r"\frac{1}{3}", 0), ("The answer is 3. The answer is 4.", "4", 0), ("The answer is 4. So the final answer is 4.", "4", 1),
  ("<answer>5</answer><answer>5</answer>", "5", 1), ("</think>\n<answer>5</answer>", "5", 1), ("<think>\n\\boxed{5}\n</think>", "5", 0),
  ("The answer is \\boxed{5}\n<think>", "5", 0), (r"\boxed{ 5 }", "5", 1), (r"\boxed{5.}", "5", 1), (r"\boxed{05}", "5", 1),
  (r"\boxed{5e0}", "5", 1), (r"\boxed{1e3}", "1000", 1), (r"\boxed{10^{3}}", "1000", 1), (r"\boxed{3!}", "6", 1),
