@@ -169,6 +169,9 @@ def _spaced(p: str, g: str):
     return any(num_equal(x, y) for x in vals[0] for y in vals[1])
 
 
+_WORDS_ONLY = re.compile(r"^[a-zA-Z]{3,}$")
+
+
 def fast_equal(pred: str, gold: str, normalized: bool = False):
     """True/False when decidable without sympy, else None (see module doc)."""
     p, g = (pred, gold) if normalized else (normalize(pred), normalize(gold))
@@ -176,6 +179,8 @@ def fast_equal(pred: str, gold: str, normalized: bool = False):
         return False if (p or g) else None
     if p == g:
         return True
+    if _WORDS_ONLY.match(p) and _WORDS_ONLY.match(g):
+        return p.lower() == g.lower()  # "Even" = "even"; "odd" != "even"
     if _CHOICE.match(g) and _LOWER_CHOICE.match(p):
         return _LOWER_CHOICE.match(p).group(1).upper() == _CHOICE.match(g).group(1)
     if _CHOICE.match(p) and _CHOICE.match(g):

@@ -17,7 +17,7 @@ _REPLACE = [
     ("\\cdot", "*"), ("\\times", "*"), ("\\div", "/"), ("**", "^"), ("\u2212", "-"), ("\u00d7", "*"),
     ("\u00f7", "/"), ("\u03c0", "\\pi"), ("\u221e", "\\infty"), ("^{\\circ}", ""), ("^\\circ", ""),
     ("\\circ", ""), ("\u00b0", ""), ("\\%", "%"), ("\\$", ""), ("$", ""), ("\\lbrace", "\\{"),
-    ("\\rbrace", "\\}"), ("\\infinity", "\\infty"),
+    ("\\rbrace", "\\}"), ("\\infinity", "\\infty"), ("\\cfrac", "\\frac"), ("{,}", ","),
 ]
 _WRAP = re.compile(r"\\(?:text|textbf|textit|textrm|textnormal|textsf|texttt|mbox|mathrm|mathbf|mathit|operatorname)\s*\{([^{}]*)\}")
 UNIT_WORDS = _UNIT_WORDS = (
@@ -29,7 +29,8 @@ UNIT_WORDS = _UNIT_WORDS = (
 # Only known unit words are dropped, and only after a plain number: "5 is wrong",
 # "12 or more", "2 x" and "3 + 4 i" keep their tails (and so are not 5, 12, 2, 7).
 _UNIT_TAIL = re.compile(
-    r"^(-?(?:\d[\d,]*\.?\d*|\.\d+|\\frac\{\d+\}\{\d+\}|\d+/\d+))\s*(?:(?:%s)(?:\s(?:%s)){0,2})(?:\^\{?[23]\}?)?\.?$"
+    r"^(-?(?:\d[\d,]*\.?\d*|\.\d+|\\frac\{\d+\}\{\d+\}|\d+/\d+))\s*(?:(?:%s)(?:\s(?:per\s)?(?:%s)){0,2})"
+    r"(?:\^\{?[23]\}?)?\.?$"
     % (_UNIT_WORDS, _UNIT_WORDS))
 _TEXT_UNIT = re.compile(r"(?<=[\d}])\s*\\(?:text|textnormal|textrm|mbox|mathrm)\s*\{\s*(?:%s)(?:\s+(?:%s)){0,2}\s*\}"
                         r"(\^\{?[23]\}?)?$" % (_UNIT_WORDS, _UNIT_WORDS))
@@ -41,6 +42,7 @@ _DELIM_ENDS = re.compile(r"^\\[(\[]|\\[)\]]$")
 _DIGIT_SPACE = re.compile(r"\d\s+\d")
 _SPACES = re.compile(r"\s+")
 _MEMBER = re.compile(r"^[a-zA-Z]\s*\\in\s*(?=[\[(]|\\\{|\\mathbb|\\emptyset|\\varnothing)")
+_OPTION = re.compile(r"^(?:option|choice)", re.I)  # "Option B"
 _PLAIN = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)$")
 CHOICE = re.compile(r"^\(?([A-E])\)?$")
 LOWER_CHOICE = re.compile(r"^\(?([a-e])\)?$")
@@ -103,7 +105,7 @@ def normalize(s: str) -> str:
         s = re.sub(r"\\sqrt(\d)", r"\\sqrt{\1}", s)
     if s.startswith("{") and s.endswith("}") and "," in s and _brace_wraps(s):
         s = s[1:-1]  # ${1, 2}$: TeX grouping braces around a list
-    m = CHOICE.match(s)
+    m = CHOICE.match(_OPTION.sub("", s))
     return m.group(1) if m else s
 
 

@@ -70,6 +70,9 @@ RIGHT = [
 
 # (completion, gold, expected): more of each kind, both directions
 MIXED = [
+ (r"\boxed{5 \text{ meters per second}}", "5", 1), (r"\boxed{10{,}000}", "10000", 1), (r"\boxed{\cfrac{1}{2}}", "0.5", 1),
+ ("The answer is Option B.", "B", 1), (r"\boxed{\text{Even}}", "even", 1), (r"\boxed{\text{odd}}", "even", 0),
+ (r"\boxed{x=1}, \boxed{x=2}", "1, 2", 1), (r"\boxed{xy}", "XY", 0), (r"\boxed{5 per}", "5", 0),
  (r"\boxed{5 \mathrm{cm}}", "5", 1), (r"\boxed{5 m^2}", "5", 1), (r"\boxed{5, \dots}", "5", 0),
  (r"\boxed{1 2 3}", "123", 0), (r"\boxed{1 2 3}", "6", 0), (r"\boxed{\pm 2}", "2", 0), (r"\boxed{x = 2 \text{ or } x = 3}", "2", 0),
  (r"\boxed{50\%}", "0.5", 1), (r"\boxed{0.5}", r"50\%", 1), ("**Final Answer:** 5", "5", 1), ("**Final Answer**\n\n5", "5", 1),
