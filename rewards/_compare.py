@@ -210,5 +210,7 @@ def fast_equal(pred: str, gold: str, normalized: bool = False):
                 return _elem_equal(one[1], other_s.replace(",", "."))
             if parse_number(one[1]) not in (None, TOO_BIG, VARS) and all(
                     parse_number(x) not in (None, TOO_BIG) for x in other[1]):
+                if not other_s.startswith("\\{") and len(other[1]) <= 4 and all(_elem_equal(x, other[1][0]) for x in other[1][1:]):
+                    return _elem_equal(one[1], other[1][0])  # "0.5 or 50%": one value, twice
                 return False  # a list of numbers is not one number
     return None

@@ -76,7 +76,10 @@ def normalize(s: str) -> str:
     s = s.strip()
     if s.startswith(("\\(", "\\[")) or s.endswith(("\\)", "\\]")):
         s = _DELIM_ENDS.sub("", s).strip()
-    s = s.rstrip(".").strip()
+    if s.endswith(".") and not s.endswith(".."):
+        s = s[:-1].strip()  # a sentence's period; "5 ..." keeps its dots
+    if s.startswith(("\\approx", "\u2248")):
+        s = s[7 if s.startswith("\\approx") else 1:].strip()
     # A trailing \text{unit} after a number is a unit; otherwise \text{X} -> X.
     s = _TEXT_UNIT.sub("", s)
     for _ in range(3):

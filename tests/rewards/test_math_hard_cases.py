@@ -70,6 +70,18 @@ RIGHT = [
 
 # (completion, gold, expected): more of each kind, both directions
 MIXED = [
+ (r"\boxed{5 \cdot \ldots}", "5", 0), (r"\boxed{x > 5}", "5", 0), (r"\boxed{5 \pm 1}", "5", 0), (r"\boxed{f(5)}", "5", 0),
+ (r"\boxed{5 ...}", "5", 0), (r"\boxed{5...}", "5", 0), (r"\boxed{5?}", "5", 0), (r"\boxed{5 \text{ or less}}", "5", 0),
+ (r"\boxed{5^{\text{th}}}", "5", 0), (r"\boxed{\geq 5}", "5", 0), (r"\boxed{\le 5}", "5", 0), (r"\boxed{5 + \epsilon}", "5", 0),
+ (r"\boxed{5 + o(1)}", "5", 0), (r"\boxed{\approx 5}", "5", 1), (r"\boxed{5 \text{(approx)}}", "5", 0),
+ (r"\boxed{\sqrt{25}}", "5", 1), (r"\boxed{5 \neq 6}", "5", 0), (r"\boxed{5 = 6}", "5", 0), (r"\boxed{x = 5 = 6}", "6", 1),
+ (r"\boxed{5, 6, \ldots}", "5", 0), (r"\boxed{5 \ldots 9}", "5", 0), (r"\boxed{5 \to 6}", "6", 0), (r"\boxed{5 - 6 + 6}", "5", 1),
+ (r"\boxed{5e}", "5", 0), (r"\boxed{5i}", "5", 0), (r"\boxed{5 \pi}", "5", 0), (r"\boxed{5^\circ}", "5", 1), (r"\boxed{5 \text{ degrees}}", "5", 1),
+ (r"\boxed{(5)}", "5", 1), (r"\boxed{\{5, 5\}}", "5", 0), (r"\boxed{5 \mod 7}", "5", 1),
+ (r"\boxed{12 \text{ or } 13}", "12", 0), (r"\boxed{5 \vee 6}", "5", 0),
+ (r"\boxed{5 \lor 6}", "5", 0), (r"\boxed{5/6 \text{ or } 6/5}", "5/6", 0), (r"\boxed{\frac{5}{6} \text{ (or } 0.83)}", r"\frac56", 0),
+ (r"\boxed{0.5 \text{ or } 50\%}", "0.5", 1), (r"\boxed{5 \; \text{cm}}", "5", 1), (r"\boxed{5\, \mathrm{kg}}", "5", 1),
+
  (r"\boxed{5 \text{ meters per second}}", "5", 1), (r"\boxed{10{,}000}", "10000", 1), (r"\boxed{\cfrac{1}{2}}", "0.5", 1),
  ("The answer is Option B.", "B", 1), (r"\boxed{\text{Even}}", "even", 1), (r"\boxed{\text{odd}}", "even", 0),
  (r"\boxed{x=1}, \boxed{x=2}", "1, 2", 1), (r"\boxed{xy}", "XY", 0), (r"\boxed{5 per}", "5", 0),
