@@ -68,8 +68,21 @@ RIGHT = [
     ("The answer is 12 apples.", "12"), (r"\boxed{\dfrac12}", "0.5"), (r"\boxed{x \in [1, 2]}", "[1,2]"),
 ]
 
-# (completion, gold, expected): more of each kind, both directions
+# (completion, gold, expected): more of each kind, both directions; other graders' formats
 MIXED = [
+ (r"\boxed{34x+45y-20z+100=0}", r"-34x-45y+20z-100=0", 1), (r"\boxed{(-\infty, 2) \cup (3, \infty)}", r"(-\infty,2)\cup(3,\infty)", 1),
+ (r"\boxed{(-\infty, 2) \cup (3, \infty)}", r"(-\infty,2]\cup(3,\infty)", 0), (r"\boxed{\text{(C)}}", "C", 1), (r"\boxed{\$18.90}", r"\$18.90", 1),
+ (r"\boxed{18.9}", r"\$18.90", 1), (r"\boxed{033}", "33", 1), (r"\boxed{\sec^2(y)}", r"\tan^2(y)+1", 1), (r"\boxed{\frac{x}{7}+\frac{2}{7}}", r"\frac{x+2}{7}", 1),
+ (r"\boxed{(+5)(b+2)}", "(a+5)(b+2)", 0), (r"\boxed{\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}}", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", 1),
+ (r"\boxed{\begin{pmatrix} 1 & 2 \\ 3 & 5 \end{pmatrix}}", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", 0), (r"\boxed{90^\circ}", "90", 1),
+ (r"\boxed{5\text{ inches}}", "5", 1), (r"\boxed{\frac{\sqrt{3}}{2}}", r"\frac{\sqrt3}2", 1), ("The answer is $18.", "#### 18", 1),
+ (r"\boxed{\frac{1}{12}}", "0.0833333333333333", 1), (r"\boxed{(1,4.5)}", r"(1,\frac{9}{2})", 1), (r"\boxed{x^2+2x+1}", "(x+1)^2", 1),
+ (r"\boxed{\sqrt{2}/2}", r"\frac{\sqrt{2}}{2}", 1), (r"\boxed{2}", r"\frac{1+\sqrt{5}}{2}", 0), (r"\boxed{1\sqrt{19}}", "1", 0),
+ (r"\boxed{x+1}", "x+2n+1", 0), (r"\boxed{\dfrac{3}{4}}", "0.75", 1), (r"\boxed{3:4}", "3:4", 1), (r"\boxed{11:21}", r"V_{1}:V_{2}=11:21", 1),
+ (r"\boxed{y = 2x + 3}", "2x+3", 1), (r"\boxed{2x+3}", "y=2x+3", 1), (r"\boxed{2x+4}", "y=2x+3", 0), (r"\boxed{\infty}", r"+\infty", 1),
+ (r"\boxed{-3, 2}", r"2, -3", 1), (r"\boxed{x = -3, 2}", r"x=2 \text{ or } x=-3", 1), (r"\boxed{1000}", "1,000", 1), (r"\boxed{10^{100}}", "1e100", 1),
+ (r"\boxed{2^{100}}", "1267650600228229401496703205376", 1), (r"\boxed{2^{100}+1}", "1267650600228229401496703205376", 0),
+
  (r"\boxed{5 \cdot \ldots}", "5", 0), (r"\boxed{x > 5}", "5", 0), (r"\boxed{5 \pm 1}", "5", 0), (r"\boxed{f(5)}", "5", 0),
  (r"\boxed{5 ...}", "5", 0), (r"\boxed{5...}", "5", 0), (r"\boxed{5?}", "5", 0), (r"\boxed{5 \text{ or less}}", "5", 0),
  (r"\boxed{5^{\text{th}}}", "5", 0), (r"\boxed{\geq 5}", "5", 0), (r"\boxed{\le 5}", "5", 0), (r"\boxed{5 + \epsilon}", "5", 0),
@@ -114,8 +127,11 @@ def _fresh():
     clear_cache()
 
 
+TIMEOUT_S = 20.0  # correctness, not speed: a busy box may need over a second for one sympy case
+
+
 def _run(rows):
-    return math_accuracy(["q"] * len(rows), [c for c, _ in rows], answer=[g for _, g in rows])
+    return math_accuracy(["q"] * len(rows), [c for c, _ in rows], answer=[g for _, g in rows], timeout_s=TIMEOUT_S)
 
 
 def test_adversarial_table_has_zero_false_credits():
@@ -132,7 +148,8 @@ def test_right_answers_are_credited():
 
 
 def test_mixed_table():
-    got = math_accuracy(["q"] * len(MIXED), [c for c, _, _ in MIXED], answer=[g for _, g, _ in MIXED])
+    got = math_accuracy(["q"] * len(MIXED), [c for c, _, _ in MIXED], answer=[g for _, g, _ in MIXED],
+                        timeout_s=TIMEOUT_S)
     wrong = [(c, g, e) for (c, g, e), r in zip(MIXED, got) if r != e]
     assert wrong == [], wrong
 
