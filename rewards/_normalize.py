@@ -29,7 +29,7 @@ UNIT_WORDS = _UNIT_WORDS = (
 # Only known unit words are dropped, and only after a plain number: "5 is wrong",
 # "12 or more", "2 x" and "3 + 4 i" keep their tails (and so are not 5, 12, 2, 7).
 _UNIT_TAIL = re.compile(
-    r"^(-?(?:\d[\d,]*\.?\d*|\.\d+|\\frac\{\d+\}\{\d+\}|\d+/\d+))\s*(?:(?:%s)(?:\s(?:per\s)?(?:%s)){0,2})"
+    r"^(-?(?:\d[\d,]*(?:\.\d*)?|\.\d+|\\frac\{\d+\}\{\d+\}|\d+/\d+))\s*(?:(?:%s)(?:\s(?:per\s)?(?:%s)){0,2})"
     r"(?:\^\{?[23]\}?)?\.?$"
     % (_UNIT_WORDS, _UNIT_WORDS))
 _TEXT_UNIT = re.compile(r"(?<=[\d}])\s*\\(?:text|textnormal|textrm|mbox|mathrm)\s*\{\s*(?:%s)(?:\s+(?:%s)){0,2}\s*\}"
