@@ -94,7 +94,11 @@ def normalize(s: str) -> str:
     m = _UNIT_TAIL.match(s)
     if m:
         s = m.group(1)
-    s = s.strip()
+    return _compact(s.strip())
+
+
+def _compact(s: str) -> str:
+    """Spaces out (after deciding what they meant), TeX shorthand expanded."""
     if _THOUSANDS.match(s):  # before spaces go: "32, 349" is a list, "1 000" a number
         s = s.replace(",", "").replace(" ", "")
     elif _DIGIT_SPACE.search(s):
