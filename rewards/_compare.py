@@ -74,7 +74,7 @@ def _shape(s: str):
         inner = _split_top(s[1:-1])
         if len(inner) >= 2:
             return ("seq", s[0], inner, s[-1])
-    parts = _split_top(s)
+    parts = _split_top(s) if "," in s else [s]
     if len(parts) >= 2:
         return ("set", parts)
     return ("one", s)

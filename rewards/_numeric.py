@@ -42,8 +42,8 @@ class _NoParse(Exception):
 TOO_BIG = "too big"
 
 # --------------------------------------------------------------------------- evaluate
-_TOKEN = re.compile(
-    r"(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|(\\frac|\\sqrt|\\pi|\\infty)|([-+*/^(){}\[\]])|([a-zA-Z])")
+_TOKEN = re.compile(  # numbers, \frac/\sqrt/\pi/\infty, operators and brackets, one-letter variables
+    r"\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\\frac|\\sqrt|\\pi|\\infty|[-+*/^(){}\[\]]|[a-zA-Z]")
 VARS = "has variables"
 # Identity testing for expressions with variables: both sides are evaluated
 # exactly at a few fixed "random" rational points; equal rational functions agree
@@ -80,13 +80,9 @@ _CMD = re.compile(r"\\[a-zA-Z]+")
 def _tokenize(s: str) -> list[str]:
     if _WORD3.search(_CMD.sub(" ", s) if "\\" in s else s):
         raise _NoParse("a word, not an expression")
-    out, i = [], 0
-    while i < len(s):
-        m = _TOKEN.match(s, i)
-        if not m:
-            raise _NoParse(s[i:])
-        out.append(m.group(0))
-        i = m.end()
+    out = _TOKEN.findall(s)
+    if sum(map(len, out)) != len(s):  # findall skipped a character no token matches
+        raise _NoParse(s)
     return out
 
 
