@@ -166,7 +166,15 @@ def _after_phrase(text: str, start: int) -> str | None:
     k = line.rfind(" is ")
     if k >= 0 and re.match(r"\s*(?:The|the|So|Thus|Hence|Therefore)\b", line):
         line = line[k + 4:]
-    return line.strip().strip("*").strip() or None
+    line = line.strip().strip("*").strip()
+    if _SENTENCE.search(line):  # "Jane started growing 3 hours ago": the sentence's one number
+        from rewards._rawanswer import raw_answer
+
+        return raw_answer(line) or line
+    return line or None
+
+
+_SENTENCE = re.compile(r"[a-zA-Z]{3,}\s+[a-zA-Z]{3,}\s+[a-zA-Z]{3,}")  # three words in a row
 
 
 def _region(text: str, think_opened: bool) -> str | None:

@@ -38,6 +38,9 @@ _NEGATED = re.compile(r"^[^.\n]{0,40}?\b(?:is|are|was|seems?)\s+(?:not|wrong|inc
                       re.I)
 
 
+_NOT_BEFORE = re.compile(r"(?:\bnot|n't|\bno)\s*$", re.I)
+
+
 def _candidates(text: str):
     out = []
     for m in _CAND.finditer(text):
@@ -65,7 +68,7 @@ def raw_answer(text: str) -> str | None:
         if not _JOIN.match(text[c[1]:run[0][0]]):
             break
         run.insert(0, c)
-    if _NEGATED.match(text[run[-1][1]:]):
-        return None  # "5 is wrong", "5?"
+    if _NEGATED.match(text[run[-1][1]:]) or _NOT_BEFORE.search(text[max(0, run[0][0] - 12):run[0][0]]):
+        return None  # "5 is wrong", "5?", "5, not 6"
     vals = list(dict.fromkeys(v for _, _, v in run))
     return ",".join(vals)

@@ -45,7 +45,7 @@ ADVERSARIAL = [
     # unmarked text: candidates in a row are one list answer; a candidate called wrong is none
     ("It could be 3, or maybe 4, or 5", "5"), ("either 7 or 5", "5"), ("5 is wrong", "5"), ("so 5?", "5"),
     ("$1$ $2$ $3$ $5$", "5"), (" ".join(str(i) for i in range(1, 101)), "100"), ("I guess 1, 2, 3, 4, 5", "5"),
-    ("so we get 2x", "2"), ("Answer $ \n 5 \n $", "5"), ("x is 5 or 6", "6"), ("AZYUK2A", "2"), (r"\boxed{5\text{ (not sure)}}", "5"),
+    ("so we get 2x", "2"), ("The answer is 5, not 6", "6"), ("Final answer: 5 is wrong", "5"), ("Answer $ \n 5 \n $", "5"), ("x is 5 or 6", "6"), ("AZYUK2A", "2"), (r"\boxed{5\text{ (not sure)}}", "5"),
     (r"\boxed{5\text{ is wrong}}", "5"), (r"\boxed{5 \text{or more}}", "5"), (r"\boxed{5\textbf{ not}}", "5"),
 ]
 
@@ -65,7 +65,8 @@ RIGHT = [
     (r"\boxed{004} so again \boxed{004}", "4"), (r"\boxed{x^2-1}", "(x-1)(x+1)"),
     (r"\boxed{1 - \frac{1}{e}}", r"1 - \frac{1}{\mathrm{e}}"), (r"\boxed{a_{37} = 19, \quad a_3 = 2}", "a_3 = 2, a_{37} = 19"),
     (r"$y_1 = \boxed{x+1}$ and $y_2 = \boxed{2x}$", "y_1 = 1 + x, y_2 = x + x"),
-    ("The answer is 12 apples.", "12"), (r"\boxed{\dfrac12}", "0.5"), (r"\boxed{x \in [1, 2]}", "[1,2]"),
+    ("The answer is 12 apples.", "12"), ("Final Answer: Jane started growing 3 hours ago.", "3"),
+    ("The final answer is that there are 12 ways in total.", "12"), (r"\boxed{\dfrac12}", "0.5"), (r"\boxed{x \in [1, 2]}", "[1,2]"),
 ]
 
 # (completion, gold, expected): more of each kind, both directions; other graders' formats
