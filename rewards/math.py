@@ -146,19 +146,22 @@ def verify_many(pairs: list[tuple[str, str]], timeout_s: float = DEFAULT_TIMEOUT
 
 
 def correctness(completions: list, answer: list, timeout_s: float = DEFAULT_TIMEOUT_S,
-                prompts: list | None = None, multiple: str = "reject", fallback: bool = True,
+                prompts: list | None = None, multiple: str = "reject", fallback: bool | str = True,
                 answer_format: str = "auto") -> list:
     """Per completion: True/False, or None when the gold answer is missing.
 
     multiple: "reject" -- several different boxed answers score 0; "last" -- the
     last one counts.  fallback: a completion with no marked answer (box, answer
     tag, "the answer is", ``####``) is its own answer when it is only a formula
-    (``4``) and is otherwise read by math-verify's own extraction; False: an
-    unmarked completion scores 0.  answer_format: "auto"; "gsm8k" -- only a ``#### N``
+    (``4``) and is otherwise read by :mod:`rewards._rawanswer` (its last formula
+    or number); "bare": only formula-only completions; False: an unmarked
+    completion scores 0.  answer_format: "auto"; "gsm8k" -- only a ``#### N``
     line (or the last number) of the completion counts, as in GSM8K.
     """
     if multiple not in ("reject", "last"):
         raise ValueError(f"math_accuracy: multiple must be 'reject' or 'last', not {multiple!r}")
+    if fallback not in (True, False, "bare"):
+        raise ValueError(f"math_accuracy: fallback must be true, false or 'bare', not {fallback!r}")
     if answer_format not in ("auto", "gsm8k"):
         raise ValueError(f"math_accuracy: answer_format must be 'auto' or 'gsm8k', not {answer_format!r}")
     prompts = prompts if prompts is not None and len(prompts) == len(completions) else [None] * len(completions)
@@ -182,7 +185,7 @@ def _pred(text: str, prompt, multiple: str, fallback, answer_format: str) -> str
 
 @register("math_accuracy")
 def math_accuracy(prompts, completions, answer, timeout_s: float = DEFAULT_TIMEOUT_S,
-                  multiple: str = "reject", fallback: bool = True, answer_format: str = "auto", **kwargs):
+                  multiple: str = "reject", fallback: bool | str = True, answer_format: str = "auto", **kwargs):
     """1.0 if the completion's final answer equals the ``answer`` column, else 0.0
     (no extractable answer counts as wrong); None where the gold is missing.
     Options: see :func:`correctness`."""

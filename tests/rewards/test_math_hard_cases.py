@@ -180,3 +180,7 @@ def test_gsm8k_answer_format():
 def test_no_marker_fallback_option():
     assert math_accuracy(["q"], ["I think it is 7 today"], answer=["7"]) == [1.0]
     assert math_accuracy(["q"], ["I think it is 7 today"], answer=["7"], fallback=False) == [0.0]
+    assert math_accuracy(["q"] * 2, ["7", "it is 7"], answer=["7"] * 2, fallback="bare") == [1.0, 0.0]
+    assert math_accuracy(["q"], ["7"], answer=["7"], fallback=False) == [0.0]
+    with pytest.raises(ValueError, match="fallback"):
+        math_accuracy(["q"], ["7"], answer=["7"], fallback="yes")
