@@ -35,6 +35,11 @@ ADVERSARIAL = [
     # hostile sizes are wrong, not hangs and not credits
     (r"\boxed{1e99999999}", "1"), (r"\boxed{9^{9^{9^9}}}", "9"), (r"\boxed{100000!}", "0"),
     (r"\boxed{10^{10^{10}}}", "1"),
+    # sets, intervals and undefined values are not a number inside them
+    (r"\boxed{[0, 100]}", "50"), (r"\boxed{(0, 100)}", "50"), (r"\boxed{\frac{0}{0}}", "1"),
+    (r"\boxed{\phantom{1}2}", "12"), (r"\boxed{x \in \mathbb{R}}", "5"), (r"\boxed{\mathbb{R}}", "5"),
+    (r"\boxed{(-\infty, \infty)}", "5"), (r"\boxed{\text{all real numbers}}", "5"), (r"\boxed{50 \pm 50}", "50"),
+    (r"\boxed{x \geq 0}", "5"), (r"\boxed{\emptyset}", "5"),
     # wrong choice letters and other near-misses
     (r"\boxed{B}", "A"), (r"\boxed{(c)}", "D"), (r"\boxed{x = 4}", "3"), (r"\boxed{2x}", "2y"),
     (r"\boxed{\frac{1}{3}}", "0.33"), ("The final answer is 11", "1"),
