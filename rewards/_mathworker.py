@@ -1,7 +1,7 @@
 """Symbolic-comparison worker process (run as a script by :mod:`rewards._pool`).
 
 Protocol on stdin/stdout, one JSON line each way: request ``[pred, gold,
-soft_timeout_s]``, reply ``1`` / ``0`` / ``E <message>``; ``ready`` is printed
+soft_timeout_s]`` (two extracted answers), reply ``1`` / ``0`` / ``E <message>``; ``ready`` is printed
 once the imports are done.  The parent kills this process when a reply is late
 -- that is the hard timeout, and it works whatever the worker is stuck in (a
 C-level big-integer power ignores Python signals).  Two more guards bound the
@@ -42,7 +42,7 @@ def main():
     logging.disable(logging.WARNING)  # math-verify logs every timeout/parse failure
     out = sys.stdout
     try:
-        from math_verify import parse, verify
+        from math_verify import LatexExtractionConfig, parse, verify
     except BaseException as e:  # noqa: BLE001 -- tell the parent why instead of dying silently
         out.write(" ".join(f"E {type(e).__name__}: {e}".split()) + "\n")
         out.flush()
@@ -58,8 +58,9 @@ def main():
                 # parent's timeout; SIGXCPU's default action terminates us.
                 ru = resource.getrusage(resource.RUSAGE_SELF)
                 _limit(resource, resource.RLIMIT_CPU, int(ru.ru_utime + ru.ru_stime) + 3 * soft + 5)
-            g = parse(_wrap(gold), parsing_timeout=soft)
-            p = parse(_wrap(pred), parsing_timeout=soft)
+            cfg = (LatexExtractionConfig(),)
+            g = _parse(parse, gold, cfg, soft)
+            p = _parse(parse, pred, cfg, soft)
             ok = bool(g) and bool(p) and verify(g, p, timeout_seconds=soft)
             reply = "1" if ok else "0"
         except BaseException as e:  # noqa: BLE001 -- report, never die on a bad answer
@@ -70,11 +71,32 @@ def main():
         out.flush()
 
 
+_CACHE: dict = {}  # parsed values by text: a gold is shared by a group's G completions
+
+
+def _parse(parse, s, cfg, soft):
+    hit = _CACHE.get(s)
+    if hit is None:
+        if len(_CACHE) >= 4096:
+            _CACHE.clear()
+        hit = _CACHE[s] = _parse_uncached(parse, s, cfg, soft)
+    return hit
+
+
+def _parse_uncached(parse, s, cfg, soft):
+    """Sympy values of one extracted answer.  It must parse as LaTeX as a whole:
+    no fallback that would read the first number of ``5 + \\dots`` or ``5 is
+    wrong``.  The extracted-string element math-verify adds is dropped: it is
+    not a value."""
+    s = s.replace("\\mathrm{e}", "e").replace("\\text{e}", "e")
+    vals = parse(_wrap(s), cfg, fallback_mode="no_fallback", parsing_timeout=soft)
+    return [v for v in vals if not isinstance(v, str)]
+
+
 def _wrap(s: str) -> str:
-    # math-verify extracts LaTeX from $...$; a bare answer like "\\frac{1}{2}" or
-    # "(1, 2]" is otherwise read as plain text.
-    s = s.strip()
-    return s if re.search(r"(?<!\\)\$", s) or "\\boxed" in s else f"${s}$"
+    # The answer is read as one LaTeX formula: its own $ signs go, one pair wraps it.
+    s = re.sub(r"(?<!\\)\$", " ", s).strip()
+    return s if "\\boxed" in s else f"${s}$"
 
 
 if __name__ == "__main__":

@@ -1,37 +1,21 @@
-r"""Fast, pure-Python answer comparison for the common cases.
+r"""Fast, pure-Python evaluation of numeric answers (used by :mod:`rewards._compare`).
 
 Typical math-RL answers are integers, decimals, simple fractions and short LaTeX
 constants (``\frac{1}{2}``, ``2\sqrt{3}``, ``\pi/4``).  Parsing these with sympy
 costs milliseconds each; here they are normalized and evaluated exactly with
 :class:`fractions.Fraction` (floats only for irrational constants) in
 microseconds, which is what lets ``math_accuracy`` score thousands of answers
-per second.  :func:`fast_equal` returns True/False when it can decide and None
-when the answer needs the symbolic path (variables, intervals with symbols,
-matrices, ...).  Nothing here can hang: inputs are length-capped and powers are
+per second.  Nothing here can hang: inputs are length-capped and powers are
 size-checked before they are computed (``9^9^9^9`` is "too big", not evaluated).
 
 Equality rules follow math-verify (float_rounding=6): exact for rationals,
 rounding to 6 decimals when either side is written as a decimal, and a relative
 1e-9 tolerance for irrational constants.
 
->>> fast_equal("1/2", r"\dfrac{1}{2}")
-True
->>> fast_equal("0.333333", r"\frac13")
-True
->>> fast_equal("0.333", r"\frac13")
-False
->>> fast_equal(r"50\%", "0.5"), fast_equal("5 cm", "5"), fast_equal("x = 3", "3")
-(True, True, True)
->>> fast_equal(r"\frac{\sqrt{3}}{2}", r"\frac{1}{2}\sqrt3")
-True
->>> fast_equal(r"\{3, 1, 2\}", "1,2,3"), fast_equal("(1, 2]", r"\left(1,2\right]")
-(True, True)
->>> fast_equal("9^9^9^9", "1")
-False
->>> fast_equal("2x+1", "1+2x"), fast_equal("x^2-1", "(x-1)(x+1)"), fast_equal("2x", "2y")
-(True, True, False)
->>> fast_equal(r"\sin^2 x + \cos^2 x", "1") is None  # functions: left to sympy
-True
+>>> [float(v.q) for v in parse_number(r"\frac{\sqrt{4}}{8}+2^{-2}")]
+[0.5]
+>>> parse_number("1e99999999"), parse_number("9^9^9^9")
+('too big', 'too big')
 """
 
 from __future__ import annotations
@@ -42,7 +26,6 @@ import re
 import string
 from fractions import Fraction
 
-from rewards._normalize import CHOICE as _CHOICE, normalize
 
 MAX_FAST_LEN = 120  # longer answers go to the symbolic path (or string equality)
 _MAX_BITS = 16384  # exact results beyond this are "too big" (2^16384 ~ 10^4932)
@@ -59,8 +42,8 @@ class _NoParse(Exception):
 TOO_BIG = "too big"
 
 # --------------------------------------------------------------------------- evaluate
-_TOKEN = re.compile(
-    r"(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|(\\frac|\\sqrt|\\pi|\\infty)|([-+*/^(){}\[\]])|([a-zA-Z])")
+_TOKEN = re.compile(  # numbers, \frac/\sqrt/\pi/\infty, operators and brackets, one-letter variables
+    r"\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\\frac|\\sqrt|\\pi|\\infty|[-+*/^(){}\[\]]|[a-zA-Z]")
 VARS = "has variables"
 # Identity testing for expressions with variables: both sides are evaluated
 # exactly at a few fixed "random" rational points; equal rational functions agree
@@ -90,16 +73,16 @@ def _isnum(tok: str) -> bool:
     return tok[0].isdigit() or tok[0] == "."
 
 
+_WORD3 = re.compile(r"[a-zA-Z]{3,}")
+_CMD = re.compile(r"\\[a-zA-Z]+")
+
+
 def _tokenize(s: str) -> list[str]:
-    if re.search(r"[a-zA-Z]{3,}", re.sub(r"\\[a-zA-Z]+", " ", s)):
+    if _WORD3.search(_CMD.sub(" ", s) if "\\" in s else s):
         raise _NoParse("a word, not an expression")
-    out, i = [], 0
-    while i < len(s):
-        m = _TOKEN.match(s, i)
-        if not m:
-            raise _NoParse(s[i:])
-        out.append(m.group(0))
-        i = m.end()
+    out = _TOKEN.findall(s)
+    if sum(map(len, out)) != len(s):  # findall skipped a character no token matches
+        raise _NoParse(s)
     return out
 
 
@@ -168,7 +151,7 @@ class _Parser:
     def primary(self):
         tok = self.take()
         if tok[0].isdigit() or tok[0] == ".":
-            q = Fraction(tok)
+            q = _literal(tok)
             return _Num(q, float(q), "." in tok or "e" in tok.lower())
         if tok == "\\pi":
             return _Num(None, math.pi)
@@ -198,6 +181,25 @@ class _Parser:
             self.take(")" if tok == "(" else "}")
             return v
         raise _NoParse(tok)
+
+
+def _literal(tok: str) -> Fraction:
+    """Exact value of a number token, size-checked *before* any arithmetic:
+    ``Fraction("1e99999999")`` would compute ``10**99999999`` first."""
+    mant, _, exp = tok.lower().partition("e")
+    if exp:
+        e = int(exp)
+        if abs(e) + len(mant) > _MAX_BITS // 4:  # 10^4096 > 2^_MAX_BITS
+            raise _TooBig()
+        return Fraction(mant) * Fraction(10) ** e
+    if len(tok) > _MAX_BITS // 4:
+        raise _TooBig()
+    if tok.isdigit():
+        return Fraction(int(tok))
+    a, _, b = tok.partition(".")
+    if (a.isdigit() or not a) and (b.isdigit() or not b) and (a or b):
+        return Fraction(int(a + b or "0"), 10 ** len(b))
+    return Fraction(tok)
 
 
 def _arith(a: _Num, b: _Num, op: str) -> _Num:
@@ -317,7 +319,8 @@ def parse_number(s: str, env=None):
     if not pct:
         return [v]
     hundred = _Num(Fraction(100), 100.0)
-    return [_arith(v, hundred, "/"), v]
+    # "28%" may be written 0.28 or 28; but 0.5 is not "0.5%" (that is 0.005)
+    return [_arith(v, hundred, "/")] + ([v] if abs(v.f) >= 1 else [])
 
 
 def num_equal(a: _Num, b: _Num) -> bool:
@@ -330,83 +333,3 @@ def num_equal(a: _Num, b: _Num) -> bool:
     if a.dec or b.dec:
         return round(a.f, 6) == round(b.f, 6)
     return math.isclose(a.f, b.f, rel_tol=1e-9, abs_tol=1e-12)
-
-
-# --------------------------------------------------------------------------- structure
-def _split_top(s: str) -> list[str]:
-    parts, depth, cur = [], 0, []
-    i = 0
-    while i < len(s):
-        c = s[i]
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        if c == "," and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(c)
-        i += 1
-    parts.append("".join(cur))
-    return parts
-
-
-def _shape(s: str):
-    """('set', elems) | ('seq', open, elems, close) | ('one', s)."""
-    if s.startswith("\\{") and s.endswith("\\}"):
-        return ("set", _split_top(s[2:-2]))
-    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
-        inner = _split_top(s[1:-1])
-        if len(inner) >= 2:
-            return ("seq", s[0], inner, s[-1])
-    parts = _split_top(s)
-    if len(parts) >= 2:
-        return ("set", parts)
-    return ("one", s)
-
-
-def _elem_equal(a: str, b: str):
-    va, vb = parse_number(a), parse_number(b)
-    if va is None or vb is None:
-        return None if a != b else True
-    if va is VARS or vb is VARS:
-        for env in _ENVS:
-            va, vb = parse_number(a, env), parse_number(b, env)
-            if va in (None, TOO_BIG) or vb in (None, TOO_BIG):
-                return None
-            if not any(num_equal(x, y) for x in va for y in vb):
-                return False
-        return True
-    if va is TOO_BIG or vb is TOO_BIG:
-        return False if (va is TOO_BIG) != (vb is TOO_BIG) else None
-    return any(num_equal(x, y) for x in va for y in vb)
-
-
-def fast_equal(pred: str, gold: str, normalized: bool = False):
-    """True/False when decidable without sympy, else None (see module doc)."""
-    p, g = (pred, gold) if normalized else (normalize(pred), normalize(gold))
-    if not p or not g:
-        return False if (p or g) else None
-    if p == g:
-        return True
-    if _CHOICE.match(p) and _CHOICE.match(g):
-        return False  # two different multiple-choice letters
-    if len(p) > MAX_FAST_LEN or len(g) > MAX_FAST_LEN:
-        return None
-    sp, sg = _shape(p), _shape(g)
-    if sp[0] == "one" and sg[0] == "one":
-        return _elem_equal(p, g)
-    if sp[0] == "seq" and sg[0] == "seq":
-        if len(sp[2]) != len(sg[2]):
-            return False
-        res = [_elem_equal(x, y) for x, y in zip(sp[2], sg[2])]
-        if None in res:
-            return None
-        return all(res) and sp[1] == sg[1] and sp[3] == sg[3]
-    if sp[0] == "set" and sg[0] == "set":
-        if any(parse_number(x) in (None, TOO_BIG) for x in sp[1] + sg[1]):
-            return None
-        return (all(any(_elem_equal(x, y) for y in sg[1]) for x in sp[1])
-                and all(any(_elem_equal(y, x) for x in sp[1]) for y in sg[1]))
-    return None

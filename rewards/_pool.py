@@ -70,6 +70,21 @@ class _Worker:
         line, _, self._buf = self._buf.partition(b"\n")
         return line.decode("utf-8", "replace")
 
+    def is_ready(self) -> bool:
+        """Whether start-up is done; never blocks."""
+        if not self.ready:
+            try:
+                fd = self.proc.stdout.fileno()
+                r, _, _ = select.select([fd], [], [], 0)
+                if r and b"\n" not in self._buf:
+                    self._buf += os.read(fd, 65536)  # b"" (it died): ask() reports it
+            except (OSError, ValueError):
+                return False
+            if self._buf.startswith(b"ready\n"):
+                self._buf = self._buf[6:]
+                self.ready = True
+        return self.ready
+
     def ask(self, pred: str, gold: str, timeout: float) -> bool:
         if not self.ready:
             try:
@@ -130,7 +145,9 @@ class MathPool:
         with self._cv:
             while True:
                 if self._idle:
-                    return self._idle.pop()
+                    # a started one first: a replacement may still be importing sympy
+                    ready = [i for i, w in enumerate(self._idle) if w.is_ready()]
+                    return self._idle.pop(ready[-1] if ready else -1)
                 if self._count < self.size:
                     self._count += 1
                     break

@@ -1,12 +1,12 @@
-"""Text helpers shared by the reward functions: turning TRL completions (plain
+r"""Text helpers shared by the reward functions: turning TRL completions (plain
 strings or chat message lists) into text, and pulling out the final answer.
 
 >>> completion_text([{"role": "assistant", "content": "hi"}])
 'hi'
 >>> extract_answer("<think>2+2</think> <answer>4</answer>")
 '4'
->>> extract_answer(r"so the result is \\boxed{\\frac{1}{2}}.")
-'\\\\frac{1}{2}'
+>>> extract_answer(r"so the result is \boxed{\frac{1}{2}}.")
+'\\frac{1}{2}'
 >>> extract_answer("Thus, the final answer is: 12 apples.")
 '12 apples'
 >>> extract_answer("no answer here") is None
@@ -15,7 +15,6 @@ True
 
 from __future__ import annotations
 
-import re
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
@@ -86,82 +85,47 @@ def think_part(text: str, prompt=None) -> str:
     return text[start + len(THINK_OPEN): end if end >= 0 else len(text)]
 
 
-_ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.S)
-_ANSWER_IS = re.compile(r"(?:final\s+answer|the\s+answer|answer)\s*(?:is|:)\s*:?\s*(.+)", re.I)
-
-
 def last_boxed(text: str) -> str | None:
     r"""Content of the last ``\boxed{...}`` / ``\fbox{...}`` with balanced braces
-    (``\boxed 5`` is accepted too); None when there is none or it is unclosed.
+    (``\boxed 5`` is accepted too); None when there is none.  Linear time.
 
     >>> last_boxed(r"\boxed{1} then \boxed{\frac{a}{b}}")
     '\\frac{a}{b}'
     """
-    i = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if i < 0:
-        return None
-    j = i + (6 if text.startswith("\\boxed", i) else 5)
-    while j < len(text) and text[j] == " ":
-        j += 1
-    if j >= len(text):
-        return None
-    if text[j] != "{":  # \boxed 5
-        m = re.match(r"[^\s$]+", text[j:])
-        return m.group(0) if m else None
-    depth = 0
-    for k in range(j, len(text)):
-        if text[k] == "{":
-            depth += 1
-        elif text[k] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[j + 1:k]
-    return None
+    from rewards._extract import boxes
+
+    bx = boxes(text)
+    return bx[-1][2] if bx else None
 
 
-def _answer_is(text: str) -> str | None:
-    ms = list(_ANSWER_IS.finditer(text))
-    if not ms:
-        return None
-    ans = ms[-1].group(1).strip().splitlines()[0] if ms[-1].group(1).strip() else ""
-    # Cut at the end of the sentence (a period followed by space/end), keep "0.5".
-    ans = re.split(r"\.(?:\s|$)", ans, maxsplit=1)[0]
-    return ans.strip().strip("*").strip() or None
+def extract_answer(text: str, multiple: str = "last") -> str | None:
+    """The final answer of a completion, or None (see :mod:`rewards._extract`:
+    after ``</think>``, in the last ``<answer>`` block, the last ``\\boxed{}``
+    run / "the final answer is X" / ``#### X``).  Unmarked text is no answer."""
+    from rewards._extract import final_answer
 
-
-def extract_answer(text: str) -> str | None:
-    """The final answer of a completion, or None.
-
-    Priority: the last ``<answer>...</answer>`` block (an unclosed one at the end
-    counts, for truncated generations) -- within it a ``\\boxed{}`` or "the
-    answer is" wins; else the last ``\\boxed{}``; else the last "the (final)
-    answer is X" / "answer: X".
-    """
-    if not text:
-        return None
-    tags = _ANSWER_TAG.findall(text)
-    if tags:
-        inner = tags[-1].strip()
-        return last_boxed(inner) or _answer_is(inner) or inner or None
-    return last_boxed(text) or _answer_is(text)
+    ans, kind = final_answer(text or "", multiple=multiple, raw=False)
+    return ans if kind == "marked" else None
 
 
 def extract_gold(gold) -> str | None:
-    """Normalize a dataset's gold answer: GSM8K's ``#### 42`` and MATH's
-    ``\\boxed{}`` solutions are reduced to the answer itself.
+    """Normalize a dataset's gold answer: GSM8K's ``#### 42``, MATH's ``\\boxed{}``
+    solutions and "The final answer is" texts are reduced to the answer itself.
 
     >>> extract_gold("She pays 3*4=12\\n#### 12")
     '12'
     >>> extract_gold(7)
     '7'
     """
+    from rewards._extract import MAX_ANSWER, final_answer
+    from rewards._rawanswer import raw_answer
+
     if gold is None:
         return None
     gold = str(gold).strip()
     if not gold:
         return None
-    if "####" in gold:
-        return gold.rsplit("####", 1)[1].strip() or None
-    if "\\boxed" in gold or "\\fbox" in gold:
-        return last_boxed(gold) or gold
-    return gold
+    ans, kind = final_answer(gold, multiple="last", raw=False, bare=True)
+    if kind == "marked":
+        return ans
+    return (raw_answer(gold) or gold) if len(gold) > MAX_ANSWER // 4 else gold  # a long solution text

@@ -3,12 +3,17 @@ r"""Math answer checking: the rule-based accuracy reward of DeepSeek-R1-Zero.
 "The accuracy reward model evaluates whether the response is correct ... the
 model is required to provide the final answer in a specified format (e.g.,
 within a box)" -- DeepSeek-R1 paper, section 2.2.2.  :func:`math_accuracy`
-extracts the final answer (``<answer>`` block, last ``\boxed{}``, "the answer
-is ...") and compares it with the gold answer via :func:`verify`.
+extracts one unambiguous final answer (:mod:`rewards._extract`: after
+``</think>``, in the last ``<answer>`` block, the last ``\boxed{}`` run, "The
+final answer is X", ``#### X``; several different boxed answers score 0;
+unmarked text is read by :mod:`rewards._rawanswer`) and compares it with the
+gold answer -- extracted the same way -- via :func:`verify`.
 
-:func:`verify` is two-tier so that it is both fast and hang-proof:
+Every path is bounded: extraction is linear-time, the fast path checks sizes
+before any arithmetic (``1e99999999`` is "too big", never computed), and the
+symbolic path runs in a killable process.  :func:`verify` is two-tier:
 
-1. a pure-Python path (:mod:`rewards._numeric`) decides integers, decimals,
+1. a pure-Python path (:mod:`rewards._compare`) decides integers, decimals,
    fractions, percentages, units, ``x = 3``, numeric sets/intervals and short
    LaTeX constants in microseconds, without signals, threads or sympy;
 2. everything else (variables, symbolic sets, matrices, ...) goes to
@@ -28,12 +33,14 @@ is ...") and compares it with the gold answer via :func:`verify`.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from rewards._numeric import fast_equal, normalize
+from rewards._compare import fast_equal, normalize
 from rewards._pool import get_pool
-from rewards._text import completion_text, extract_answer, extract_gold
+from rewards._extract import final_answer, gsm8k_answer
+from rewards._text import completion_text, extract_gold, prompt_opens_think
 from rewards.registry import register
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,17 @@ _CACHE_MAX = 1 << 16
 _cache: dict[tuple[str, str], bool] = {}
 _cache_lock = threading.Lock()
 stats = {"fast": 0, "symbolic": 0, "timeouts": 0, "crashes": 0}
+
+
+_MATH_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "lim", "max", "min", "gcd", "lcm",
+               "mod", "det", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "deg", "begin", "end",
+               "pmatrix", "bmatrix", "matrix", "vmatrix", "cases", "array", "sqrt", "frac", "infty", "sum",
+               "prod", "int", "cdots", "ldots", "dots", "quad", "text", "mathrm", "and"}
+_WORDS = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}")
+
+
+def _stray_words(s: str) -> set[str]:
+    return {w.lower() for w in _WORDS.findall(s)} - _MATH_WORDS
 
 
 def clear_cache() -> None:
@@ -65,8 +83,8 @@ def _fast(pred: str, gold: str):
     else:
         p, g = normalize(pred), normalize(gold)
         r = fast_equal(p, g, normalized=True)
-        if r is None and (not p or not g):
-            r = False
+        if r is None and (not p or not g or _stray_words(p) - _stray_words(g)):
+            r = False  # "5 (not sure)": words the gold does not have are not math
     if r is not None:
         stats["fast"] += 1
         _store(key, r)
@@ -115,23 +133,40 @@ def verify_many(pairs: list[tuple[str, str]], timeout_s: float = DEFAULT_TIMEOUT
         _, r = _fast(p, g)
         out.append(r)
         if r is None:
-            todo.append((i, p, g))
-    if len(todo) == 1:
-        i, p, g = todo[0]
-        out[i] = _symbolic(p, g, timeout_s)
-    elif todo:
-        uniq = list(dict.fromkeys((p, g) for _, p, g in todo))
+            todo.append((i, (p, g)))
+    uniq = list(dict.fromkeys(k for _, k in todo))
+    if len(uniq) == 1:
+        res = {uniq[0]: _symbolic(uniq[0][0], uniq[0][1], timeout_s)}
+    elif uniq:
         with ThreadPoolExecutor(max_workers=min(len(uniq), get_pool().size)) as ex:
-            res = dict(zip(uniq, ex.map(lambda pg: _symbolic(pg[0], pg[1], timeout_s), uniq)))
-        for i, p, g in todo:
-            out[i] = res[(p, g)]
+            res = dict(zip(uniq, ex.map(lambda k: _symbolic(k[0], k[1], timeout_s), uniq)))
+    for i, k in todo:
+        out[i] = res[k]
     return out
 
 
-def correctness(completions: list, answer: list, timeout_s: float = DEFAULT_TIMEOUT_S) -> list:
-    """Per completion: True/False, or None when the gold answer is missing."""
+def correctness(completions: list, answer: list, timeout_s: float = DEFAULT_TIMEOUT_S,
+                prompts: list | None = None, multiple: str = "reject", fallback: bool | str = True,
+                answer_format: str = "auto") -> list:
+    """Per completion: True/False, or None when the gold answer is missing.
+
+    multiple: "reject" -- several different boxed answers score 0; "last" -- the
+    last one counts.  fallback: a completion with no marked answer (box, answer
+    tag, "the answer is", ``####``) is its own answer when it is only a formula
+    (``4``) and is otherwise read by :mod:`rewards._rawanswer` (its last formula
+    or number); "bare": only formula-only completions; False: an unmarked
+    completion scores 0.  answer_format: "auto"; "gsm8k" -- only a ``#### N``
+    line (or the last number) of the completion counts, as in GSM8K.
+    """
+    if multiple not in ("reject", "last"):
+        raise ValueError(f"math_accuracy: multiple must be 'reject' or 'last', not {multiple!r}")
+    if fallback not in (True, False, "bare"):
+        raise ValueError(f"math_accuracy: fallback must be true, false or 'bare', not {fallback!r}")
+    if answer_format not in ("auto", "gsm8k"):
+        raise ValueError(f"math_accuracy: answer_format must be 'auto' or 'gsm8k', not {answer_format!r}")
+    prompts = prompts if prompts is not None and len(prompts) == len(completions) else [None] * len(completions)
     golds = [extract_gold(a) for a in answer]
-    preds = [extract_answer(completion_text(c)) for c in completions]
+    preds = [_pred(completion_text(c), p, multiple, fallback, answer_format) for c, p in zip(completions, prompts)]
     idx = [i for i, (p, g) in enumerate(zip(preds, golds)) if p is not None and g is not None]
     res = verify_many([(preds[i], golds[i]) for i in idx], timeout_s)
     out: list = [None if g is None else False for g in golds]
@@ -140,13 +175,24 @@ def correctness(completions: list, answer: list, timeout_s: float = DEFAULT_TIME
     return out
 
 
+def _pred(text: str, prompt, multiple: str, fallback, answer_format: str) -> str | None:
+    if answer_format == "gsm8k":
+        return gsm8k_answer(text, think_opened=prompt_opens_think(prompt))
+    ans, _ = final_answer(text, multiple=multiple, think_opened=prompt_opens_think(prompt),
+                          raw=fallback is True, bare=bool(fallback))
+    return ans
+
+
 @register("math_accuracy")
-def math_accuracy(prompts, completions, answer, timeout_s: float = DEFAULT_TIMEOUT_S, **kwargs):
+def math_accuracy(prompts, completions, answer, timeout_s: float = DEFAULT_TIMEOUT_S,
+                  multiple: str = "reject", fallback: bool | str = True, answer_format: str = "auto", **kwargs):
     """1.0 if the completion's final answer equals the ``answer`` column, else 0.0
-    (no extractable answer counts as wrong); None where the gold is missing."""
+    (no extractable answer counts as wrong); None where the gold is missing.
+    Options: see :func:`correctness`."""
     if len(answer) != len(completions):
         raise ValueError(f"answer column has {len(answer)} values for {len(completions)} completions")
-    return [None if c is None else float(c) for c in correctness(completions, answer, timeout_s)]
+    res = correctness(completions, answer, timeout_s, prompts, multiple, fallback, answer_format)
+    return [None if c is None else float(c) for c in res]
 
 
 # Each sample is already bounded by the worker pool's hard timeout; a large batch

@@ -19,7 +19,7 @@ from rewards.think import think_format, think_format_soft
     (r"<answer>so \boxed{7} is it</answer>", "7"),
     (r"first \boxed{1}, finally \boxed{\frac{2}{3}}", r"\frac{2}{3}"),
     ("The answer is 12.", "12"),
-    ("Therefore, the final answer is: $0.5$. I hope it is correct.", "$0.5$"),
+    ("Therefore, the final answer is: $0.5$. I hope it is correct.", "0.5"),
     ("<answer>3</answer> and later <answer>4</answer>", "4"),
     ("<think>long...</think><answer>5", "5"),  # truncated, unclosed tag
     (r"\boxed{\{1, 2\}}", r"\{1, 2\}"),
