@@ -15,7 +15,7 @@ fails its remaining samples once, so a hung reward costs timeout_s per step, not
 [0.0]
 
 >>> rs = RewardSet([RewardSpec("math_accuracy", 1.0), RewardSpec("think_format", 0.5)])
->>> out = rs(["Q"] * 2, ["<think>t</think><answer>4</answer>", "4"], {"answer": ["4", "4"]})
+>>> out = rs(["Q"] * 2, ["<think>t</think><answer>4</answer>", "no idea"], {"answer": ["4", "4"]})
 >>> out.total, out.per_fn["think_format"]
 ([1.5, 0.0], [1.0, 0.0])
 >>> rs.check_columns({"prompt", "x"})

@@ -22,7 +22,7 @@ def temp_rewards():
 
 def test_weights_and_metrics():
     rs = RewardSet([RewardSpec("math_accuracy", 2.0), RewardSpec("think_format", 0.5)])
-    comps = ["<think>a</think><answer>4</answer>", "<think>a</think><answer>5</answer>", "4"]
+    comps = ["<think>a</think><answer>4</answer>", "<think>a</think><answer>5</answer>", "no idea"]
     out = rs(["Q"] * 3, comps, {"answer": ["4", "4", "4"]})
     assert out.per_fn == {"math_accuracy": [1.0, 0.0, 0.0], "think_format": [1.0, 1.0, 0.0]}
     assert out.total == [2.5, 0.5, 0.0]
