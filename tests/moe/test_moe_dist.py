@@ -16,11 +16,14 @@ import _moe_dist_worker as W  # noqa: E402
 pytestmark = pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs gloo")
 
 
+@pytest.mark.parametrize("kind", ["qwen", "dsv3"])
 @pytest.mark.parametrize("world", [2, 4])
-def test_expert_parallel_block_matches_single_process(world):
+def test_expert_parallel_block_matches_single_process(world, kind):
     # forward output, grad wrt inputs, grads of local experts, (all-reduced) router and
-    # shared-expert grads: <= 1e-5 with fp8=False, <= 2^-4 norm-relative with FP8 dispatch.
-    W.spawn("parity", world)
+    # shared-expert grads: <= 1e-5 with fp8=False, <= 2^-4 norm-relative with FP8 dispatch;
+    # dedup on (default) and off.  dsv3: DeepseekV3MoE with sigmoid group-limited routing,
+    # routed scaling, shared experts and a non-zero e_score_correction_bias.
+    W.spawn("parity", world, kind)
 
 
 def test_fp8_dispatch_bytes_vs_bf16(tmp_path):
