@@ -21,19 +21,28 @@ import torch.nn.functional as F
 __all__ = ["LocalExperts", "grouped_linear", "expert_weights"]
 
 _GROUPED = hasattr(torch, "_grouped_mm")
+_GROUPED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # what the kernel accepts
 
 
 def _contiguous_grad(g: torch.Tensor) -> torch.Tensor:
     return g.contiguous()  # _grouped_mm's backward rejects expanded (stride-0) grads
 
 
+def _grouped_ok(x: torch.Tensor, w: torch.Tensor) -> bool:
+    if not _GROUPED or x.shape[0] == 0 or x.dtype != w.dtype or x.dtype not in _GROUPED_DTYPES:
+        return False
+    if x.is_cuda:  # the CUDA kernel: bf16 on sm90+ only (untested here: no GPU)
+        return x.dtype == torch.bfloat16 and torch.cuda.get_device_capability(x.device) >= (9, 0)
+    return x.device.type == "cpu"
+
+
 def grouped_linear(x: torch.Tensor, w: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """``x [R, in]`` grouped by expert (``sizes[e]`` rows each), ``w [E, out, in]`` -> ``[R, out]``.
 
     One ``torch._grouped_mm`` call (CUTLASS on sm90, a CPU kernel elsewhere);
-    a loop of ``F.linear`` when it is missing or the input is empty.
+    a loop of ``F.linear`` when it is missing, the input is empty or of another dtype.
     """
-    if _GROUPED and x.shape[0] > 0 and x.dtype == w.dtype:
+    if _grouped_ok(x, w):
         offs = torch.tensor(sizes, device=x.device).cumsum(0).to(torch.int32)
         y = torch._grouped_mm(x.contiguous(), w.transpose(1, 2), offs=offs)
         if y.requires_grad:

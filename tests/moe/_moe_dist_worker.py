@@ -162,20 +162,31 @@ def parity(rank: int, world: int, kind: str = "qwen") -> None:
                 assert name != "output" or err > 1e-4, f"fp8 output suspiciously exact ({err:.1e})"
 
 
-def bytes_ratio(rank: int, world: int, result_dir: str) -> None:
-    """Bytes of an FP8 dispatch vs a bf16 dispatch of the same routing."""
+def _dispatch_bytes(x, idx, w, fp8: bool, dedup: bool) -> int:
     from grpo.moe import CommStats, dispatch
 
+    stats = CommStats()
+    dispatch(x, idx, w, EXPERTS, None, fp8=fp8, comm_dtype=torch.bfloat16, stats=stats, dedup=dedup)
+    return stats.dispatch_bytes
+
+
+def bytes_ratio(rank: int, world: int, result_dir: str) -> None:
+    """Dispatch bytes: FP8 vs bf16, with and without dedup, for random top-2 routing and
+    for a DeepSeek-V3 gate's group-limited top-3 (4 groups, top-2 groups)."""
     torch.manual_seed(0)  # same routing everywhere is fine; each rank still sends to all
     x = torch.randn(32, HIDDEN)
     idx = torch.stack([torch.randperm(EXPERTS)[:TOP_K] for _ in range(32)])  # [32, 2] distinct experts
     w = torch.rand(32, TOP_K)
+    gate = make_dsv3_block().gate
+    torch.manual_seed(10 + rank)
+    xd = torch.randn(64, HIDDEN)
+    with torch.no_grad():
+        _, wd, idd = gate(xd)
     sent = {}
-    for fp8 in (True, False):
-        stats = CommStats()
-        recv, _, _ = dispatch(x, idx, w, EXPERTS, None, fp8=fp8, comm_dtype=torch.bfloat16, stats=stats)
-        sent[fp8] = stats.dispatch_bytes
-    torch.save({"fp8": sent[True], "bf16": sent[False]}, os.path.join(result_dir, f"bytes_{rank}.pt"))
+    for name, (xx, ii, ww) in {"random": (x, idx, w), "dsv3": (xd, idd, wd)}.items():
+        for fp8, dedup in [(True, False), (False, False), (True, True)]:
+            sent[f"{name}_{'fp8' if fp8 else 'bf16'}{'_dedup' if dedup else ''}"] = _dispatch_bytes(xx, ii, ww, fp8, dedup)
+    torch.save(sent, os.path.join(result_dir, f"bytes_{rank}.pt"))
 
 
 def balance_sync(rank: int, world: int) -> None:
