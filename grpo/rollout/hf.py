@@ -27,6 +27,7 @@ class HFEngine:
         self.max_batch = max_batch          # sequences per generate call (memory bound)
         self.return_logprobs = return_logprobs
         self.weight_version = 0
+        self.record_routing = False         # MoE routing replay: attach Completion.routing
 
     @torch.no_grad()
     def generate(self, prompts: list[str], sampling: SamplingParams) -> list[Group]:
@@ -42,8 +43,11 @@ class HFEngine:
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(model.device)
         was_training = model.training
         model.eval()
+        from contextlib import nullcontext
+        from ..moe.replay import record_routing
         try:
-            out = model.generate(
+            with record_routing(model) if self.record_routing else nullcontext() as rec:
+                out = model.generate(
                 **enc, do_sample=True, temperature=sp.temperature, top_p=sp.top_p,
                 # Explicit 0 / 1.0: otherwise a model's generation_config.json defaults (Qwen's
                 # top_k=20, repetition_penalty=1.05) would reshape the sampling distribution.
@@ -52,7 +56,7 @@ class HFEngine:
                 eos_token_id=tok.eos_token_id, stop_strings=sp.stop or None,
                 tokenizer=tok if sp.stop else None, return_dict_in_generate=True,
                 output_scores=self.return_logprobs, synced_gpus=self.synced_gpus,
-            )
+                )
         finally:
             model.train(was_training)
         new = out.sequences[:, enc.input_ids.shape[1]:]                  # [B*G, <=max_new]
@@ -66,6 +70,12 @@ class HFEngine:
             comps = [self._completion(new[b * sp.n + g], None if logps is None else logps[b * sp.n + g], sp)
                      for g in range(sp.n)]
             groups.append(Group(prompt, prompt_ids, comps))
+        if rec is not None:                 # [prompt + completion, L, k] expert ids per sequence
+            flat = [c for g in groups for c in g.completions]
+            routing = rec.per_sequence(enc.attention_mask.repeat_interleave(sp.n, 0).cpu(),
+                                       [len(c.token_ids) for c in flat])
+            for c, r in zip(flat, routing):
+                c.routing = r
         return groups
 
     def _completion(self, ids: torch.Tensor, logps, sp: SamplingParams) -> Completion:
