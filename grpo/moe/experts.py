@@ -73,16 +73,25 @@ def expert_weights(experts: nn.Module, lo: int, hi: int):
 class LocalExperts(nn.Module):
     """The ``E/W`` experts owned by this rank, fused like transformers 5.x stores them."""
 
-    def __init__(self, gate_up: torch.Tensor, down: torch.Tensor, act_fn, requires_grad: bool, grouped: bool = True):
+    # CPU: torch's grouped kernel beats the loop with many small groups, loses with few large
+    # ones (bench/bench_moe.py --section gemm on the 2-core dev box: 2.76x faster at 64 experts x
+    # 128 rows, 0.36x at 8 experts x 2048 rows), so "auto" uses it from this many local experts.
+    CPU_GROUPED_MIN_EXPERTS = 16
+
+    def __init__(self, gate_up: torch.Tensor, down: torch.Tensor, act_fn, requires_grad: bool,
+                 grouped: bool | None = None):
         super().__init__()
         self.gate_up_proj = nn.Parameter(gate_up.detach().clone(), requires_grad=requires_grad)
         self.down_proj = nn.Parameter(down.detach().clone(), requires_grad=requires_grad)
         self.act_fn = act_fn
-        self.grouped = grouped
+        self.grouped = grouped  # True: grouped GEMM, False: loop, None: auto
 
     def forward(self, x: torch.Tensor, tokens_per_expert: list[int]) -> torch.Tensor:
         """``x [R, H]`` grouped by local expert -> ``[R, H]``."""
-        if self.grouped:
+        grouped = self.grouped
+        if grouped is None:
+            grouped = x.is_cuda or len(tokens_per_expert) >= self.CPU_GROUPED_MIN_EXPERTS
+        if grouped:
             gate, up = grouped_linear(x, self.gate_up_proj, tokens_per_expert).chunk(2, dim=-1)  # [R, I] x2
             return grouped_linear(self.act_fn(gate) * up, self.down_proj, tokens_per_expert)
         outs = []  # reference path: one pair of GEMMs per expert

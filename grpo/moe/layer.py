@@ -81,7 +81,7 @@ class ExpertParallelMoE(nn.Module):
         update_rate: float = 1e-3,
         balance_group: dist.ProcessGroup | None = None,
         dedup: bool = True,
-        grouped_gemm: bool = True,
+        grouped_gemm: bool | None = None,
     ):
         super().__init__()
         if type(block).__name__ not in SUPPORTED_BLOCKS:
