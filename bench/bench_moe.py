@@ -41,10 +41,11 @@ def bench_gemm(args, dev, sync) -> None:
 
     e, h, i = args.experts, args.hidden[0], args.inter
     torch.manual_seed(0)
-    gu, dn = torch.randn(e, 2 * i, h, device=dev) * 0.02, torch.randn(e, h, i, device=dev) * 0.02
+    dt = torch.bfloat16 if dev == "cuda" else torch.float32  # the CUDA grouped kernel is bf16-only
+    gu, dn = torch.randn(e, 2 * i, h, device=dev, dtype=dt) * 0.02, torch.randn(e, h, i, device=dev, dtype=dt) * 0.02
     rows = args.tokens * args.topk // args.world  # rows one rank's experts receive
     sizes = torch.distributions.Multinomial(rows, torch.ones(e)).sample().long().tolist()
-    x = torch.randn(rows, h, device=dev)
+    x = torch.randn(rows, h, device=dev, dtype=dt)
     res = {}
     for grouped in (False, True):  # forced: the auto choice is what is being measured
         m = LocalExperts(gu, dn, torch.nn.functional.silu, requires_grad=True, grouped=grouped)
@@ -53,7 +54,7 @@ def bench_gemm(args, dev, sync) -> None:
             m(x, sizes).square().mean().backward()
 
         res[grouped] = bench(step, args.iters, sync)
-        print(f"gemm experts={e} rows={rows} hidden={h} inter={i} {'grouped' if grouped else 'loop   '}"
+        print(f"gemm {dev} {dt} experts={e} rows={rows} hidden={h} inter={i} {'grouped' if grouped else 'loop   '}"
               f" {res[grouped] * 1e3:8.2f} ms fwd+bwd")
     print(f"gemm speed-up grouped/loop: {res[False] / res[True]:.2f}x")
 
