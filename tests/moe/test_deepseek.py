@@ -100,3 +100,28 @@ def test_grouped_linear_bf16_and_float64():
     ref = grouped_linear(x, w, [2, 4])
     torch.testing.assert_close(grouped_linear(x.bfloat16(), w.bfloat16(), [2, 4]).float(), ref, rtol=3e-2, atol=3e-2)
     torch.testing.assert_close(grouped_linear(x.double(), w.double(), [2, 4]).float(), ref)
+
+
+def _blocks():
+    from transformers import DeepseekV2Config, OlmoeConfig
+    from transformers.models.deepseek_v2.modeling_deepseek_v2 import DeepseekV2Moe
+    from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
+
+    v2 = DeepseekV2Config(hidden_size=HIDDEN, n_routed_experts=EXPERTS, num_experts_per_tok=3, moe_intermediate_size=32,
+                          n_shared_experts=2, n_group=4, topk_group=2, topk_method="group_limited_greedy",
+                          routed_scaling_factor=1.5)  # fmt: skip
+    olmoe = OlmoeConfig(hidden_size=HIDDEN, num_experts=EXPERTS, num_experts_per_tok=2, intermediate_size=32)
+    return {"deepseek_v2": lambda: DeepseekV2Moe(v2), "olmoe": lambda: OlmoeSparseMoeBlock(olmoe)}
+
+
+@pytest.mark.parametrize("name", ["deepseek_v2", "olmoe"])
+def test_other_family_blocks_match(name):
+    torch.manual_seed(0)
+    block = _blocks()[name]()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0.0, 0.05)
+    x = torch.randn(2, 7, HIDDEN)
+    ep = ExpertParallelMoE(copy.deepcopy(block), None, fp8=False, comm_dtype=None)
+    torch.testing.assert_close(ep(x), block(x), rtol=1e-5, atol=1e-5)
+    assert set(ep.state_dict()) == set(block.state_dict())
