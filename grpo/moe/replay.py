@@ -237,4 +237,6 @@ def replay_config_error(cfg, engine) -> str | None:
                 "routed experts back here yet")  # fmt: skip
     if cfg.train.share_prompt:
         return "algorithm.routing_replay does not support train.share_prompt (set it to false)"
+    if cfg.algorithm.mu > 1:  # score_all's old log-probs would use the trainer's own routing
+        return "algorithm.routing_replay supports algorithm.mu=1 only (old log-probs are not replayed yet)"
     return None

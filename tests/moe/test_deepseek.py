@@ -125,3 +125,26 @@ def test_other_family_blocks_match(name):
     ep = ExpertParallelMoE(copy.deepcopy(block), None, fp8=False, comm_dtype=None)
     torch.testing.assert_close(ep(x), block(x), rtol=1e-5, atol=1e-5)
     assert set(ep.state_dict()) == set(block.state_dict())
+
+
+def test_dedup_dispatch_equals_pairwise_with_hostile_routing():
+    """Duplicate experts in a token's top-k, dropped ids (-1, E), all-dropped tokens, 1-rank group."""
+    from grpo.moe import combine, dispatch
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 200)
+    idx = torch.tensor([[0, 0, 3], [7, -1, 8], [1, 2, 3], [-1, -1, -1], [5, 5, 5], [6, 7, 0]])
+    w = torch.rand(6, 3)
+    outs = {}
+    for dedup in (False, True):
+        xx, ww = x.clone().requires_grad_(), w.clone().requires_grad_()
+        recv, per_expert, h = dispatch(xx, idx, ww, 8, None, fp8=False, comm_dtype=None, dedup=dedup)
+        y = combine(recv * 2.0, h)  # "experts" double their input
+        y.square().sum().backward()
+        outs[dedup] = (y.detach(), xx.grad, ww.grad, sum(per_expert))
+    (y0, gx0, gw0, n0), (y1, gx1, gw1, n1) = outs[False], outs[True]
+    torch.testing.assert_close(y1, y0)
+    torch.testing.assert_close(gx1, gx0)
+    torch.testing.assert_close(gw1, gw0)  # a merged duplicate pair passes its grad to both weights
+    assert n0 == 13 and n1 == 10  # token 0 -> {0, 3}, token 4 -> {5}: duplicates merged
+    assert torch.equal(y0[3], torch.zeros(200))  # every expert dropped: no contribution

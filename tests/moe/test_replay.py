@@ -152,3 +152,46 @@ def test_grpo_run_with_routing_replay(tmp_path):
 
     rows = [json.loads(x) for x in (tmp_path / "r3" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(0 <= row["moe/routing_mismatch"] <= 1 for row in rows)
+
+
+def _family_blocks():
+    from transformers import MixtralConfig, OlmoeConfig, Qwen2MoeConfig
+    from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
+    from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
+    from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeSparseMoeBlock
+
+    from test_deepseek import _blocks
+
+    h = 64
+    return {
+        "qwen2_moe": lambda: Qwen2MoeSparseMoeBlock(Qwen2MoeConfig(hidden_size=h, num_experts=8, num_experts_per_tok=2,
+                                                                   moe_intermediate_size=16, norm_topk_prob=False,
+                                                                   shared_expert_intermediate_size=16)),
+        "mixtral": lambda: MixtralSparseMoeBlock(MixtralConfig(hidden_size=h, num_local_experts=8, num_experts_per_tok=2,
+                                                               intermediate_size=16)),
+        "olmoe": lambda: OlmoeSparseMoeBlock(OlmoeConfig(hidden_size=h, num_experts=8, num_experts_per_tok=2,
+                                                         intermediate_size=16, norm_topk_prob=True)),
+        "deepseek_v2": _blocks()["deepseek_v2"],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["qwen2_moe", "mixtral", "olmoe", "deepseek_v2"])
+def test_replay_gate_values_match_each_family(name):
+    """Forcing a block's own routing reproduces its output: gate_weights is each router's formula;
+    forcing another routing changes it."""
+    torch.manual_seed(0)
+    block = _family_blocks()[name]()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0.0, 0.1)
+    x = torch.randn(2, 5, block.gate.weight.shape[1])
+    with record_routing(block) as rec, torch.no_grad():
+        ref = block(x)
+    own = rec.calls[0][0].view(2, 5, 1, -1)
+    with replay_routing(block, own) as rep, torch.no_grad():
+        torch.testing.assert_close(block(x), ref, rtol=1e-5, atol=1e-6)
+    assert rep.mismatch() == 0.0
+    other = (own + 1) % 8  # a bijection: still k distinct experts per token, none the same set
+    with replay_routing(block, other) as rep, torch.no_grad():
+        assert not torch.allclose(block(x), ref)
+    assert rep.mismatch() == 1.0
