@@ -148,3 +148,24 @@ def test_dedup_dispatch_equals_pairwise_with_hostile_routing():
     torch.testing.assert_close(gw1, gw0)  # a merged duplicate pair passes its grad to both weights
     assert n0 == 13 and n1 == 10  # token 0 -> {0, 3}, token 4 -> {5}: duplicates merged
     assert torch.equal(y0[3], torch.zeros(200))  # every expert dropped: no contribution
+
+
+def test_single_process_balancing_through_parallel_wiring():
+    """parallel.expert=1 + expert_balance_rate: blocks swapped (1 rank, no FP8), bias stepped per step."""
+    from grpo.config import load_config
+    from grpo.parallel import Parallel
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "recipes/tiny/r1_zero.yaml", ["parallel.expert_balance_rate=0.01"])
+    par = Parallel(cfg)
+    model = par.prepare(tiny_dsv3_model().train())
+    blocks = [m for m in model.modules() if isinstance(m, ExpertParallelMoE)]
+    assert len(blocks) == 2 and not blocks[0].fp8
+    model(torch.randint(0, 64, (2, 9))).logits.sum().backward()
+    par.sync_and_clip(model, 1.0)
+    for b in blocks:
+        assert b.gate.e_score_correction_bias.abs().max().item() == pytest.approx(0.01)
+    sd = par.full_state_dict(model)
+    assert sd is not None and not any("balancer" in k for k in sd)
+    assert all(torch.equal(sd[f"{n}.gate.e_score_correction_bias"], m.gate.e_score_correction_bias)
+               for n, m in model.named_modules() if isinstance(m, ExpertParallelMoE))  # fmt: skip

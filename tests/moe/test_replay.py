@@ -195,3 +195,24 @@ def test_replay_gate_values_match_each_family(name):
     with replay_routing(block, other) as rep, torch.no_grad():
         assert not torch.allclose(block(x), ref)
     assert rep.mismatch() == 1.0
+
+
+def test_replay_config_errors_are_one_line():
+    from grpo.config import load_config
+    from grpo.moe.replay import replay_config_error
+
+    class HFEngine:  # only the class name matters
+        pass
+
+    class VLLMEngine:
+        pass
+
+    recipe = ROOT / "recipes/tiny/r1_zero.yaml"
+    on = ["algorithm.routing_replay=true", "train.share_prompt=false"]
+    assert replay_config_error(load_config(recipe, on), HFEngine()) is None
+    assert replay_config_error(load_config(recipe, ["algorithm.routing_replay=false"]), VLLMEngine()) is None
+    for sets, engine, words in [(on, VLLMEngine(), "rollout.engine=hf"),
+                                (on[:1] + ["train.share_prompt=true"], HFEngine(), "share_prompt"),
+                                (on + ["algorithm.mu=2"], HFEngine(), "mu=1")]:  # fmt: skip
+        msg = replay_config_error(load_config(recipe, sets), engine)
+        assert words in msg and "\n" not in msg
