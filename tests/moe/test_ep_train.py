@@ -83,7 +83,11 @@ def _check_trained(before, after):
 def test_deepseek_v3_expert_parallel_grpo_steps_with_native_balancing(tmp_path):
     model = tmp_path / "dsv3"
     _tiny_dsv3(model)
-    before, after = _run_ep(tmp_path, model, 29534, ["parallel.expert_balance_rate=0.01"])
+    before, after = _run_ep(tmp_path, model, 29534, ["parallel.expert_balance_rate=0.01",
+                                                     "algorithm.routing_replay=true", "train.share_prompt=false"])
+    import json
+    rows = [json.loads(x) for x in (tmp_path / "ep" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= r["moe/routing_mismatch"] <= 1 for r in rows)  # replayed under expert parallelism
     _check_trained(before, after)
     bias = [k for k in before if k.endswith("gate.e_score_correction_bias")]
     assert bias and not any("balancer" in k for k in after)          # the model's own buffer, saved
