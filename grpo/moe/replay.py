@@ -32,7 +32,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
-__all__ = ["RoutingRecorder", "ReplayStats", "record_routing", "replay_routing", "replay_batch", "dense_routing", "moe_gates"]
+__all__ = ["RoutingRecorder", "ReplayStats", "start_recording", "record_routing", "replay_routing", "replay_batch", "dense_routing", "moe_gates"]
 
 
 def moe_gates(model: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
@@ -101,6 +101,12 @@ class RoutingRecorder:
 
     def __init__(self):
         self.calls: dict[int, list[torch.Tensor]] = {}
+        self._hooks = None
+
+    def stop(self) -> None:
+        if self._hooks is not None:
+            _uninstall(*self._hooks)
+            self._hooks = None
 
     def on_route(self, layer, _gate, _logits, w, idx):
         self.calls.setdefault(layer, []).append(idx.detach().to("cpu", torch.int32))
@@ -126,15 +132,21 @@ class RoutingRecorder:
         return out
 
 
+def start_recording(model: nn.Module) -> RoutingRecorder:
+    """Hook ``model``'s gates until ``rec.stop()``; :func:`record_routing` as two calls."""
+    rec = RoutingRecorder()
+    rec._hooks = _install(model, rec.on_route)
+    return rec
+
+
 @contextmanager
 def record_routing(model: nn.Module):
     """``with record_routing(model) as rec: model.generate(...)`` then ``rec.per_sequence(...)``."""
-    rec = RoutingRecorder()
-    handles, eps = _install(model, rec.on_route)
+    rec = start_recording(model)
     try:
         yield rec
     finally:
-        _uninstall(handles, eps)
+        rec.stop()
 
 
 def dense_routing(attention_mask: torch.Tensor, routing: list[torch.Tensor | None]) -> torch.Tensor:

@@ -43,11 +43,10 @@ class HFEngine:
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(model.device)
         was_training = model.training
         model.eval()
-        from contextlib import nullcontext
-        from ..moe.replay import record_routing
+        from ..moe.replay import start_recording
+        rec = start_recording(model) if self.record_routing else None
         try:
-            with record_routing(model) if self.record_routing else nullcontext() as rec:
-                out = model.generate(
+            out = model.generate(
                 **enc, do_sample=True, temperature=sp.temperature, top_p=sp.top_p,
                 # Explicit 0 / 1.0: otherwise a model's generation_config.json defaults (Qwen's
                 # top_k=20, repetition_penalty=1.05) would reshape the sampling distribution.
@@ -56,9 +55,11 @@ class HFEngine:
                 eos_token_id=tok.eos_token_id, stop_strings=sp.stop or None,
                 tokenizer=tok if sp.stop else None, return_dict_in_generate=True,
                 output_scores=self.return_logprobs, synced_gpus=self.synced_gpus,
-                )
+            )
         finally:
             model.train(was_training)
+            if rec is not None:
+                rec.stop()
         new = out.sequences[:, enc.input_ids.shape[1]:]                  # [B*G, <=max_new]
         logps = None
         if self.return_logprobs:
