@@ -93,3 +93,6 @@ def test_deepseek_v3_expert_parallel_grpo_steps_with_native_balancing(tmp_path):
     assert bias and not any("balancer" in k for k in after)          # the model's own buffer, saved
     assert any(not torch.equal(before[k], after[k]) for k in bias)    # and stepped by the balancer
     assert all(after[k].abs().max() <= 2 * 0.01 + 1e-6 for k in bias)  # two steps of +-gamma
+    from transformers import AutoModelForCausalLM   # restored: loading the checkpoint brings it back
+    restored = AutoModelForCausalLM.from_pretrained(tmp_path / "ep/checkpoints/step-2").state_dict()
+    assert all(torch.equal(restored[k], after[k]) for k in bias)
