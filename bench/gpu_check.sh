@@ -5,7 +5,7 @@
 #   bash bench/gpu_check.sh            # on a CUDA machine (H100/H200 class for FP8)
 #   bash bench/gpu_check.sh --dry-run  # CPU: the same steps at toy sizes, no GPU parts
 #
-# Steps (each under its own timeout; a failed step is reported and the next one runs):
+# Steps (each under its own timeout, 570 s in all; a failed step is reported and the next runs):
 #   1. pytest -m gpu: Triton quantize+permute kernel vs the torch path, CUDA dispatch,
 #      torchao float8 linears, the trainer on GPU
 #   2. FP8 dispatch quantizer throughput, Triton vs torch (bench_moe.py quant)
@@ -42,17 +42,17 @@ else
   SHAPE=qwen2.5-0.5b; TOKENS=8192; HID="2048 7168"; PREC=fp8; STEPS=3
   GEMM="--tokens 8192 --hidden 2048 --experts 32 --inter 512"
   step "device" 30 bash -c 'nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; python -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"'
-  step "pytest -m gpu" 240 python -m pytest -q -m gpu tests/
+  step "pytest -m gpu" 180 python -m pytest -q -m gpu tests/
 fi
 
-step "bench quant (torch vs triton)" 60 python bench/bench_moe.py --tokens "$TOKENS" --hidden $HID --topk 8 --iters 5
-step "bench grouped gemm vs loop" 60 python bench/bench_moe.py --section gemm $GEMM --topk 8 --world 8 --iters 3
-step "bench dispatch bytes" 60 python bench/bench_moe.py --section bytes --tokens 1024 --hidden 7168 --experts 256 --topk 8 --world 8 --topk-group 4
-step "random models" 120 bash -c "python bench/make_random_model.py --shape tiny --out $WORK/small && { [ $SHAPE = tiny ] && ln -s $WORK/small $WORK/model || python bench/make_random_model.py --shape $SHAPE --out $WORK/model; }"
+step "bench quant (torch vs triton)" 45 python bench/bench_moe.py --tokens "$TOKENS" --hidden $HID --topk 8 --iters 5
+step "bench grouped gemm vs loop" 45 python bench/bench_moe.py --section gemm $GEMM --topk 8 --world 8 --iters 3
+step "bench dispatch bytes" 30 python bench/bench_moe.py --section bytes --tokens 1024 --hidden 7168 --experts 256 --topk 8 --world 8 --topk-group 4
+step "random models" 60 bash -c "python bench/make_random_model.py --shape tiny --out $WORK/small && { [ $SHAPE = tiny ] && ln -s $WORK/small $WORK/model || python bench/make_random_model.py --shape $SHAPE --out $WORK/model; }"
 
 # one GRPO step (3: FP8 on the small dense model; 4: bf16 0.5B-shaped, colocated hf engine)
-grpo_step() {  # grpo_step NAME MODEL PRECISION DTYPE STEPS
-  step "$1" 240 python - "$2" "$3" "$4" "$5" "$WORK/$1" <<'PY'
+grpo_step() {  # grpo_step NAME MODEL PRECISION DTYPE STEPS TIMEOUT
+  step "$1" "$6" python - "$2" "$3" "$4" "$5" "$WORK/$1" <<'PY'
 import json, sys, time, torch
 from grpo.config import load_config
 from grpo.trainer import train
@@ -74,8 +74,8 @@ print(f"RESULT precision={prec} dtype={dtype} steps={len(rows)} wall={time.time(
       f"tokens/s={last['tokens_per_s']:.0f} loss={last['loss']} peak_mem={peak:.2f}GiB")
 PY
 }
-grpo_step "grpo step $PREC small dense" "$WORK/small" "$PREC" bfloat16 1
-grpo_step "grpo colocated hf bf16 $SHAPE" "$WORK/model" default bfloat16 "$STEPS"
+grpo_step "grpo step $PREC small dense" "$WORK/small" "$PREC" bfloat16 1 90
+grpo_step "grpo colocated hf bf16 $SHAPE" "$WORK/model" default bfloat16 "$STEPS" 120
 
 echo "=== done: $FAILED step(s) failed; log: $LOG" | tee -a "$LOG"
 rm -rf "$WORK"
