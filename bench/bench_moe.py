@@ -76,10 +76,12 @@ def bench_bytes(args) -> None:
     uniq = int(sum((dest == r).any(-1).sum() for r in range(1, w)))
     mask_bytes = -(-(e // w) // 8)
     b = {"bf16": pairs * bytes_per_row(h, False), "fp8": pairs * bytes_per_row(h, True),
-         "fp8+dedup": uniq * (bytes_per_row(h, True) + mask_bytes)}
+         "fp8+dedup": uniq * (bytes_per_row(h, True) + mask_bytes) + pairs * 4}  # + fp32 weight per pair
     print(f"bytes world={w} experts={e} top_k={args.topk} topk_group={args.topk_group} hidden={h} tokens={args.tokens}")
     for k, v in b.items():
-        print(f"  {k:10s} {v / 1e6:9.3f} MB  {v / b['bf16']:.3f}x bf16")
+        print(f"  dispatch {k:10s} {v / 1e6:9.3f} MB  {v / b['bf16']:.3f}x bf16")
+    print(f"  combine  bf16       {pairs * bytes_per_row(h, False) / 1e6:9.3f} MB  1.000x")
+    print(f"  combine  bf16+dedup {uniq * bytes_per_row(h, False) / 1e6:9.3f} MB  {uniq / pairs:.3f}x")
 
 
 def main() -> None:

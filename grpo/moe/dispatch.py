@@ -19,7 +19,9 @@ router becomes one row that travels to the owning rank:
 
 By default one row per (token, expert) pair: a token with two experts on the
 same rank is sent twice.  ``dedup=True`` (what :class:`grpo.moe.ExpertParallelMoE`
-uses) sends it once per destination rank with a bitmask of its experts there -
+uses) sends it once per destination rank with a bitmask of its experts there
+(and its routing weights, fp32), and combine sums a token's experts on the
+expert side so it comes back once per rank too -
 DeepSeek-V3 sends each token at most once per node, which with group-limited
 routing (``topk_group`` of ``n_group`` expert groups, one group per rank)
 bounds a token's rows by ``topk_group`` instead of ``top_k``.  (The intra-node
@@ -108,6 +110,13 @@ class DispatchHandle:
     comm_dtype: torch.dtype | None
     fp8_grad: bool
     stats: CommStats
+    pair_row: torch.Tensor | None = None  # dedup: [P_in] received row of each pair, source-major
+
+    def combine_splits(self) -> tuple[list[int], list[int]]:
+        """(sent by the expert side, received home): one row per pair, or per dispatched row (dedup)."""
+        if self.pair_row is not None:
+            return self.recv_splits, self.send_splits
+        return self.pair_recv_splits, self.pair_send_splits
 
 
 def _group_info(group) -> tuple[int, int]:
@@ -172,12 +181,35 @@ class _DispatchA2A(torch.autograd.Function):
         return grad_x, None, None
 
 
+def _reverse(h: DispatchHandle) -> tuple[list[int], list[int]]:
+    send, recv = h.combine_splits()
+    return recv, send
+
+
+class _WeightsA2A(torch.autograd.Function):
+    """Dedup: routing weights ``[P_out]`` travel to the expert side (fp32, 4 B per pair), grads back."""
+
+    @staticmethod
+    def forward(ctx, w, handle: DispatchHandle):
+        out = _all_to_all(w.float(), handle.pair_send_splits, handle.pair_recv_splits, handle.group, handle.world)
+        handle.stats.dispatch_bytes += _sent_bytes(handle.pair_send_splits, handle.rank, 4)
+        ctx.handle, ctx.dtype = handle, w.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        h = ctx.handle
+        g = _all_to_all(grad.float().contiguous(), h.pair_recv_splits, h.pair_send_splits, h.group, h.world)
+        h.stats.dispatch_grad_bytes += _sent_bytes(h.pair_recv_splits, h.rank, 4)
+        return g.to(ctx.dtype), None
+
+
 class _CombineA2A(torch.autograd.Function):
     """Forward: comm-dtype all-to-all back home.  Backward: dispatch-like (FP8 optional)."""
 
     @staticmethod
     def forward(ctx, y, handle: DispatchHandle):  # y [P_in, H] source-major -> [P_out, H]
-        out, nbytes = _send_rows(y, None, handle.pair_recv_splits, handle.pair_send_splits, handle, fp8=False)
+        out, nbytes = _send_rows(y, None, *handle.combine_splits(), handle, fp8=False)
         handle.stats.combine_bytes += nbytes
         handle.stats.combine_calls += 1
         ctx.handle = handle
@@ -186,7 +218,7 @@ class _CombineA2A(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # grad [P_out, H] -> [P_in, H]
         h = ctx.handle
-        g, nbytes = _send_rows(grad, None, h.pair_send_splits, h.pair_recv_splits, h, fp8=h.fp8_grad)
+        g, nbytes = _send_rows(grad, None, *_reverse(h), h, fp8=h.fp8_grad)
         h.stats.combine_grad_bytes += nbytes
         return g, None
 
@@ -261,6 +293,7 @@ def _plan_dedup(flat, n, topk_weights, k, e_local, group, rank, world, stats):
     pairs = dict(
         expand=r_row[perm], inv_perm=torch.argsort(perm), pair_token=pn,
         pair_weight=dense_w[pn, pr * e_local + pe], pair_send_splits=pair_send, pair_recv_splits=pair_recv,
+        pair_row=r_row,
     )  # fmt: skip
     return rows, pairs, per_expert
 
@@ -332,10 +365,17 @@ def combine(expert_out: torch.Tensor, handle: DispatchHandle) -> torch.Tensor:
     Output ``[N, H]``: ``out[n] = sum_j w[n, j] * expert_j(x[n])`` over the
     token's top-k experts (dropped pairs contribute nothing).
     """
-    y = _CombineA2A.apply(expert_out[handle.inv_perm], handle)  # [P_out, H], home rank
-    weighted = (y * handle.pair_weight.unsqueeze(-1)).to(expert_out.dtype)  # [P_out, H]
-    out = expert_out.new_zeros(handle.num_tokens, expert_out.shape[1])
-    return out.index_add(0, handle.pair_token, weighted)
+    h = handle
+    y = expert_out[h.inv_perm]  # [P_in, H] source-major pairs
+    out = expert_out.new_zeros(h.num_tokens, expert_out.shape[1])
+    if h.pair_row is not None:  # dedup: weight and sum a token's local experts here, send one row back
+        w = _WeightsA2A.apply(h.pair_weight, h)  # [P_in]
+        weighted = (y * w.unsqueeze(-1)).to(expert_out.dtype)
+        rows = expert_out.new_zeros(sum(h.recv_splits), expert_out.shape[1]).index_add(0, h.pair_row, weighted)
+        return out.index_add(0, h.send_token, _CombineA2A.apply(rows, h))  # [S rows, H] home
+    y = _CombineA2A.apply(y, h)  # [P_out, H], home rank
+    weighted = (y * h.pair_weight.unsqueeze(-1)).to(expert_out.dtype)  # [P_out, H]
+    return out.index_add(0, h.pair_token, weighted)
 
 
 def bytes_per_row(hidden: int, fp8: bool, comm_dtype: torch.dtype = torch.bfloat16) -> int:

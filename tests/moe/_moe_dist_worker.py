@@ -162,12 +162,14 @@ def parity(rank: int, world: int, kind: str = "qwen") -> None:
                 assert name != "output" or err > 1e-4, f"fp8 output suspiciously exact ({err:.1e})"
 
 
-def _dispatch_bytes(x, idx, w, fp8: bool, dedup: bool) -> int:
-    from grpo.moe import CommStats, dispatch
+def _dispatch_bytes(x, idx, w, fp8: bool, dedup: bool) -> tuple[int, int]:
+    """(dispatch bytes, combine bytes) this rank sent to other ranks."""
+    from grpo.moe import CommStats, combine, dispatch
 
     stats = CommStats()
-    dispatch(x, idx, w, EXPERTS, None, fp8=fp8, comm_dtype=torch.bfloat16, stats=stats, dedup=dedup)
-    return stats.dispatch_bytes
+    recv, _, h = dispatch(x, idx, w, EXPERTS, None, fp8=fp8, comm_dtype=torch.bfloat16, stats=stats, dedup=dedup)
+    combine(recv, h)
+    return stats.dispatch_bytes, stats.combine_bytes
 
 
 def bytes_ratio(rank: int, world: int, result_dir: str) -> None:
@@ -185,7 +187,8 @@ def bytes_ratio(rank: int, world: int, result_dir: str) -> None:
     sent = {}
     for name, (xx, ii, ww) in {"random": (x, idx, w), "dsv3": (xd, idd, wd)}.items():
         for fp8, dedup in [(True, False), (False, False), (True, True)]:
-            sent[f"{name}_{'fp8' if fp8 else 'bf16'}{'_dedup' if dedup else ''}"] = _dispatch_bytes(xx, ii, ww, fp8, dedup)
+            key = f"{name}_{'fp8' if fp8 else 'bf16'}{'_dedup' if dedup else ''}"
+            sent[key], sent[f"combine_{key}"] = _dispatch_bytes(xx, ii, ww, fp8, dedup)
     torch.save(sent, os.path.join(result_dir, f"bytes_{rank}.pt"))
 
 

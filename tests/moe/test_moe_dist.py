@@ -34,8 +34,11 @@ def test_fp8_dispatch_bytes_vs_bf16(tmp_path, world):
         # hidden 256: fp8 row = 256 B + 2 scales * 4 B = 264 B vs bf16 512 B -> 0.516 (+ count exchange)
         assert 0 < b["random_fp8"] <= 0.55 * b["random_bf16"], b
         assert b["random_fp8"] / b["random_bf16"] == pytest.approx(264 / 512, abs=0.01)
-        for kind in ("random", "dsv3"):  # dedup: fewer rows, +1 bitmask byte per row
+        for kind in ("random", "dsv3"):  # dedup: fewer rows, +1 bitmask byte per row (+4 B weight per pair)
             assert 0 < b[f"{kind}_fp8_dedup"] < b[f"{kind}_fp8"] <= 0.55 * b[f"{kind}_bf16"], (kind, b)
+            # combine (bf16 either way): one row per (token, rank) instead of per (token, expert)
+            assert 0 < b[f"combine_{kind}_fp8_dedup"] <= b[f"combine_{kind}_fp8"] == b[f"combine_{kind}_bf16"], b
+        assert b["combine_dsv3_fp8_dedup"] <= 0.75 * b["combine_dsv3_fp8"], b  # top-3 over <= 2 ranks
         if world == 4:  # one expert group per rank, topk_group=2: <= 2 rows per token instead of 3
             assert b["dsv3_fp8_dedup"] <= 0.70 * b["dsv3_fp8"], b
 
