@@ -110,6 +110,7 @@ class AlgorithmConfig(_Strict):
     track_kl: bool = Field(False, description="log KL to the initial model even when beta=0 (loads a reference)")
     mu: int = Field(1, ge=1, description="policy updates per batch of rollouts (GRPO's mu)")
     dynamic_sampling: bool = Field(False, description="drop groups whose rewards are all equal (DAPO)")
+    routing_replay: bool = Field(False, description="MoE: train with the experts the sampler chose (R3)")
     mask_truncated: bool = Field(False, description="no loss on completions cut at max_new_tokens (DAPO)")
     constant_norm: Optional[int] = Field(None, gt=0, description="divisor for loss_agg=constant; default max_new_tokens")
 
@@ -151,6 +152,8 @@ class OutputConfig(_Strict):
 
 class ParallelConfig(_Strict):
     expert: int = Field(1, ge=1, description="expert-parallel degree for MoE policies")
+    expert_balance_rate: float = Field(0.0, ge=0, description="aux-loss-free balancing: per-step bias change "
+                                       "gamma (DeepSeek-V3: 0.001; steps DeepSeek-V3's own e_score_correction_bias); 0 = off")
 
 
 class Config(_Strict):

@@ -23,9 +23,12 @@ class Parallel:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.expert = cfg.parallel.expert
+        self.balance_rate = cfg.parallel.expert_balance_rate
         if self.expert > 1 and self.world < self.expert:
             raise ConfigError(f"parallel.expert={self.expert} needs at least {self.expert} processes: "
                               f"torchrun --nproc-per-node {self.expert} -m grpo.cli train ...")
+        if self.balance_rate > 0 and self.expert == 1 and self.world > 1:
+            raise ConfigError("parallel.expert_balance_rate needs parallel.expert > 1 with several processes")
         if self.world > 1:
             if cfg.train.prompts_per_step % self.world:
                 raise ConfigError(f"train.prompts_per_step={cfg.train.prompts_per_step} must be divisible "
@@ -52,18 +55,28 @@ class Parallel:
         """This rank's share of the step's prompts (whole groups stay on one rank)."""
         return indices[self.rank::self.world]
 
-    def prepare(self, model, balancing: bool = False):
-        """Swap MoE blocks for expert-parallel ones; call before building the optimizer."""
-        if self.expert > 1:
+    def prepare(self, model, balancing: bool | None = None):
+        """Swap MoE blocks for expert-parallel ones; call before building the optimizer.
+
+        With ``parallel.expert_balance_rate > 0`` the trainable policy's routers are
+        balanced aux-loss-free (a single process swaps its blocks for 1-rank ones, no FP8).
+        """
+        if balancing is None:
+            balancing = self.balance_rate > 0 and any(p.requires_grad for p in model.parameters())
+        if self.expert > 1 or balancing:
             from .moe import apply_expert_parallel, expert_parallel_groups
-            if self.ep_group is None:
+            if self.expert > 1 and self.ep_group is None:
                 self.ep_group, self.edp_group = expert_parallel_groups(self.expert)
-            apply_expert_parallel(model, self.ep_group, fp8=True, balancing=balancing)
+            apply_expert_parallel(model, self.ep_group, fp8=self.expert > 1, balancing=balancing,
+                                  update_rate=self.balance_rate or 1e-3)
         return model
 
     def sync_and_clip(self, model, max_norm: float) -> float:
         """Average dense gradients across ranks, reduce expert ones, clip by the global norm."""
         params = [p for p in model.parameters() if p.requires_grad]
+        if self.balance_rate > 0:      # loads of this step's forwards, all-reduced over all ranks
+            from .moe import update_balancing_biases
+            update_balancing_biases(model)
         if not self.enabled:
             return torch.nn.utils.clip_grad_norm_(params, max_norm).item()
         from .moe import allreduce_expert_grads, clip_grad_norm_ep_, expert_parameter_names
@@ -81,10 +94,10 @@ class Parallel:
 
     def full_state_dict(self, model) -> dict | None:
         """The unsharded weights (collective: every rank must call it)."""
-        if self.expert == 1:
+        if self.expert == 1 and not self.balance_rate:
             return None
         from .moe import gather_expert_state_dict
-        experts = gather_expert_state_dict(model)
+        experts = gather_expert_state_dict(model) if self.expert > 1 else {}
         sd = {k: v for k, v in model.state_dict().items() if k not in experts and "balancer" not in k}
         return {**sd, **experts}
 

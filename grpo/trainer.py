@@ -101,6 +101,11 @@ class Trainer:
         self.par.prepare(self.policy)
         self.ref = self._load_reference()
         self.engine = make_engine(cfg.rollout, self.policy, self.tok, synced=self.par.enabled)
+        self.engine.record_routing = cfg.algorithm.routing_replay   # MoE routing replay (R3)
+        from .moe.replay import replay_config_error
+        if replay_config_error(cfg, self.engine):
+            raise ConfigError(replay_config_error(cfg, self.engine))
+        self._routing = None
         if cfg.rollout.overlap and self.par.enabled:
             raise ConfigError("rollout.overlap with several processes is not supported yet")
         self.prefetch = Prefetcher(self.engine) if cfg.rollout.overlap else None
@@ -169,6 +174,7 @@ class Trainer:
         # 4-5. Loss and optimizer steps (mu inner iterations over the same rollouts). Overlapped
         #      rollouts came from older weights: the sampler's log-probs are the old policy.
         old = behaviour_logprobs(groups, batch.mask.shape[1])[keep] if self.prefetch else None
+        self._routing = [c.routing for c, k in zip(comps, keep.tolist()) if k] if a.routing_replay else None
         upd = self._update(batch.slice(keep), adv[keep], old) if keep.any() else dict.fromkeys(UPDATE_KEYS)
         t_update = time.time() - t0
 
@@ -222,12 +228,16 @@ class Trainer:
         sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "clip_low_frac": 0.0,
                 "clip_high_frac": 0.0}
         grad_norm, skipped, lr = 0.0, 0, self.opt.param_groups[0]["lr"]
+        from .moe.replay import ReplayStats, replay_batch
+        replayed = ReplayStats()
         for _ in range(a.mu):
             losses = []
             for idx in mbs:
                 sub = batch.slice(idx).trim()          # [n, C'], C' <= C
                 C = sub.mask.shape[1]
-                logp, ent = score_fn(self.policy, sub, with_entropy=True)
+                with replay_batch(self.policy, sub, self._routing and [self._routing[i] for i in idx.tolist()]) as rep:
+                    logp, ent = score_fn(self.policy, sub, with_entropy=True)
+                replayed.add(rep)
                 dev = logp.device
                 mask, sub_adv = sub.mask.to(dev), adv[idx].to(dev)
                 old_lp = old[idx.to(old.device), :C].to(dev) if old is not None else logp.detach()
@@ -263,7 +273,8 @@ class Trainer:
         if ref is None:
             sums["kl"] = None
         return {**sums, "grad_norm": grad_norm, "update_tokens": n_tokens, "micro_batches": len(mbs),
-                "skipped_steps": skipped, "lr": lr}
+                "skipped_steps": skipped, "lr": lr,
+                **({"moe/routing_mismatch": replayed.value()} if a.routing_replay else {})}
 
     def _check_weights(self, lr: float) -> None:
         """Finite gradients can still step the weights out of range (an lr far too high):

@@ -9,10 +9,16 @@ instead of an auxiliary loss.
 Entry points:
 
 * :func:`apply_expert_parallel` - swap the MoE blocks of a transformers model
-  (Qwen2-MoE, Qwen3-MoE, Mixtral) for :class:`ExpertParallelMoE`;
-* :func:`dispatch` / :func:`combine` - the differentiable all-to-alls;
+  (Qwen2-MoE, Qwen3-MoE, Mixtral, OLMoE, DeepSeek-V2, DeepSeek-V3) for
+  :class:`ExpertParallelMoE`;
+* :func:`dispatch` / :func:`combine` - the differentiable all-to-alls (``dedup``:
+  one row per token per destination rank);
+* :mod:`grpo.moe.experts` - local experts as grouped GEMMs;
+* :mod:`grpo.moe.replay` - routing replay (R3): record the sampler's experts, force
+  them in training;
 * :func:`quantize_fp8` / :func:`dequantize_fp8` - the 1x128 block quantizer;
-* :class:`BalancingBias`, :func:`update_balancing_biases` - aux-loss-free balancing;
+* :class:`BalancingBias`, :class:`NativeBias`, :func:`update_balancing_biases` -
+  aux-loss-free balancing (DeepSeek-V3's own ``e_score_correction_bias`` when the gate has one);
 * :func:`expert_parallel_groups`, :func:`expert_parameter_names`,
   :func:`allreduce_expert_grads`, :func:`clip_grad_norm_ep_`,
   :func:`gather_expert_state_dict` - wiring into a DDP trainer (groups, grad
@@ -32,6 +38,7 @@ What runs where:
   checks it against the torch path.
 """
 
+from grpo.moe.balance import NativeBias
 from grpo.moe.dispatch import COMM_STATS, CommStats, DispatchHandle, bytes_per_row, combine, dispatch
 from grpo.moe.layer import (
     SUPPORTED_BLOCKS,
@@ -56,6 +63,7 @@ __all__ = [
     "dispatch",
     "SUPPORTED_BLOCKS",
     "BalancingBias",
+    "NativeBias",
     "ExpertParallelMoE",
     "allreduce_expert_grads",
     "apply_expert_parallel",

@@ -17,9 +17,16 @@ router becomes one row that travels to the owning rank:
    keeps combine in BF16 for accuracy) and are summed with the routing
    weights on the token's home rank, so the routing-weight gradient is local.
 
-One row per (token, expert) pair: a token with two experts on the same rank
-is sent twice.  DeepSeek-V3 deduplicates per node (each token reaches at most
-4 nodes) and forwards over NVLink inside the node; that is not done here.
+By default one row per (token, expert) pair: a token with two experts on the
+same rank is sent twice.  ``dedup=True`` (what :class:`grpo.moe.ExpertParallelMoE`
+uses) sends it once per destination rank with a bitmask of its experts there
+(and its routing weights, fp32), and combine sums a token's experts on the
+expert side so it comes back once per rank too -
+DeepSeek-V3 sends each token at most once per node, which with group-limited
+routing (``topk_group`` of ``n_group`` expert groups, one group per rank)
+bounds a token's rows by ``topk_group`` instead of ``top_k``.  (The intra-node
+NVLink forwarding of DeepSeek-V3's two-hop scheme is not done here: one EP
+group is one flat all-to-all.)
 
 Autograd: both directions are ``torch.autograd.Function`` s whose backward is
 the reverse all-to-all of the gradients.  Dispatch's backward sends grads in
@@ -80,22 +87,36 @@ COMM_STATS = CommStats()
 
 @dataclass
 class DispatchHandle:
-    """Everything ``combine`` (and the backwards) need to route rows home."""
+    """Everything ``combine`` (and the backwards) need to route rows home.
+
+    Dispatch moves *rows* (one per (token, expert) pair, or with ``dedup`` one per
+    (token, destination rank)); experts and combine work on *pairs*.
+    """
 
     group: dist.ProcessGroup | None
     rank: int
     world: int
     num_tokens: int  # N
-    send_token: torch.Tensor  # [S] source token of each sent row (rows sorted by expert)
-    send_weight: torch.Tensor  # [S] routing weight of each sent row (keeps autograd)
+    send_token: torch.Tensor  # [S] source token of each dispatched row (rows sorted by destination)
     send_splits: list[int]  # [W] rows sent to each rank
     recv_splits: list[int]  # [W] rows received from each rank
-    recv_perm: torch.Tensor  # [R] source-major receive order -> expert-major order
-    inv_perm: torch.Tensor  # [R] inverse of recv_perm
+    expand: torch.Tensor  # [P_in] received row of each local (row, expert) pair, expert-major
+    inv_perm: torch.Tensor  # [P_in] expert-major pair order -> source-major pair order
+    pair_token: torch.Tensor  # [P_out] home token of each pair coming back (combine order)
+    pair_weight: torch.Tensor  # [P_out] its routing weight (keeps autograd)
+    pair_send_splits: list[int]  # [W] pairs this rank routed to each rank (= combine rows back)
+    pair_recv_splits: list[int]  # [W] pairs this rank computes for each source
     send_counts: torch.Tensor  # [E] this rank's tokens per global expert (its load)
     comm_dtype: torch.dtype | None
     fp8_grad: bool
     stats: CommStats
+    pair_row: torch.Tensor | None = None  # dedup: [P_in] received row of each pair, source-major
+
+    def combine_splits(self) -> tuple[list[int], list[int]]:
+        """(sent by the expert side, received home): one row per pair, or per dispatched row (dedup)."""
+        if self.pair_row is not None:
+            return self.recv_splits, self.send_splits
+        return self.pair_recv_splits, self.pair_send_splits
 
 
 def _group_info(group) -> tuple[int, int]:
@@ -160,23 +181,121 @@ class _DispatchA2A(torch.autograd.Function):
         return grad_x, None, None
 
 
+def _reverse(h: DispatchHandle) -> tuple[list[int], list[int]]:
+    send, recv = h.combine_splits()
+    return recv, send
+
+
+class _WeightsA2A(torch.autograd.Function):
+    """Dedup: routing weights ``[P_out]`` travel to the expert side (fp32, 4 B per pair), grads back."""
+
+    @staticmethod
+    def forward(ctx, w, handle: DispatchHandle):
+        out = _all_to_all(w.float(), handle.pair_send_splits, handle.pair_recv_splits, handle.group, handle.world)
+        handle.stats.dispatch_bytes += _sent_bytes(handle.pair_send_splits, handle.rank, 4)
+        ctx.handle, ctx.dtype = handle, w.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        h = ctx.handle
+        g = _all_to_all(grad.float().contiguous(), h.pair_recv_splits, h.pair_send_splits, h.group, h.world)
+        h.stats.dispatch_grad_bytes += _sent_bytes(h.pair_recv_splits, h.rank, 4)
+        return g.to(ctx.dtype), None
+
+
 class _CombineA2A(torch.autograd.Function):
     """Forward: comm-dtype all-to-all back home.  Backward: dispatch-like (FP8 optional)."""
 
     @staticmethod
-    def forward(ctx, y, handle: DispatchHandle):  # y [R, H] source-major -> [S, H]
-        out, nbytes = _send_rows(y, None, handle.recv_splits, handle.send_splits, handle, fp8=False)
+    def forward(ctx, y, handle: DispatchHandle):  # y [P_in, H] source-major -> [P_out, H]
+        out, nbytes = _send_rows(y, None, *handle.combine_splits(), handle, fp8=False)
         handle.stats.combine_bytes += nbytes
         handle.stats.combine_calls += 1
         ctx.handle = handle
         return out
 
     @staticmethod
-    def backward(ctx, grad):  # grad [S, H] -> [R, H]
+    def backward(ctx, grad):  # grad [P_out, H] -> [P_in, H]
         h = ctx.handle
-        g, nbytes = _send_rows(grad, None, h.send_splits, h.recv_splits, h, fp8=h.fp8_grad)
+        g, nbytes = _send_rows(grad, None, *_reverse(h), h, fp8=h.fp8_grad)
         h.stats.combine_grad_bytes += nbytes
         return g, None
+
+
+def _pack_bits(mask: torch.Tensor) -> torch.Tensor:
+    """``[S, E_l]`` bool -> ``[S, ceil(E_l/8)]`` uint8 (little-endian bits)."""
+    s, e = mask.shape
+    m = torch.nn.functional.pad(mask.to(torch.uint8), (0, -e % 8)).view(s, -1, 8)
+    shifts = torch.arange(8, device=mask.device, dtype=torch.uint8)
+    return (m << shifts).sum(-1, dtype=torch.uint8)
+
+
+def _unpack_bits(packed: torch.Tensor, e: int) -> torch.Tensor:
+    shifts = torch.arange(8, device=packed.device, dtype=torch.uint8)
+    return ((packed.unsqueeze(-1) >> shifts) & 1).view(packed.shape[0], -1)[:, :e].bool()
+
+
+def _plan_pairs(flat, order, send_counts, topk_weights, k, e_local, group, rank, world, stats):
+    """One row per (token, expert) pair: exchange per-expert counts, rows == pairs."""
+    num_experts = e_local * world
+    recv_counts = _all_to_all(send_counts, [e_local] * world, [e_local] * world, group, world)  # [W*E_l]
+    stats.dispatch_bytes += (num_experts - e_local) * 8 if world > 1 else 0
+    host = torch.cat(
+        [send_counts.view(world, e_local).sum(1), recv_counts.view(world, e_local).sum(1), recv_counts.view(world, e_local).sum(0)]
+    ).tolist()  # the only host sync: all_to_all splits must live on the host
+    send_splits, recv_splits, per_expert = host[:world], host[world : 2 * world], host[2 * world :]
+    order = order[: sum(send_splits)]  # [S] drop the sentinel (dropped) pairs at the end
+    # received rows are source-major, expert-sorted within a source; regroup expert-major.
+    local_e = torch.arange(e_local, device=flat.device).repeat(world)  # [W*E_l]
+    local_e = local_e.repeat_interleave(recv_counts, output_size=sum(recv_splits))  # [R], no extra sync
+    recv_perm = torch.argsort(local_e, stable=True)
+    token = torch.div(order, k, rounding_mode="floor")
+    rows = dict(send_token=token, send_splits=send_splits, recv_splits=recv_splits)
+    pairs = dict(
+        expand=recv_perm, inv_perm=torch.argsort(recv_perm), pair_token=token,
+        pair_weight=topk_weights.reshape(-1)[order], pair_send_splits=send_splits, pair_recv_splits=recv_splits,
+    )  # fmt: skip
+    return rows, pairs, per_expert
+
+
+def _plan_dedup(flat, n, topk_weights, k, e_local, group, rank, world, stats):
+    """One row per (token, destination rank); a bitmask per row names its local experts.
+
+    Pairs are ordered (rank, token, local expert) on the home side and (source,
+    row, local expert) on the receiving side - the same order, so combine needs
+    no extra metadata.  Duplicate (token, expert) pairs merge (weights summed).
+    """
+    num_experts = e_local * world
+    dev = flat.device
+    tok = torch.arange(n, device=dev).repeat_interleave(k)  # [N*k]
+    dense_w = torch.zeros(n, num_experts + 1, dtype=topk_weights.dtype, device=dev)
+    dense_w = dense_w.scatter_add(1, flat.view(n, k), topk_weights.reshape(n, k))[:, :num_experts]  # [N, E]
+    mask = torch.zeros(n, num_experts + 1, dtype=torch.bool, device=dev)
+    mask[tok, flat] = True
+    mask = mask[:, :num_experts].view(n, world, e_local)  # [N, W, E_l]
+    row_r, row_n = mask.any(-1).t().nonzero(as_tuple=True)  # rows sorted by (rank, token)
+    send_rows = torch.bincount(row_r, minlength=world)  # [W]
+    recv_rows = _all_to_all(send_rows, [1] * world, [1] * world, group, world)  # [W]
+    stats.dispatch_bytes += (world - 1) * 8 if world > 1 else 0
+    pr, pn, pe = mask.permute(1, 0, 2).nonzero(as_tuple=True)  # pairs sorted by (rank, token, expert)
+    host = torch.cat([send_rows, recv_rows, torch.bincount(pr, minlength=world)]).tolist()
+    send_splits, recv_splits, pair_send = host[:world], host[world : 2 * world], host[2 * world :]
+    bits = _pack_bits(mask[row_n, row_r])  # [S, ceil(E_l/8)]
+    rbits = _all_to_all(bits, send_splits, recv_splits, group, world)
+    stats.dispatch_bytes += _sent_bytes(send_splits, rank, bits.shape[1])
+    r_row, r_e = _unpack_bits(rbits, e_local).nonzero(as_tuple=True)  # received pairs, source-major
+    src = torch.arange(world, device=dev).repeat_interleave(torch.tensor(recv_splits, device=dev))
+    perm = torch.argsort(r_e, stable=True)  # -> expert-major
+    host = torch.cat([torch.bincount(r_e, minlength=e_local), torch.bincount(src[r_row], minlength=world)]).tolist()
+    per_expert, pair_recv = host[:e_local], host[e_local:]
+    rows = dict(send_token=row_n, send_splits=send_splits, recv_splits=recv_splits)
+    pairs = dict(
+        expand=r_row[perm], inv_perm=torch.argsort(perm), pair_token=pn,
+        pair_weight=dense_w[pn, pr * e_local + pe], pair_send_splits=pair_send, pair_recv_splits=pair_recv,
+        pair_row=r_row,
+    )  # fmt: skip
+    return rows, pairs, per_expert
 
 
 def dispatch(
@@ -190,6 +309,7 @@ def dispatch(
     comm_dtype: torch.dtype | None = torch.bfloat16,
     fp8_grad: bool = False,
     stats: CommStats | None = None,
+    dedup: bool = False,
 ) -> tuple[torch.Tensor, list[int], DispatchHandle]:
     """Send each token to the ranks holding its top-k experts.
 
@@ -204,60 +324,58 @@ def dispatch(
         comm_dtype: wire dtype of the non-FP8 transfers (fp8=False dispatch, combine,
             gradients); ``None`` keeps the tensor's own dtype (bit-exact).
         fp8_grad: send combine's backward (grads into the experts) in FP8 too.
+        dedup: send a token at most once per destination rank however many of its
+            experts live there (+ a ``ceil(E/W/8)``-byte expert bitmask per row);
+            the receiver fans it out to its experts.  Dispatch's backward is
+            deduplicated the same way (grads summed on the receiver first).
 
     Returns:
-        ``recv [R, H]`` rows for this rank's experts, grouped by local expert
-        (``x.dtype``); ``tokens_per_expert`` (``E/W`` ints); the handle for combine.
+        ``recv [P, H]`` rows for this rank's (token, expert) pairs, grouped by local
+        expert (``x.dtype``); ``tokens_per_expert`` (``E/W`` ints); the handle for combine.
     """
     rank, world = _group_info(group)
     if num_experts % world:
         raise ValueError(f"num_experts={num_experts} is not divisible by the group size {world}")
+    if topk_idx.dim() != 2 or topk_idx.shape[0] != hidden.shape[0] or topk_weights.shape != topk_idx.shape:
+        raise ValueError(f"topk_idx {tuple(topk_idx.shape)} / weights {tuple(topk_weights.shape)} "
+                         f"do not match hidden {tuple(hidden.shape)}")  # fmt: skip
     n, k = topk_idx.shape
     e_local = num_experts // world
-    dev = hidden.device
-
+    stats = stats or COMM_STATS
     flat = topk_idx.reshape(-1).long()  # [N*k]
     valid = (flat >= 0) & (flat < num_experts)
     flat = torch.where(valid, flat, torch.full_like(flat, num_experts))  # dropped -> sentinel E
-    order = torch.argsort(flat, stable=True)  # pairs sorted by expert == by destination rank
     send_counts = torch.bincount(flat, minlength=num_experts + 1)[:num_experts]  # [E]
-
-    # 1) counts: rank r receives, from every source, the counts of its E/W experts.
-    recv_counts = _all_to_all(send_counts, [e_local] * world, [e_local] * world, group, world)  # [W*E_l]
-    (stats or COMM_STATS).dispatch_bytes += (num_experts - e_local) * 8 if world > 1 else 0
-    host = torch.cat(
-        [send_counts.view(world, e_local).sum(1), recv_counts.view(world, e_local).sum(1), recv_counts.view(world, e_local).sum(0)]
-    ).tolist()  # the only host sync: all_to_all splits must live on the host
-    send_splits, recv_splits, per_expert = host[:world], host[world : 2 * world], host[2 * world :]
-    order = order[: sum(send_splits)]  # [S] drop the sentinel (dropped) pairs at the end
-
-    # received rows are source-major, expert-sorted within a source; regroup expert-major.
-    local_e = torch.arange(e_local, device=dev).repeat(world)  # [W*E_l]
-    local_e = local_e.repeat_interleave(recv_counts, output_size=sum(recv_splits))  # [R], no extra sync
-    recv_perm = torch.argsort(local_e, stable=True)
+    if dedup:
+        rows, pairs, per_expert = _plan_dedup(flat, n, topk_weights, k, e_local, group, rank, world, stats)
+    else:
+        order = torch.argsort(flat, stable=True)  # pairs sorted by expert == by destination rank
+        rows, pairs, per_expert = _plan_pairs(flat, order, send_counts, topk_weights, k, e_local, group, rank, world, stats)
     handle = DispatchHandle(
-        group=group, rank=rank, world=world, num_tokens=n,
-        send_token=torch.div(order, k, rounding_mode="floor"),
-        send_weight=topk_weights.reshape(-1)[order],
-        send_splits=send_splits, recv_splits=recv_splits,
-        recv_perm=recv_perm, inv_perm=torch.argsort(recv_perm),
-        send_counts=send_counts, comm_dtype=comm_dtype, fp8_grad=fp8_grad,
-        stats=stats or COMM_STATS,
+        group=group, rank=rank, world=world, num_tokens=n, **rows, **pairs,
+        send_counts=send_counts, comm_dtype=comm_dtype, fp8_grad=fp8_grad, stats=stats,
     )  # fmt: skip
-    recv = _DispatchA2A.apply(hidden, handle, fp8)  # [R, H] source-major
-    return recv[recv_perm], per_expert, handle
+    recv = _DispatchA2A.apply(hidden, handle, fp8)  # [R, H] source-major rows
+    return recv[handle.expand], per_expert, handle
 
 
 def combine(expert_out: torch.Tensor, handle: DispatchHandle) -> torch.Tensor:
-    """Return expert outputs ``[R, H]`` (expert-major, as dispatched) to their tokens.
+    """Return expert outputs ``[P, H]`` (expert-major, as dispatched) to their tokens.
 
     Output ``[N, H]``: ``out[n] = sum_j w[n, j] * expert_j(x[n])`` over the
     token's top-k experts (dropped pairs contribute nothing).
     """
-    y = _CombineA2A.apply(expert_out[handle.inv_perm], handle)  # [S, H], home rank, sorted by expert
-    weighted = (y * handle.send_weight.unsqueeze(-1)).to(expert_out.dtype)  # [S, H]
-    out = expert_out.new_zeros(handle.num_tokens, expert_out.shape[1])
-    return out.index_add(0, handle.send_token, weighted)
+    h = handle
+    y = expert_out[h.inv_perm]  # [P_in, H] source-major pairs
+    out = expert_out.new_zeros(h.num_tokens, expert_out.shape[1])
+    if h.pair_row is not None:  # dedup: weight and sum a token's local experts here, send one row back
+        w = _WeightsA2A.apply(h.pair_weight, h)  # [P_in]
+        weighted = (y * w.unsqueeze(-1)).to(expert_out.dtype)
+        rows = expert_out.new_zeros(sum(h.recv_splits), expert_out.shape[1]).index_add(0, h.pair_row, weighted)
+        return out.index_add(0, h.send_token, _CombineA2A.apply(rows, h))  # [S rows, H] home
+    y = _CombineA2A.apply(y, h)  # [P_out, H], home rank
+    weighted = (y * h.pair_weight.unsqueeze(-1)).to(expert_out.dtype)  # [P_out, H]
+    return out.index_add(0, h.pair_token, weighted)
 
 
 def bytes_per_row(hidden: int, fp8: bool, comm_dtype: torch.dtype = torch.bfloat16) -> int:

@@ -6,8 +6,10 @@ replicated but only the ``E/W`` local experts' weights, and moves tokens with
 :func:`grpo.moe.dispatch.dispatch` / :func:`~grpo.moe.dispatch.combine`.
 
 Supported (by class name, so no transformers import is needed here):
-``Qwen2MoeSparseMoeBlock``, ``Qwen3MoeSparseMoeBlock``, ``MixtralSparseMoeBlock``
-in both expert layouts transformers has used - fused 3-D parameters
+``Qwen2MoeSparseMoeBlock``, ``Qwen3MoeSparseMoeBlock``, ``MixtralSparseMoeBlock``,
+``OlmoeSparseMoeBlock``, ``DeepseekV3MoE`` (DeepSeek-V3, Moonlight, Kimi-K2 configs:
+the model's own sigmoid + group-limited gate, shared experts, native
+``e_score_correction_bias``) and ``DeepseekV2Moe`` (V2 / V2-Lite), in both expert layouts transformers has used - fused 3-D parameters
 ``experts.gate_up_proj [E, 2I, H]`` / ``experts.down_proj [E, H, I]``
 (transformers 5.x) and an ``nn.ModuleList`` of per-expert MLPs (4.x;
 ``gate_proj/up_proj/down_proj`` or Mixtral's ``w1/w3/w2``).  Only the fused
@@ -17,7 +19,7 @@ Optional auxiliary-loss-free load balancing (DeepSeek-V3, arXiv 2412.19437,
 Sec. 2.1.2): a per-expert bias is added to the routing scores *for top-k
 selection only*; the gate values still come from the unbiased scores, and
 after each optimizer step the bias moves by ``update_rate * sign(mean_load -
-load_e)`` (not by gradient), see :class:`BalancingBias`.
+load_e)`` (not by gradient), see :mod:`grpo.moe.balance`.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import torch.nn.functional as F
 
+from grpo.moe.balance import BalancingBias, NativeBias, route_softmax
 from grpo.moe.dispatch import combine, dispatch
+from grpo.moe.experts import LocalExperts, expert_weights
 
 __all__ = [
     "SUPPORTED_BLOCKS",
@@ -42,87 +45,28 @@ __all__ = [
     "gather_expert_state_dict",
 ]
 
-SUPPORTED_BLOCKS = ("Qwen2MoeSparseMoeBlock", "Qwen3MoeSparseMoeBlock", "MixtralSparseMoeBlock")
-
-
-class BalancingBias(nn.Module):
-    """Per-expert routing bias for auxiliary-loss-free balancing (DeepSeek-V3 Sec. 2.1.2).
-
-    >>> b = BalancingBias(4, update_rate=0.1)
-    >>> b.update(torch.tensor([10, 2, 2, 2]))     # expert 0 overloaded
-    >>> b.bias.tolist()
-    [-0.10000000149011612, 0.10000000149011612, 0.10000000149011612, 0.10000000149011612]
-    """
-
-    def __init__(self, num_experts: int, update_rate: float = 1e-3):
-        super().__init__()
-        self.update_rate = update_rate  # DeepSeek-V3 uses gamma = 0.001 for most of training
-        self.register_buffer("bias", torch.zeros(num_experts))  # [E], saved with the model
-
-    def forward(self, scores: torch.Tensor) -> torch.Tensor:  # [N, E] -> [N, E]
-        return scores + self.bias
-
-    @torch.no_grad()
-    def update(self, load_counts: torch.Tensor) -> None:
-        """``bias_e += rate * sign(mean_load - load_e)``: lower overloaded, raise idle experts."""
-        load = load_counts.to(self.bias.device, torch.float32)  # [E]
-        self.bias += self.update_rate * torch.sign(load.mean() - load)
-
-
-def _route(logits, top_k: int, norm: bool, bias: BalancingBias | None):
-    """Softmax routing; ``bias`` only changes *which* experts win, not their weights."""
-    probs = torch.softmax(logits.float(), dim=-1)  # [N, E]
-    select = probs if bias is None else bias(probs)
-    idx = torch.topk(select, top_k, dim=-1).indices  # [N, k]
-    w = probs.gather(-1, idx)  # [N, k] unbiased gate values
-    if norm:
-        w = w / w.sum(-1, keepdim=True)
-    return w, idx
-
-
-def _expert_weights(experts: nn.Module, lo: int, hi: int):
-    """Slice experts [lo, hi) into ``gate_up [E_l, 2I, H]``, ``down [E_l, H, I]``, act."""
-    if hasattr(experts, "gate_up_proj"):  # transformers 5.x fused layout
-        if getattr(experts, "has_bias", False) or not getattr(experts, "is_concatenated", True):
-            raise NotImplementedError("fused experts with bias / interleaved gate-up are not supported")
-        gu, dn = experts.gate_up_proj, experts.down_proj
-        if getattr(experts, "is_transposed", False):  # stored [E, H, 2I] / [E, I, H]
-            gu, dn = gu.transpose(1, 2), dn.transpose(1, 2)
-        return gu[lo:hi], dn[lo:hi], experts.act_fn
-    if isinstance(experts, nn.ModuleList):  # transformers 4.x: one MLP module per expert
-        names = ("gate_proj", "up_proj", "down_proj") if hasattr(experts[0], "gate_proj") else ("w1", "w3", "w2")
-        mods = [experts[e] for e in range(lo, hi)]
-        g, u, d = ([getattr(m, n).weight for m in mods] for n in names)
-        gu = torch.stack([torch.cat([a, b], 0) for a, b in zip(g, u)])
-        return gu, torch.stack(d), experts[0].act_fn
-    raise NotImplementedError(f"unknown experts container {type(experts).__name__}")
-
-
-class _LocalExperts(nn.Module):
-    """The ``E/W`` experts owned by this rank, fused like transformers 5.x stores them."""
-
-    def __init__(self, gate_up: torch.Tensor, down: torch.Tensor, act_fn, requires_grad: bool):
-        super().__init__()
-        self.gate_up_proj = nn.Parameter(gate_up.detach().clone(), requires_grad=requires_grad)
-        self.down_proj = nn.Parameter(down.detach().clone(), requires_grad=requires_grad)
-        self.act_fn = act_fn
-
-    def forward(self, x: torch.Tensor, tokens_per_expert: list[int]) -> torch.Tensor:
-        # x [R, H] grouped by local expert.  A python loop over E/W experts is fine for
-        # small E/W; a grouped GEMM (torch._grouped_mm) would be the GPU upgrade.
-        outs = []
-        for e, xe in enumerate(x.split(tokens_per_expert)):
-            gate, up = F.linear(xe, self.gate_up_proj[e]).chunk(2, dim=-1)  # [n_e, I] x2
-            outs.append(F.linear(self.act_fn(gate) * up, self.down_proj[e]))  # [n_e, H]
-        return torch.cat(outs) if outs else x
+SUPPORTED_BLOCKS = (
+    "Qwen2MoeSparseMoeBlock", "Qwen3MoeSparseMoeBlock", "MixtralSparseMoeBlock", "OlmoeSparseMoeBlock",
+    "DeepseekV3MoE", "DeepseekV2Moe",
+)  # fmt: skip
+# blocks whose gate carries its own aux-loss-free bias (DeepSeek-V3 and its family)
+_SHARED_NAMES = ("shared_expert", "shared_experts")  # Qwen2-MoE (gated) / DeepSeek (always on)
 
 
 class ExpertParallelMoE(nn.Module):
     """Expert-parallel version of a transformers sparse-MoE block (same outputs).
 
-    Keeps ``gate`` / ``shared_expert`` / ``shared_expert_gate`` modules as they are
-    (so state-dict keys and the ``router_logits`` output recorder still match) and
+    Keeps ``gate`` and the shared expert(s) (``shared_expert`` + ``shared_expert_gate``
+    for Qwen2-MoE, ``shared_experts`` for DeepSeek) as they are - so state-dict keys,
+    the ``router_logits`` recorder and the model's own routing (DeepSeek-V3's sigmoid
+    scores, group-limited top-k and ``e_score_correction_bias``) are untouched - and
     ``experts.gate_up_proj`` / ``experts.down_proj`` sliced to ``expert_range``.
+    Shared experts run locally on the home rank.
+
+    ``balancing=True``: aux-loss-free balancing; a gate with a native
+    ``e_score_correction_bias`` has that buffer stepped (:class:`NativeBias`),
+    other routers get a :class:`BalancingBias` of ours.
+    ``dedup=True`` sends each token once per destination rank (see ``dispatch``).
     """
 
     def __init__(
@@ -136,6 +80,8 @@ class ExpertParallelMoE(nn.Module):
         balancing: bool = False,
         update_rate: float = 1e-3,
         balance_group: dist.ProcessGroup | None = None,
+        dedup: bool = True,
+        grouped_gemm: bool | None = None,
     ):
         super().__init__()
         if type(block).__name__ not in SUPPORTED_BLOCKS:
@@ -146,7 +92,7 @@ class ExpertParallelMoE(nn.Module):
         self.top_k = getattr(gate, "top_k", None) or block.top_k
         self.norm_topk_prob = getattr(gate, "norm_topk_prob", getattr(block, "norm_topk_prob", True))  # Mixtral: always
         self.jitter_noise = getattr(block, "jitter_noise", 0.0)
-        self.group, self.fp8, self.comm_dtype, self.fp8_grad = group, fp8, comm_dtype, fp8_grad
+        self.group, self.fp8, self.comm_dtype, self.fp8_grad, self.dedup = group, fp8, comm_dtype, fp8_grad, dedup
         inited = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank(group) if inited else 0
         self.world = dist.get_world_size(group) if inited else 1
@@ -155,13 +101,18 @@ class ExpertParallelMoE(nn.Module):
         e_local = self.num_experts // self.world
         self.expert_range = (self.rank * e_local, (self.rank + 1) * e_local)
         self.gate = gate
-        gu, dn, act = _expert_weights(block.experts, *self.expert_range)
-        self.experts = _LocalExperts(gu, dn, act, requires_grad=gu.requires_grad)
-        self.shared_expert = getattr(block, "shared_expert", None)
+        gu, dn, act = expert_weights(block.experts, *self.expert_range)
+        self.experts = LocalExperts(gu, dn, act, requires_grad=gu.requires_grad, grouped=grouped_gemm)
+        self._shared_name = next((n for n in _SHARED_NAMES if getattr(block, n, None) is not None), None)
+        if self._shared_name:
+            setattr(self, self._shared_name, getattr(block, self._shared_name))  # keeps its state-dict key
         self.shared_expert_gate = getattr(block, "shared_expert_gate", None)
-        self.balancer = BalancingBias(self.num_experts, update_rate) if balancing else None
+        native = hasattr(gate, "e_score_correction_bias")
+        self.balancer = BalancingBias(self.num_experts, update_rate) if balancing and not native else None
+        self.bias_updater = NativeBias(gate, update_rate) if balancing and native else self.balancer
         self.balance_group = balance_group
         self._load: torch.Tensor | None = None  # [E] tokens routed per expert since last update (not a buffer: per-rank)
+        self.route_hook = None  # set by grpo.moe.replay: record / force the routing
 
     def route(self, x: torch.Tensor):
         """``x [N, H]`` -> ``logits [N, E]``, ``weights [N, k]``, ``idx [N, k]``."""
@@ -169,7 +120,7 @@ class ExpertParallelMoE(nn.Module):
         if isinstance(out, tuple) and self.balancer is None:
             return out
         logits = out[0] if isinstance(out, tuple) else out
-        w, idx = _route(logits, self.top_k, self.norm_topk_prob, self.balancer)
+        w, idx = route_softmax(logits, self.top_k, self.norm_topk_prob, self.balancer)
         return logits, w, idx  # fp32 gate values; combine casts the weighted rows to x.dtype
 
     def forward(self, hidden_states: torch.Tensor):
@@ -178,16 +129,19 @@ class ExpertParallelMoE(nn.Module):
         if self.training and self.jitter_noise > 0:  # Mixtral's multiplicative router jitter
             x = x * torch.empty_like(x).uniform_(1.0 - self.jitter_noise, 1.0 + self.jitter_noise)
         logits, weights, idx = self.route(x)
+        if self.route_hook is not None:
+            weights, idx = self.route_hook(self, logits, weights, idx)
         recv, per_expert, handle = dispatch(
-            x, idx, weights, self.num_experts, self.group, self.fp8, comm_dtype=self.comm_dtype, fp8_grad=self.fp8_grad
-        )
-        if self.balancer is not None and self.training:
+            x, idx, weights, self.num_experts, self.group, self.fp8,
+            comm_dtype=self.comm_dtype, fp8_grad=self.fp8_grad, dedup=self.dedup,
+        )  # fmt: skip
+        if self.bias_updater is not None and self.training:
             load = handle.send_counts.detach()
             self._load = load.clone() if self._load is None else self._load + load
         out = combine(self.experts(recv, per_expert), handle)  # [N, H]
-        if self.shared_expert is not None:  # Qwen2-MoE: sigmoid-gated always-on expert
-            shared = self.shared_expert(x)
-            if self.shared_expert_gate is not None:
+        if self._shared_name:
+            shared = getattr(self, self._shared_name)(x)  # local: no communication
+            if self.shared_expert_gate is not None:  # Qwen2-MoE: sigmoid-gated
                 shared = torch.sigmoid(self.shared_expert_gate(x)) * shared
             out = out + shared
         out = out.reshape(shape)
@@ -196,14 +150,15 @@ class ExpertParallelMoE(nn.Module):
     @torch.no_grad()
     def update_bias(self) -> torch.Tensor | None:
         """All-reduce the accumulated load, step the bias, reset.  Returns the global load [E]."""
-        if self.balancer is None:
+        if self.bias_updater is None:
             return None
         # a rank that saw no training forward still joins the all-reduce (no hang)
-        load = self._load.clone() if self._load is not None else torch.zeros_like(self.balancer.bias, dtype=torch.long)
+        load = self._load.clone() if self._load is not None else torch.zeros(self.num_experts, dtype=torch.long)
+        load = load.to(self.bias_updater.bias.device)
         if dist.is_available() and dist.is_initialized():
             # the bias must be identical on every replica of this layer -> reduce over all of them
             dist.all_reduce(load, group=self.balance_group)
-        self.balancer.update(load)
+        self.bias_updater.update(load)
         self._load = None
         return load
 

@@ -6,7 +6,7 @@ Engines: ``hf`` (transformers ``generate``, in process, shares the policy's weig
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Protocol
+from typing import Any, Iterable, Literal, Protocol
 
 import torch
 
@@ -28,6 +28,7 @@ class Completion:
     token_ids: list[int]
     logprobs: list[float] | None    # sampling log-probs per token, when the engine has them
     finish_reason: Literal["stop", "length"]
+    routing: Any = None             # MoE routing replay: [prompt + completion, L, k] expert ids
 
 
 @dataclass

@@ -27,6 +27,7 @@ class HFEngine:
         self.max_batch = max_batch          # sequences per generate call (memory bound)
         self.return_logprobs = return_logprobs
         self.weight_version = 0
+        self.record_routing = False         # MoE routing replay: attach Completion.routing
 
     @torch.no_grad()
     def generate(self, prompts: list[str], sampling: SamplingParams) -> list[Group]:
@@ -42,6 +43,8 @@ class HFEngine:
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(model.device)
         was_training = model.training
         model.eval()
+        from ..moe.replay import start_recording
+        rec = start_recording(model) if self.record_routing else None
         try:
             out = model.generate(
                 **enc, do_sample=True, temperature=sp.temperature, top_p=sp.top_p,
@@ -55,6 +58,8 @@ class HFEngine:
             )
         finally:
             model.train(was_training)
+            if rec is not None:
+                rec.stop()
         new = out.sequences[:, enc.input_ids.shape[1]:]                  # [B*G, <=max_new]
         logps = None
         if self.return_logprobs:
@@ -66,6 +71,12 @@ class HFEngine:
             comps = [self._completion(new[b * sp.n + g], None if logps is None else logps[b * sp.n + g], sp)
                      for g in range(sp.n)]
             groups.append(Group(prompt, prompt_ids, comps))
+        if rec is not None:                 # [prompt + completion, L, k] expert ids per sequence
+            flat = [c for g in groups for c in g.completions]
+            routing = rec.per_sequence(enc.attention_mask.repeat_interleave(sp.n, 0).cpu(),
+                                       [len(c.token_ids) for c in flat])
+            for c, r in zip(flat, routing):
+                c.routing = r
         return groups
 
     def _completion(self, ids: torch.Tensor, logps, sp: SamplingParams) -> Completion:

@@ -44,7 +44,10 @@ def free_port() -> int:
 # threads), but via a forkserver that imports torch/transformers once per pytest
 # session: with plain "spawn" every child pays ~8 CPU-s of imports, which alone
 # breaks the 30 s budget for 4 processes on 2 cores.
-_PRELOAD = ["torch", "torch.distributed", "transformers.models.qwen2_moe.modeling_qwen2_moe", "grpo.moe", __name__]
+_PRELOAD = [
+    "torch", "torch.distributed", "transformers.models.qwen2_moe.modeling_qwen2_moe",
+    "transformers.models.deepseek_v3.modeling_deepseek_v3", "grpo.moe", __name__,
+]  # fmt: skip
 
 
 def spawn(fn_name: str, world: int, *args) -> None:
@@ -83,15 +86,47 @@ def make_qwen_block(seed: int = 0):
     return block
 
 
+def make_dsv3_block(seed: int = 0, top_k: int = 3):
+    """Tiny DeepSeek-V3 MoE block: sigmoid gate, 4 groups of 2 experts, top-2 groups, top-3
+    experts, one shared expert, routed scaling 2.5, a non-zero ``e_score_correction_bias``."""
+    from transformers import DeepseekV3Config
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3MoE
+
+    cfg = DeepseekV3Config(
+        hidden_size=HIDDEN, n_routed_experts=EXPERTS, num_experts_per_tok=top_k, moe_intermediate_size=INTER,
+        n_shared_experts=1, n_group=4, topk_group=2, routed_scaling_factor=2.5, norm_topk_prob=True,
+    )  # fmt: skip
+    cfg._experts_implementation = "eager"
+    torch.manual_seed(seed)
+    block = DeepseekV3MoE(cfg)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0.0, 0.05)
+        block.gate.e_score_correction_bias.copy_(torch.randn(EXPERTS) * 0.02)
+    return block
+
+
+BLOCKS = {"qwen": make_qwen_block, "dsv3": make_dsv3_block}
+
+
+def _params(ep, ref_block, kind):
+    """(EP param, reference param) of a replicated router and shared expert."""
+    if kind == "dsv3":
+        return [(ep.gate.weight, ref_block.gate.weight),
+                (ep.shared_experts.down_proj.weight, ref_block.shared_experts.down_proj.weight)]  # fmt: skip
+    return [(ep.gate.weight, ref_block.gate.weight),
+            (ep.shared_expert.down_proj.weight, ref_block.shared_expert.down_proj.weight)]  # fmt: skip
+
+
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
-def parity(rank: int, world: int) -> None:
-    """EP block on W ranks == single-process block: outputs and all gradients."""
+def parity(rank: int, world: int, kind: str = "qwen") -> None:
+    """EP block on W ranks == single-process block: outputs and all gradients, dedup on and off."""
     from grpo.moe import ExpertParallelMoE
 
-    ref_block = make_qwen_block()
+    ref_block = BLOCKS[kind]()
     torch.manual_seed(1)
     x_full = torch.randn(world, TOKENS_PER_RANK, HIDDEN)  # [W, T, H] same on every rank
     g_full = torch.randn_like(x_full)  # upstream gradient
@@ -100,8 +135,9 @@ def parity(rank: int, world: int) -> None:
     ref_out = ref_block(x_full)[rank].detach()
     lo, hi = rank * EXPERTS // world, (rank + 1) * EXPERTS // world
 
-    for fp8, comm_dtype, tol in [(False, None, EXACT_TOL), (True, torch.bfloat16, FP8_RTOL)]:
-        ep = ExpertParallelMoE(copy.deepcopy(ref_block), dist.group.WORLD, fp8=fp8, comm_dtype=comm_dtype)
+    cases = [(False, None, EXACT_TOL, True), (True, torch.bfloat16, FP8_RTOL, True), (False, None, EXACT_TOL, False)]
+    for fp8, comm_dtype, tol, dedup in cases:
+        ep = ExpertParallelMoE(copy.deepcopy(ref_block), dist.group.WORLD, fp8=fp8, comm_dtype=comm_dtype, dedup=dedup)
         assert ep.experts.gate_up_proj.shape[0] == EXPERTS // world  # only local experts kept
         x = x_full[rank : rank + 1].clone().requires_grad_()  # this rank's tokens [1, T, H]
         out = ep(x)
@@ -114,33 +150,46 @@ def parity(rank: int, world: int) -> None:
             "grad down": (ep.experts.down_proj.grad, ref_block.experts.down_proj.grad[lo:hi]),
         }
         # replicated params: per-rank grads sum to the reference (what DDP's all-reduce does)
-        for p in (ep.gate.weight, ep.shared_expert.down_proj.weight):
+        for name, (p, q) in zip(("grad router", "grad shared"), _params(ep, ref_block, kind)):
             dist.all_reduce(p.grad)
-        checks["grad router"] = (ep.gate.weight.grad, ref_block.gate.weight.grad)
-        checks["grad shared"] = (ep.shared_expert.down_proj.weight.grad, ref_block.shared_expert.down_proj.weight.grad)
+            checks[name] = (p.grad, q.grad)
         for name, (a, b) in checks.items():
             err = rel(a, b)
             if os.environ.get("GRPO_MOE_VERBOSE"):
-                print(f"world={world} rank={rank} fp8={fp8} {name}: rel err {err:.2e}", flush=True)
-            assert err <= tol, f"rank {rank} fp8={fp8} {name}: rel err {err:.2e} > {tol:.2e}"
+                print(f"{kind} world={world} rank={rank} fp8={fp8} dedup={dedup} {name}: rel err {err:.2e}", flush=True)
+            assert err <= tol, f"{kind} rank {rank} fp8={fp8} dedup={dedup} {name}: rel err {err:.2e} > {tol:.2e}"
             if fp8:  # FP8 must actually perturb (guards against silently sending bf16/fp32)
                 assert name != "output" or err > 1e-4, f"fp8 output suspiciously exact ({err:.1e})"
 
 
-def bytes_ratio(rank: int, world: int, result_dir: str) -> None:
-    """Bytes of an FP8 dispatch vs a bf16 dispatch of the same routing."""
-    from grpo.moe import CommStats, dispatch
+def _dispatch_bytes(x, idx, w, fp8: bool, dedup: bool) -> tuple[int, int]:
+    """(dispatch bytes, combine bytes) this rank sent to other ranks."""
+    from grpo.moe import CommStats, combine, dispatch
 
+    stats = CommStats()
+    recv, _, h = dispatch(x, idx, w, EXPERTS, None, fp8=fp8, comm_dtype=torch.bfloat16, stats=stats, dedup=dedup)
+    combine(recv, h)
+    return stats.dispatch_bytes, stats.combine_bytes
+
+
+def bytes_ratio(rank: int, world: int, result_dir: str) -> None:
+    """Dispatch bytes: FP8 vs bf16, with and without dedup, for random top-2 routing and
+    for a DeepSeek-V3 gate's group-limited top-3 (4 groups, top-2 groups)."""
     torch.manual_seed(0)  # same routing everywhere is fine; each rank still sends to all
     x = torch.randn(32, HIDDEN)
     idx = torch.stack([torch.randperm(EXPERTS)[:TOP_K] for _ in range(32)])  # [32, 2] distinct experts
     w = torch.rand(32, TOP_K)
+    gate = make_dsv3_block().gate
+    torch.manual_seed(10 + rank)
+    xd = torch.randn(64, HIDDEN)
+    with torch.no_grad():
+        _, wd, idd = gate(xd)
     sent = {}
-    for fp8 in (True, False):
-        stats = CommStats()
-        recv, _, _ = dispatch(x, idx, w, EXPERTS, None, fp8=fp8, comm_dtype=torch.bfloat16, stats=stats)
-        sent[fp8] = stats.dispatch_bytes
-    torch.save({"fp8": sent[True], "bf16": sent[False]}, os.path.join(result_dir, f"bytes_{rank}.pt"))
+    for name, (xx, ii, ww) in {"random": (x, idx, w), "dsv3": (xd, idd, wd)}.items():
+        for fp8, dedup in [(True, False), (False, False), (True, True)]:
+            key = f"{name}_{'fp8' if fp8 else 'bf16'}{'_dedup' if dedup else ''}"
+            sent[key], sent[f"combine_{key}"] = _dispatch_bytes(xx, ii, ww, fp8, dedup)
+    torch.save(sent, os.path.join(result_dir, f"bytes_{rank}.pt"))
 
 
 def balance_sync(rank: int, world: int) -> None:

@@ -99,13 +99,13 @@ def test_unsupported_models_raise():
     with pytest.raises(NotImplementedError, match="no MoE block"):
         apply_expert_parallel(nn.Sequential(nn.Linear(4, 4)))
 
-    class DeepseekV3MoE(nn.Module):
+    class FancyMoE(nn.Module):
         def __init__(self):
             super().__init__()
             self.gate, self.experts = nn.Linear(4, 2), nn.ModuleList([nn.Linear(4, 4)] * 2)
 
-    with pytest.raises(NotImplementedError, match="unsupported MoE blocks.*DeepseekV3MoE"):
-        apply_expert_parallel(nn.Sequential(DeepseekV3MoE()))
+    with pytest.raises(NotImplementedError, match="unsupported MoE blocks.*FancyMoE"):
+        apply_expert_parallel(nn.Sequential(FancyMoE()))
 
 
 def test_balancing_bias_reduces_load_imbalance():
