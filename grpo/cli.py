@@ -50,7 +50,7 @@ def cmd_eval(args) -> int:
     from .config import load_config
     from .eval import eval_config
     cfg = load_config(args.recipe, args.overrides)
-    res = eval_config(cfg, model=args.model, k=args.k, n=args.n)
+    res = eval_config(cfg, model=args.model, k=args.k, n=args.n, on_train_rows=args.on_train_rows)
     res.pop("samples")
     print(json.dumps(res, indent=1))
     return 0
@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model or checkpoint directory (default: the recipe's model)")
     p.add_argument("--k", type=int, default=4, help="samples per prompt")
     p.add_argument("--n", type=int, default=None, help="number of held-out prompts")
+    p.add_argument("--on-train-rows", action="store_true",
+                   help="evaluate on the training rows (a local file without a held-out split)")
     p.set_defaults(fn=cmd_eval)
     p = _recipe_parser(sub, "sft", "supervised fine-tuning (cold start, rejection-sampling SFT, distillation)")
     p.set_defaults(fn=cmd_sft)
