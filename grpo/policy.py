@@ -138,7 +138,11 @@ def convert_gguf(gguf: str, out: Path, dtype: str = "float32") -> Path:
 
 
 def resolve_model_path(path: str, dtype: str = "float32") -> str:
-    """``path`` itself, or for a ``.gguf`` file its dequantized safetensors copy (made once)."""
+    """``path`` itself (``~`` expanded), or for a ``.gguf`` file its dequantized safetensors
+    copy (made once)."""
+    import os
+    if path.startswith("~"):
+        path = os.path.expanduser(path)
     if not path.endswith(".gguf"):
         return path
     if not Path(path).is_file():
