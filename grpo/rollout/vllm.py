@@ -346,11 +346,9 @@ class VLLMEngine:
         with self._threads:
             outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in ids],
                                      self._vllm_params(sampling), use_tqdm=False)
-        return [Group(prompt, p, [self._completion(o, sampling) for o in out.outputs])
+        end_ids = self._end_ids(sampling)
+        return [Group(prompt, p, [completion_from_vllm(o, sampling, self.tok, end_ids) for o in out.outputs])
                 for prompt, p, out in zip(prompts, ids, outs)]
-
-    def _completion(self, o, sp: SamplingParams):
-        return completion_from_vllm(o, sp, self.tok, self._end_ids(sp))
 
     @torch.no_grad()
     def score(self, prompt_ids: list[list[int]], completion_ids: list[list[int]]) -> list[list[float]]:
