@@ -55,9 +55,10 @@ END_OF_TURN = ("<|im_end|>", "<|im_start|>", "<|endoftext|>", "<|eot_id|>", "<|e
                "<|user|>", "<\uff5cend\u2581of\u2581sentence\uff5c>", "<\uff5cUser\uff5c>")
 
 
-def end_token_ids(tok, generation_config=None, end_of_turn: bool = True) -> list[int]:
-    """Token ids that end a completion: the tokenizer's EOS, generation_config's EOS ids, and
-    (``end_of_turn``) the chat template's end-of-turn special tokens that the vocabulary has."""
+def end_token_ids(tok, generation_config=None, end_of_turn: bool = True, stops=()) -> list[int]:
+    """Token ids that end a completion: the tokenizer's EOS, generation_config's EOS ids,
+    (``end_of_turn``) the chat template's end-of-turn special tokens that the vocabulary has,
+    and stop strings that are special tokens (decoded text never shows those)."""
     ids: list[int] = []
 
     def add(x):
@@ -71,6 +72,13 @@ def end_token_ids(tok, generation_config=None, end_of_turn: bool = True) -> list
         special |= {t.content for t in (getattr(tok, "added_tokens_decoder", {}) or {}).values()
                     if getattr(t, "special", False)}
         for t in END_OF_TURN:
+            if t in special:
+                add(tok.convert_tokens_to_ids(t))
+    if stops:
+        special = set(getattr(tok, "all_special_tokens", []) or [])
+        special |= {t.content for t in (getattr(tok, "added_tokens_decoder", {}) or {}).values()
+                    if getattr(t, "special", False)}
+        for t in stops:
             if t in special:
                 add(tok.convert_tokens_to_ids(t))
     return ids

@@ -41,9 +41,9 @@ class HFEngine:
         tok, model = self.tok, self.model
         tok.padding_side = "left"           # all prompts end at the same column
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(model.device)
-        end_ids = end_token_ids(tok, getattr(model, "generation_config", None), sp.end_of_turn)
+        end_ids = end_token_ids(tok, getattr(model, "generation_config", None), sp.end_of_turn, sp.stop)
         stopping = None
-        if sp.stop:                         # the same test finish_completion applies afterwards
+        if any(sp.stop):                         # the same test finish_completion applies afterwards
             stopping = StoppingCriteriaList([StopStrings(tok, sp.stop, enc.input_ids.shape[1])])
         was_training = model.training
         model.eval()
@@ -54,7 +54,7 @@ class HFEngine:
                 # top_k=20, repetition_penalty=1.05) would reshape the sampling distribution.
                 top_k=sp.top_k, repetition_penalty=1.0, max_new_tokens=sp.max_new_tokens,
                 num_return_sequences=sp.n, pad_token_id=tok.pad_token_id,
-                eos_token_id=end_ids, stopping_criteria=stopping, return_dict_in_generate=True,
+                eos_token_id=end_ids or None, stopping_criteria=stopping, return_dict_in_generate=True,
                 output_scores=self.return_logprobs, synced_gpus=self.synced_gpus,
             )
         finally:

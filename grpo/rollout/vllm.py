@@ -320,12 +320,12 @@ class VLLMEngine:
 
     # ------------------------------------------------------------------ sampling
     def _end_ids(self, sp: SamplingParams) -> list[int]:
-        return end_token_ids(self.tok, self._gen_config, sp.end_of_turn)
+        return end_token_ids(self.tok, self._gen_config, sp.end_of_turn, sp.stop)
 
     def _vllm_params(self, sp: SamplingParams, **extra):
         return self._vllm.SamplingParams(
             n=sp.n, max_tokens=sp.max_new_tokens, temperature=sp.temperature, top_p=sp.top_p,
-            top_k=sp.top_k or 0, stop=list(sp.stop) or None,
+            top_k=sp.top_k or 0, stop=[x for x in sp.stop if x] or None,
             stop_token_ids=self._end_ids(sp),  # EOS and the chat template's end-of-turn tokens
             include_stop_str_in_output=True,   # the format reward needs the closing tag
             logprobs=0,                        # the sampled token's log-prob only

@@ -112,3 +112,25 @@ def test_hf_engine_ids_are_what_was_sampled(tiny_model_dir, pad_is_eos):
         else:
             assert len(c.token_ids) == sp.max_new_tokens
     assert n_stop_string > 0                            # the case the bug was in did happen
+
+
+def test_special_token_stop_strings_become_end_ids(tiny_model_dir):
+    from grpo.policy import load_tokenizer
+    tok = load_tokenizer(str(tiny_model_dir))
+    tok.add_special_tokens({"additional_special_tokens": ["<tool_call>"]})
+    tid = tok.convert_tokens_to_ids("<tool_call>")
+    assert tid in end_token_ids(tok, stops=["<tool_call>", "</answer>"])
+    assert tid not in end_token_ids(tok, stops=["</answer>"])
+    # decoded text never shows a special token, so only its id can stop a completion
+    assert finish_completion([5, tid, 6], lambda x: tok.decode(x, skip_special_tokens=True),
+                             end_token_ids(tok, stops=["<tool_call>"]), ["<tool_call>"])[0] == [5, tid]
+
+
+def test_empty_stop_strings_are_ignored(tiny_model_dir):
+    from grpo.policy import load_policy
+    from grpo.rollout.hf import HFEngine
+    tok, model = load_policy(str(tiny_model_dir), trainable=False)
+    groups = HFEngine(model, tok).generate(["User: 1+1?\nAssistant:"], SamplingParams(n=2, max_new_tokens=8, stop=[""]))
+    for c in groups[0].completions:
+        assert c.text == tok.decode(c.token_ids, skip_special_tokens=True)
+        assert c.finish_reason == "stop" or len(c.token_ids) == 8
