@@ -63,6 +63,7 @@ class Trainer:
         adapter = str(ckpt) if ckpt is not None and m.lora else None
         path = str(ckpt) if ckpt is not None and not m.lora else m.path
         self.tok, self.policy = load_policy(path, m.dtype, m.lora, trainable=True, adapter=adapter)
+        self._prompt(self.rows[0]["prompt"])     # a prompt format error now, not at step 1
         self.policy = to_device(self.policy)     # this process's GPU, if any
         if m.gradient_checkpointing:
             if cfg.train.share_prompt:

@@ -89,3 +89,15 @@ def test_train_and_eval_render_identical_prompts(tmp_path, monkeypatch, tiny_ove
     prompts, sp = seen[0]
     assert prompts == want and sp.stop == ["</answer>"]
     assert want[0].startswith("Solve it.\nUser: ") and "\nAnswer in tags.\nAssistant:" in want[0]
+
+
+def test_chat_template_without_one_fails_before_training(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "grpo.cli", "train", "recipes/tiny/r1_zero.yaml", "--set",
+                        "data.template=chat", "--set", f"output.dir={tmp_path}"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]      # (above it: transformers' weight-loading bar)
+    assert last.startswith("grpo: error:") and "no chat template" in last and r.stderr.count("grpo: error") == 1
+    assert not (tmp_path / "r1_zero" / "metrics.jsonl").exists()
