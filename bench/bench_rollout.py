@@ -59,14 +59,18 @@ def _overrides(a, out_dir: str, variant: str) -> list[str]:
             f"train.micro_batch_size={a.prompts * a.n}", f"train.threads={a.threads}",
             "train.warmup_steps=0", "algorithm.track_kl=false",
             f"data.num_samples={a.rows}", "output.save_every=100000", "output.tensorboard=false",
-            "output.sample_every=100000"] + ([f"train.lr={a.lr}"] if a.lr else [])
+            "output.sample_every=100000"] + ([f"train.lr={a.lr}"] if a.lr else []) + list(getattr(a, "extra", []))
+
+
+def _recipe(a):
+    return getattr(a, "recipe", None) or RECIPE
 
 
 def run_grpo(a, engine: str) -> dict:
     from grpo.config import load_config
     from grpo.trainer import Trainer
     with tempfile.TemporaryDirectory() as out:
-        cfg = load_config(RECIPE, _overrides(a, out, engine))
+        cfg = load_config(_recipe(a), _overrides(a, out, engine))
         t0 = time.perf_counter()
         trainer = Trainer(cfg)
         init = time.perf_counter() - t0
@@ -92,17 +96,20 @@ def run_trl(a) -> dict:
 
     import rewards as rewards_lib
     from grpo.config import load_config
-    from grpo.data import PromptSampler, apply_template, load_rows
+    from grpo.data import PromptSampler, load_rows, prompt_format, render_prompt
     from grpo.policy import load_tokenizer
 
     torch.set_num_threads(a.threads)
-    cfg = load_config(RECIPE, _overrides(a, tempfile.gettempdir(), "hf"))
+    cfg = load_config(_recipe(a), _overrides(a, tempfile.gettempdir(), "hf"))
     d = cfg.data
-    rows = load_rows(d.source, d.num_samples, cfg.train.seed)
+    rows = load_rows(d.source, d.num_samples, cfg.train.seed, d.split, d.subset, d.preprocess, d.columns)
+    t0 = time.perf_counter()
+    tok = load_tokenizer(a.model)
     # The prompts grpo draws, in grpo's order (TRL's shuffling is turned off).
     sampler = PromptSampler(len(rows), a.prompts, cfg.train.seed)
     order = [i for s in range(a.steps + a.warmup) for i in sampler.indices(s)]
-    ds = Dataset.from_list([{"prompt": apply_template(d.template, rows[i]["prompt"]),
+    # The exact text grpo renders (TRL leaves a string prompt as it is).
+    ds = Dataset.from_list([{"prompt": render_prompt(tok, rows[i]["prompt"], **prompt_format(d)),
                              "answer": rows[i]["answer"]} for i in order])
     reward_set = rewards_lib.RewardSet(
         [rewards_lib.RewardSpec(r.name, r.weight, r.kwargs) for r in cfg.rewards],
@@ -126,8 +133,6 @@ def run_trl(a) -> dict:
             if logs and "completions/mean_length" in logs:
                 self.lens.append(logs["completions/mean_length"])
 
-    t0 = time.perf_counter()
-    tok = load_tokenizer(a.model)
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
     with tempfile.TemporaryDirectory() as out:
         args = GRPOConfig(
@@ -136,7 +141,9 @@ def run_trl(a) -> dict:
             num_generations=a.n, max_completion_length=a.max_new_tokens, temperature=cfg.rollout.temperature,
             top_p=cfg.rollout.top_p, beta=0.0, epsilon=cfg.algorithm.clip_low, epsilon_high=cfg.algorithm.clip_high,
             use_vllm=False, shuffle_dataset=False, logging_steps=1, report_to="none", save_strategy="no",
-            use_cpu=True, bf16=False, seed=cfg.train.seed, disable_tqdm=True, dataloader_num_workers=0)
+            use_cpu=True, bf16=False, seed=cfg.train.seed, disable_tqdm=True, dataloader_num_workers=0,
+            gradient_checkpointing=cfg.model.gradient_checkpointing, mask_truncated_completions=cfg.algorithm.mask_truncated,
+            loss_type="dapo" if cfg.algorithm.loss_agg == "token_mean" else "grpo")
         timer = Timer()
         trainer = GRPOTrainer(model=model, reward_funcs=[grpo_rewards], args=args, train_dataset=ds,
                               processing_class=tok, callbacks=[timer])
@@ -180,7 +187,8 @@ def _run_variant(a, v: str, threads: int) -> dict | None:
     cmd = [sys.executable, __file__, "--run-one", v, "--model", a.model, "--steps", str(a.steps),
            "--warmup", str(a.warmup), "--prompts", str(a.prompts), "--n", str(a.n),
            "--max-new-tokens", str(a.max_new_tokens), "--rows", str(a.rows),
-           "--threads", str(threads)] + (["--lr", str(a.lr)] if a.lr else [])
+           "--threads", str(threads)] + (["--lr", str(a.lr)] if a.lr else []) \
+        + (["--recipe", str(a.recipe)] if a.recipe else []) + [x for o in a.extra for x in ("--set", o)]
     print(f"[run] {v} ({threads} thread{'s' * (threads > 1)}): {VARIANTS[v]}", flush=True)
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -217,6 +225,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", default="1,2",
                     help="torch thread counts to run every variant with (comma list); each tool is "
                          "compared at the same count, and best against best")
+    ap.add_argument("--recipe", default=None, help="recipe (default: recipes/tiny/r1_zero.yaml)")
+    ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra recipe override for every variant (TRL takes the same settings)")
     ap.add_argument("--run-one", choices=list(VARIANTS), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.run_one:

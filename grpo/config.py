@@ -37,14 +37,27 @@ class LoraConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    path: str = Field("data/tiny_model", description="local directory or hub id of the policy")
+    path: str = Field("data/tiny_model", description="local directory, hub id, or .gguf file of the policy")
+    gguf_file: Optional[str] = Field(None, description="a .gguf file inside model.path (dequantized to "
+                                     "model.dtype, cached as safetensors); folded into model.path")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     lora: Optional[LoraConfig] = Field(None, description="train LoRA adapters instead of all weights")
     gradient_checkpointing: bool = False
     precision: Literal["default", "fp8"] = Field("default", description="fp8: torchao float8 linears (H100)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_gguf_file(cls, data):
+        if isinstance(data, dict) and data.get("gguf_file"):
+            data = dict(data)
+            data["path"] = str(Path(data.get("path") or ".") / data.pop("gguf_file"))
+        return data
+
 
 class DataConfig(_Strict):
+    preset: Optional[str] = Field(None, description="a known dataset (gsm8k, math500, math, aime24, aime25, "
+                                  "deepscaler, openr1_math, numinamath): fills source, split, columns, "
+                                  "preprocess, eval_split unless given")
     source: str = Field("builtin:arithmetic", description="builtin:<task> | file (.jsonl/.parquet/.csv) | hub id")
     split: str = "train"
     subset: Optional[str] = None
@@ -52,7 +65,18 @@ class DataConfig(_Strict):
     columns: dict[str, str] = Field(default_factory=dict, description="rename: {prompt: question}")
     preprocess: Literal["none", "gsm8k", "math"] = "none"
     template: Literal["r1_zero", "r1_zero_tiny", "plain", "chat"] = "r1_zero"
+    system_prompt: Optional[str] = Field(None, description="the chat template's system turn (text templates: "
+                                         "a line before the prompt)")
+    instruction: Optional[str] = Field(None, description="appended to the question on its own line, e.g. "
+                                       "'Put the final answer within \\\\boxed{}.'")
     eval_source: Optional[str] = Field(None, description="held-out set; builtin tasks use another seed")
+    eval_split: str = Field("test", description="split of the held-out set (hub id, or a file's 'split' column)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data):
+        from .presets import expand
+        return expand(data) if isinstance(data, dict) else data
     eval_samples: int = Field(200, gt=0)
     overlong_prompts: Literal["error", "truncate", "drop"] = Field(
         "error", description="prompts longer than the model's context minus rollout.max_new_tokens: "
@@ -73,6 +97,8 @@ class RolloutConfig(_Strict):
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0, description="0 disables top-k")
     stop: list[str] = Field(default_factory=list, description="stop strings (kept in the completion)")
+    end_of_turn: bool = Field(True, description="also stop at the tokenizer's end-of-turn special tokens "
+                              "(<|im_end|>, <|eot_id|>, ...) and generation_config's EOS ids")
     gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
     overlap: bool = Field(
         False, description="sample the next step's completions while this step trains (one-step "
@@ -133,7 +159,8 @@ class TrainConfig(_Strict):
     warmup_steps: int = Field(0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0, allow_inf_nan=False)
     seed: int = 0
-    threads: Optional[int] = Field(None, gt=0, description="torch CPU threads (default: torch's)")
+    threads: Optional[int] = Field(None, gt=0, description="torch CPU threads for train, eval, sample and sft "
+                                   "(default: 1 on <= 2 cores, else half the cores; OMP_NUM_THREADS wins)")
 
 
 class OutputConfig(_Strict):

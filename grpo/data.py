@@ -9,6 +9,10 @@ reward functions as keyword arguments.
 (3, ['answer', 'numbers', 'prompt'])
 >>> apply_template("r1_zero_tiny", "What is 1+2?")
 'User: What is 1+2?\\nAssistant:'
+>>> apply_template("r1_zero", "How many are left?")[-35:]     # no "left?." (one sentence end)
+'User: How many are left? Assistant:'
+>>> render_prompt(None, "Add 2 and 3", "r1_zero_tiny", instruction="Answer in <answer> tags.")
+'User: Add 2 and 3\\nAnswer in <answer> tags.\\nAssistant:'
 >>> s = PromptSampler(10, batch_size=4, seed=0)
 >>> s.indices(0) == PromptSampler(10, 4, 0).indices(0)   # stateless: resume needs only the step
 True
@@ -31,7 +35,7 @@ R1_ZERO = (
     "solves it. The assistant first thinks about the reasoning process in the mind and then "
     "provides the user with the answer. The reasoning process and answer are enclosed within "
     "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning "
-    "process here </think> <answer> answer here </answer>. User: {prompt}. Assistant:"
+    "process here </think> <answer> answer here </answer>. User: {prompt} Assistant:"
 )
 
 TEMPLATES = {
@@ -48,9 +52,74 @@ class DataError(ValueError):
     """Bad dataset input; the message is one line meant for the user."""
 
 
+# Templates whose {prompt} is a sentence inside running text: it gets a full stop unless
+# it already ends like a sentence (the report's "User: prompt. Assistant:").
+SENTENCE_TEMPLATES = {"r1_zero"}
+_SENTENCE_END = (".", "?", "!", "\u3002", "\uff1f", "\uff01", ":", ";", ")", "]", "}", "\"", "'", "$")
+
+
+def _as_sentence(text: str) -> str:
+    text = text.rstrip()
+    return text if not text or text.endswith(_SENTENCE_END) else text + "."
+
+
 def apply_template(name: str, prompt: str) -> str:
+    if name not in TEMPLATES:
+        raise DataError(f"unknown template {name!r}; one of {', '.join(TEMPLATES)}")
     template = TEMPLATES[name]
-    return prompt if template is None else template.format(prompt=prompt)
+    if template is None:
+        return prompt
+    return template.format(prompt=_as_sentence(prompt) if name in SENTENCE_TEMPLATES else prompt)
+
+
+def _messages(prompt) -> list[dict]:
+    """A prompt as chat messages: a string is one user turn; a list must be messages."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    if isinstance(prompt, (list, tuple)) and prompt and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in prompt):
+        return [dict(m) for m in prompt]
+    raise DataError(f"a prompt must be a string or a list of {{role, content}} messages, "
+                    f"got {type(prompt).__name__}: {str(prompt)[:80]!r}")
+
+
+def render_prompt(tok, prompt, template: str = "r1_zero", system_prompt: str | None = None,
+                  instruction: str | None = None) -> str:
+    """The prompt text the policy sees, for train, eval, sample, sft and the pipeline alike.
+
+    ``prompt``: a question string or a list of chat messages. ``instruction`` is appended to
+    the (last) user turn on its own line (e.g. "Put the final answer in \\boxed{}.");
+    ``system_prompt`` is the chat template's system turn, or for a text template a line
+    before it. ``template="chat"`` uses the tokenizer's chat template (``tok`` needed).
+    """
+    msgs = _messages(prompt)
+    if msgs[-1]["role"] != "user":
+        raise DataError(f"a prompt must end with a user turn, not {msgs[-1]['role']!r}")
+    if instruction:
+        msgs[-1]["content"] = msgs[-1]["content"].rstrip() + "\n" + instruction
+    if template == "chat":
+        if system_prompt and msgs[0]["role"] != "system":
+            msgs.insert(0, {"role": "system", "content": system_prompt})
+        if tok is None or not getattr(tok, "chat_template", None):
+            raise DataError("data.template is 'chat' but the model's tokenizer has no chat template; "
+                            "use r1_zero, r1_zero_tiny or plain")
+        return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    system = [m["content"] for m in msgs if m["role"] == "system"]
+    turns = [m for m in msgs if m["role"] != "system"]
+    if len(turns) != 1:
+        raise DataError(f"template {template!r} renders a single question, but a prompt has "
+                        f"{len(turns)} turns; use data.template: chat")
+    head = "\n".join([x for x in [system_prompt, *system] if x])
+    text = apply_template(template, turns[0]["content"])
+    return f"{head}\n{text}" if head else text
+
+
+def prompt_format(section) -> dict:
+    """render_prompt's keyword arguments from any config section with the prompt fields
+    (``template`` and optionally ``system_prompt``, ``instruction``)."""
+    return {"template": section.template, "system_prompt": getattr(section, "system_prompt", None),
+            "instruction": getattr(section, "instruction", None)}
 
 
 def _gsm8k(row: dict) -> dict:
@@ -195,12 +264,48 @@ def check_rows(rows: list[dict], source: str, needs: dict[str, set[str]] | None 
 
 
 def _read_hub(name: str, split: str, subset: str | None) -> list[dict]:
+    import os
     try:
         import datasets
+        if os.environ.get("HF_DATASETS_OFFLINE") != "1" and not _hub_reachable():
+            # Offline: the cache only, at once, instead of ~25 s of retries and a traceback.
+            datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
+            try:
+                return list(datasets.load_dataset(name, subset, split=split))
+            except Exception:
+                raise DataError(f"dataset {name!r} (split {split!r}) is not in the local cache and the "
+                                "hub is unreachable; download it on a connected machine or use a local "
+                                "file") from None
         return list(datasets.load_dataset(name, subset, split=split))
+    except DataError:
+        raise
     except Exception as e:  # offline, missing, gated...: one line for the user
         raise DataError(f"could not load dataset {name!r} (split {split!r}) from the hub or "
                         f"cache: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+
+
+def _hub_reachable() -> bool:
+    from .policy import _hub_reachable as reachable
+    return reachable()
+
+
+def is_local_source(source: str) -> bool:
+    return Path(source).suffix in (".jsonl", ".json", ".parquet", ".csv") or Path(source).exists()
+
+
+def select_split(rows: list[dict], split: str, source: str) -> list[dict]:
+    """A local file's rows of ``split`` when it has a ``split`` column (else all of them).
+
+    >>> [r["q"] for r in select_split([{"q": 1, "split": "train"}, {"q": 2, "split": "test"}], "test", "f")]
+    [2]
+    """
+    if not rows or not isinstance(rows[0], dict) or "split" not in rows[0]:
+        return rows
+    kept = [r for r in rows if r.get("split") == split]
+    if not kept:
+        found = sorted({str(r.get("split")) for r in rows})
+        raise DataError(f"{source!r} has no rows with split {split!r} (its splits: {', '.join(found)})")
+    return kept
 
 
 def load_rows(source: str, n: int | None = None, seed: int = 0, split: str = "train",
@@ -219,10 +324,10 @@ def load_rows(source: str, n: int | None = None, seed: int = 0, split: str = "tr
             rows = list(tasks.generate(source.split(":", 1)[1], n or 1000, seed))
         except ValueError as e:
             raise DataError(str(e)) from None
-    elif Path(source).suffix in (".jsonl", ".json", ".parquet", ".csv") or Path(source).exists():
+    elif is_local_source(source):
         if not Path(source).exists():
             raise DataError(f"data file not found: {source!r}")
-        rows = _read_file(Path(source))
+        rows = select_split(_read_file(Path(source)), split, source)
     else:
         rows = _read_hub(source, split, subset)
     for new, old in (columns or {}).items():

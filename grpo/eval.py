@@ -16,7 +16,7 @@ from math import comb
 import rewards as rewards_lib
 from rewards._text import extract_answer
 
-from .data import apply_template
+from .data import DataError, prompt_format, render_prompt
 from .rollout.base import SamplingParams
 
 
@@ -31,21 +31,31 @@ def majority(answers: list[str | None]) -> str | None:
     return votes.most_common(1)[0][0] if votes else None
 
 
-def evaluate(engine, rows: list[dict], template: str, k: int = 4, max_new_tokens: int = 256,
+def evaluate(engine, rows: list[dict], render, k: int = 4, max_new_tokens: int = 256,
              temperature: float = 0.6, top_p: float = 0.95, batch_prompts: int = 32,
              accuracy: str = "math_accuracy", format_reward: str | None = "think_format",
-             progress: bool = True) -> dict:
+             progress: bool = True, stop: list[str] | None = None, end_of_turn: bool = True,
+             accuracy_kwargs: dict | None = None) -> dict:
     """Sample k completions per row and score them. DeepSeek-R1 reports pass@1 as the mean
-    over k samples at temperature 0.6, top-p 0.95 (R1 report, section 3), our defaults."""
+    over k samples at temperature 0.6, top-p 0.95 (R1 report, section 3), our defaults.
+    ``render``: the row prompt -> model text function training used (``data.render_prompt``
+    with the recipe's prompt format), or a template name."""
+    from functools import partial
+
     from tqdm.auto import tqdm
 
+    if isinstance(render, str):
+        render = partial(render_prompt, None, template=render)
     acc_fn = rewards_lib.load(accuracy)
+    if accuracy_kwargs:
+        acc_fn = partial(acc_fn, **accuracy_kwargs)
     fmt_fn = rewards_lib.load(format_reward) if format_reward else None
-    sp = SamplingParams(n=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+    sp = SamplingParams(n=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                        stop=list(stop or []), end_of_turn=end_of_turn)
     correct, fmt_ok, maj_ok, lengths, samples = [], [], [], [], []
     for i in tqdm(range(0, len(rows), batch_prompts), desc="eval", disable=not progress):
         chunk = rows[i:i + batch_prompts]
-        prompts = [apply_template(template, r["prompt"]) for r in chunk]
+        prompts = [render(r["prompt"]) for r in chunk]
         groups = engine.generate(prompts, sp)
         for row, prompt, g in zip(chunk, prompts, groups):
             texts = [c.text for c in g.completions]
@@ -71,25 +81,60 @@ def evaluate(engine, rows: list[dict], template: str, k: int = 4, max_new_tokens
     }
 
 
-def held_out_rows(cfg, n: int | None = None) -> list[dict]:
-    """The recipe's held-out set: ``data.eval_source``, or for a built-in task fresh problems
-    from a different seed (never seen in training, which uses ``train.seed``)."""
-    from .data import load_rows
+def held_out_rows(cfg, n: int | None = None, on_train_rows: bool = False) -> list[dict]:
+    """The recipe's held-out set: ``data.eval_source``; for a built-in task fresh problems
+    from a different seed (never seen in training, which uses ``train.seed``); for a hub id
+    its ``data.eval_split``; for a local file its rows whose ``split`` column is
+    ``data.eval_split``, or the file beside it named with ``eval_split`` for ``split``
+    (train.jsonl -> test.jsonl). Evaluating the training rows needs ``on_train_rows``."""
+    from pathlib import Path
+
+    from .data import is_local_source, load_rows
     d = cfg.data
     n = n or d.eval_samples
+    load = lambda src, split: load_rows(src, n, 0, split, d.subset, d.preprocess, d.columns)  # noqa: E731
+    if on_train_rows:
+        if d.source.startswith("builtin:"):
+            return load_rows(d.source, n, seed=cfg.train.seed)
+        return load(d.source, d.split)
     source = d.eval_source or d.source
     if source.startswith("builtin:"):
         return load_rows(source, n, seed=10_000 + cfg.train.seed)
-    split = "test" if not d.eval_source else d.split
-    return load_rows(source, n, 0, split, d.subset, d.preprocess, d.columns)
+    path = Path(source)
+    if d.eval_source or not is_local_source(source):              # a held-out file, or a hub id
+        return load(source, d.eval_split)
+    rows = load(source, d.eval_split) if _has_split_column(path) else None
+    twin = path.with_name(path.name.replace(d.split, d.eval_split)) if d.split in path.name else None
+    if rows is None and twin is not None and twin != path and twin.exists():
+        rows = load(str(twin), d.eval_split)
+    if rows is None:
+        raise DataError(f"no held-out rows for {source!r}: it has no 'split' column and no "
+                        f"{d.eval_split!r} file beside it; set data.eval_source, or pass --on-train-rows "
+                        "to evaluate on the training rows")
+    return rows
 
 
-def eval_config(cfg, model: str | None = None, k: int = 4, n: int | None = None, **kw) -> dict:
-    from .policy import load_policy, to_device
+def _has_split_column(path) -> bool:
+    from .data import _read_file
+    rows = _read_file(path)
+    return bool(rows) and isinstance(rows[0], dict) and "split" in rows[0]
+
+
+def eval_config(cfg, model: str | None = None, k: int = 4, n: int | None = None,
+                on_train_rows: bool = False, **kw) -> dict:
+    """Evaluate what ``grpo train`` trains: the recipe's prompt format (render_prompt, as the
+    trainer), stop strings and end-of-turn tokens, threads, on its held-out rows."""
+    from .policy import load_policy, set_threads, to_device
     from .rollout.hf import HFEngine
+    set_threads(cfg.train.threads)
+    rows = held_out_rows(cfg, n, on_train_rows)          # data errors before loading a model
     tok, policy = load_policy(model or cfg.model.path, cfg.model.dtype, trainable=False)
     policy = to_device(policy)
-    accuracy = next((r.name for r in cfg.rewards if r.name in ("math_accuracy", "accuracy", "countdown",
-                                                                "code_tests")), "math_accuracy")
-    return evaluate(HFEngine(policy, tok), held_out_rows(cfg, n), cfg.data.template, k=k,
-                    max_new_tokens=cfg.rollout.max_new_tokens, accuracy=accuracy, **kw)
+    spec = next((r for r in cfg.rewards if r.name in ("math_accuracy", "accuracy", "countdown",
+                                                      "code_tests")), None)
+    render = lambda p: render_prompt(tok, p, **prompt_format(cfg.data))  # noqa: E731
+    r = cfg.rollout
+    return evaluate(HFEngine(policy, tok), rows, render, k=k, max_new_tokens=r.max_new_tokens,
+                    stop=list(r.stop), end_of_turn=r.end_of_turn,
+                    accuracy=spec.name if spec else "math_accuracy",
+                    accuracy_kwargs=spec.kwargs if spec else None, **kw)

@@ -60,12 +60,44 @@ def load_tokenizer(path: str):
     return tok
 
 
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "model.safetensors.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def check_model_dir(path: str) -> None:
+    """A local model directory must hold a config, weights and a tokenizer; otherwise say
+    which is missing in one line (transformers would fail deep inside, e.g. in sentencepiece).
+
+    >>> import tempfile
+    >>> check_model_dir(tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ...
+    grpo.policy.ModelError: ... is not a complete model directory: missing config.json, weights ...
+    """
+    d = Path(path)
+    missing = []
+    if not (d / "config.json").is_file():
+        missing.append("config.json")
+    if not any(any(d.glob(g)) for g in WEIGHT_FILES):
+        missing.append("weights (*.safetensors or pytorch_model*.bin)")
+    if not any((d / f).is_file() for f in TOKENIZER_FILES):
+        missing.append("a tokenizer (tokenizer.json or tokenizer_config.json)")
+    if missing:
+        raise ModelError(f"{path!r} is not a complete model directory: missing {', '.join(missing)}")
+
+
 def load_policy(path: str, dtype: str = "float32", lora=None, trainable: bool = True,
                 adapter: str | None = None):
-    """(tokenizer, model); ``adapter`` resumes LoRA weights from a checkpoint directory."""
+    """(tokenizer, model); ``adapter`` resumes LoRA weights from a checkpoint directory.
+    ``path``: a model directory, a hub id, or a ``.gguf`` file (dequantized to ``dtype``)."""
     from transformers import AutoModelForCausalLM
+
+    from .gguf import resolve_model_path
+    path = resolve_model_path(path, dtype)
     if _looks_local(path) and not Path(path).is_dir():
         raise ModelError(f"model path does not exist: {path!r}")
+    if Path(path).is_dir():
+        check_model_dir(path)
     _check_resolvable(path)
     try:
         tok = load_tokenizer(path)
@@ -85,6 +117,25 @@ def load_policy(path: str, dtype: str = "float32", lora=None, trainable: bool = 
     if not trainable:
         model.requires_grad_(False)
     return tok, model
+
+
+def default_threads() -> int:
+    """torch CPU threads when a recipe sets none: OMP_NUM_THREADS if set; else 1 on a machine
+    with <= 2 usable cores (decoding is many small ops: on a loaded 2-core box 2 threads ran
+    17x slower than 1), else half the usable cores (physical cores, without hyperthreads)."""
+    import os
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 1 if cores <= 2 else max(1, cores // 2)
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set torch's CPU threads (``n``, else default_threads()); train, eval, sample, sft."""
+    n = n or default_threads()
+    torch.set_num_threads(n)
+    return n
 
 
 def default_device() -> torch.device:

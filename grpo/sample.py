@@ -35,8 +35,8 @@ import rewards as rewards_lib
 from rewards._text import completion_text, think_part
 
 from .config import ConfigError, DataConfig, ModelConfig, RewardConfig, RolloutConfig, _Strict
-from .data import load_rows
-from .sft import RunOutput, SourceConfig, load_recipe, load_source, render_prompt, to_device
+from .data import load_rows, prompt_format, render_prompt
+from .sft import RunOutput, SourceConfig, load_recipe, load_source, to_device
 
 CHECKS = ("incorrect", "format", "mixed_language", "long_paragraph", "code_block", "duplicate",
           "per_prompt_cap")
@@ -149,10 +149,11 @@ def generate_and_score(cfg: SampleConfig, rows: list[dict], progress: bool = Tru
     engine = make_engine(cfg.rollout, policy, tok)
     r = cfg.rollout
     sp = SamplingParams(n=r.n, max_new_tokens=r.max_new_tokens, temperature=r.temperature,
-                        top_p=r.top_p, top_k=r.top_k, stop=list(r.stop), seed=cfg.seed)
+                        top_p=r.top_p, top_k=r.top_k, stop=list(r.stop), seed=cfg.seed,
+                        end_of_turn=r.end_of_turn)
     for i in tqdm(range(0, len(rows), cfg.batch_prompts), desc="sample", disable=not progress):
         chunk = rows[i:i + cfg.batch_prompts]
-        prompts = [render_prompt(tok, cfg.data.template, row["prompt"]) for row in chunk]
+        prompts = [render_prompt(tok, row["prompt"], **prompt_format(cfg.data)) for row in chunk]
         for row, prompt, g in zip(chunk, prompts, engine.generate(prompts, sp)):
             texts = [completion_text(c.text) for c in g.completions]
             cols = {k: [v] * len(texts) for k, v in row.items() if k != "prompt"}
@@ -165,8 +166,9 @@ def generate_and_score(cfg: SampleConfig, rows: list[dict], progress: bool = Tru
 def sample(cfg: SampleConfig, progress: bool = True, log=print) -> dict:
     """Run rejection sampling; write ``data.jsonl`` and ``stats.json``; return the stats."""
     import torch
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+
+    from .policy import set_threads
+    set_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     d = cfg.data
     rows = load_rows(d.source, d.num_samples, cfg.seed, d.split, d.subset, d.preprocess, d.columns)
@@ -253,6 +255,9 @@ class EvalSpec(_Strict):
     data: SourceConfig = Field(default_factory=lambda: SourceConfig(
         source="builtin:arithmetic", num_samples=200, seed=10_000))
     template: Literal["r1_zero", "r1_zero_tiny", "plain", "chat"] = "r1_zero"
+    system_prompt: Optional[str] = Field(None, description="as data.system_prompt of the RL recipes")
+    instruction: Optional[str] = Field(None, description="as data.instruction of the RL recipes")
+    stop: list[str] = Field(default_factory=list, description="stop strings, as rollout.stop")
     k: int = Field(4, gt=0)
     max_new_tokens: int = Field(256, gt=0)
     temperature: float = Field(0.6, gt=0)
@@ -273,28 +278,20 @@ def evaluate_model(model_path: str, ev: EvalSpec) -> dict:
     import torch
 
     from .eval import evaluate
-    from .policy import load_policy
+    from .policy import load_policy, set_threads
     from .rollout.hf import HFEngine
-    if ev.threads:
-        torch.set_num_threads(ev.threads)
+    set_threads(ev.threads)
     torch.manual_seed(0)
     tok, policy = load_policy(model_path, trainable=False)
     engine = HFEngine(to_device(policy), tok)
-    rows, template = _rendered(tok, load_source(ev.data), ev.template)
-    res = evaluate(engine, rows, template, k=ev.k, max_new_tokens=ev.max_new_tokens,
-                   temperature=ev.temperature, top_p=ev.top_p, accuracy=ev.accuracy,
+    render = lambda p: render_prompt(tok, p, **prompt_format(ev))  # noqa: E731
+    res = evaluate(engine, load_source(ev.data), render, k=ev.k, max_new_tokens=ev.max_new_tokens,
+                   stop=ev.stop, temperature=ev.temperature, top_p=ev.top_p, accuracy=ev.accuracy,
                    format_reward=ev.format_reward, batch_prompts=ev.batch_prompts, progress=False)
     res.pop("samples")
     if ev.general is not None:
         res["general_reward"] = _general_reward(engine, tok, ev)
     return res
-
-
-def _rendered(tok, rows: list[dict], template: str) -> tuple[list[dict], str]:
-    """grpo.eval applies named templates itself; chat prompts are rendered here."""
-    if template != "chat":
-        return rows, template
-    return [{**r, "prompt": render_prompt(tok, "chat", r["prompt"])} for r in rows], "plain"
 
 
 def _general_reward(engine, tok, ev: EvalSpec) -> float | None:
@@ -304,8 +301,8 @@ def _general_reward(engine, tok, ev: EvalSpec) -> float | None:
     rows = load_source(g.data)
     rs = rewards_lib.RewardSet([rewards_lib.RewardSpec(g.reward.name, 1.0, g.reward.kwargs)],
                                fail_on_error=True, timeout_s=600)
-    prompts = [render_prompt(tok, ev.template, r["prompt"]) for r in rows]
-    groups = engine.generate(prompts, SamplingParams(n=g.k, max_new_tokens=ev.max_new_tokens,
+    prompts = [render_prompt(tok, r["prompt"], **prompt_format(ev)) for r in rows]
+    groups = engine.generate(prompts, SamplingParams(n=g.k, max_new_tokens=ev.max_new_tokens, stop=list(ev.stop),
                                                      temperature=ev.temperature, top_p=ev.top_p))
     texts = [c.text for grp in groups for c in grp.completions]
     cols = {k: [r.get(k) for r in rows for _ in range(g.k)] for k in rows[0] if k != "prompt"}

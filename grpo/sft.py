@@ -34,8 +34,8 @@ import torch
 from pydantic import BaseModel, Field
 
 from .config import ModelConfig, _Strict, read_recipe, validate_tree
-from .data import TEMPLATES, DataError, apply_template, load_rows
-from .policy import load_policy, to_device  # noqa: F401  (to_device: also sample.py's)
+from .data import DataError, load_rows, prompt_format, render_prompt
+from .policy import load_policy, set_threads, to_device  # noqa: F401  (to_device: also sample.py's)
 
 
 # --------------------------------------------------------------------------- schema
@@ -79,6 +79,8 @@ class SFTConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: SourceConfig
     template: Literal["r1_zero", "r1_zero_tiny", "plain", "chat"] = "r1_zero"
+    system_prompt: Optional[str] = Field(None, description="as data.system_prompt of the RL recipe")
+    instruction: Optional[str] = Field(None, description="as data.instruction of the RL recipe")
     train: SFTTrainConfig = Field(default_factory=SFTTrainConfig)
     output: RunOutput = Field(default_factory=RunOutput)
 
@@ -185,27 +187,21 @@ def tokenize_example(tok, prompt: str, completion: str, max_length: int) -> tupl
     return (p + c)[:max_length], len(p)
 
 
-def encode_rows(tok, rows: list[dict], template: str, max_length: int) -> list[tuple[list[int], int]]:
+def encode_rows(tok, rows: list[dict], template, max_length: int) -> list[tuple[list[int], int]]:
+    """``template``: a template name or render_prompt's keyword arguments (prompt_format)."""
+    fmt = template if isinstance(template, dict) else {"template": template}
     for key in ("prompt", "completion"):
         if key not in rows[0]:
             raise DataError(f"SFT data needs 'prompt' and 'completion' columns; got {sorted(rows[0])}")
     out = []
     for r in rows:
-        prompt = render_prompt(tok, template, r["prompt"])
+        prompt = render_prompt(tok, r["prompt"], **fmt)
         ids, n_p = tokenize_example(tok, prompt, str(r["completion"]), max_length)
         if len(ids) > n_p:                                  # something left to learn
             out.append((ids, n_p))
     if not out:
         raise DataError(f"every example is longer than max_length={max_length} tokens of prompt")
     return out
-
-
-def render_prompt(tok, template: str, prompt: str) -> str:
-    """The prompt as the policy sees it: a named template, or the tokenizer's chat template."""
-    if TEMPLATES[template] is None:
-        return tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                       add_generation_prompt=True)
-    return apply_template(template, prompt)
 
 
 def collate(examples: list[tuple[list[int], int]], pad_id: int):
@@ -263,15 +259,14 @@ def sft(cfg: SFTConfig, progress: bool = True) -> dict:
     """Train; return ``{model, steps, loss_before, loss_after, ...}`` (also in ``result.json``)."""
     from tqdm.auto import tqdm
     t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
+    set_threads(t.threads)
     torch.manual_seed(t.seed)
     rows = load_source(cfg.data)                     # data errors before loading a model
     tok, model = load_policy(cfg.model.path, cfg.model.dtype, cfg.model.lora, trainable=True)
     model = to_device(model)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    data = encode_rows(tok, rows, cfg.template, t.max_length)
+    data = encode_rows(tok, rows, prompt_format(cfg), t.max_length)
     bs = min(t.batch_size, len(data))
     steps = t.steps or max(1, int(t.epochs * len(data) / bs))
     probe = data[:64]                                # loss on (a slice of) the data, before/after

@@ -22,12 +22,13 @@ from . import algorithms as A
 from . import reward_model  # noqa: F401  (registers the "reward_model" reward for recipes)
 from . import checkpoint
 from .config import Config, ConfigError, dump_config, validate_tree
-from .data import PromptSampler, apply_template, check_prompt_lengths, load_rows, model_context
+from .data import (PromptSampler, check_prompt_lengths, load_rows, model_context, prompt_format,
+                   render_prompt)
 from .rundir import has_run, open_run
 from .metrics import MetricsLogger, reflection_counts, safe_mean, write_samples
 from .parallel import Parallel
 from .policy import (build_batch, load_policy, micro_batches, score, score_all, score_shared_prompt,
-                     to_device)
+                     set_threads, to_device)
 from .rollout import make_engine
 from .rollout.base import SamplingParams
 from .rollout.overlap import Prefetcher, behaviour_logprobs
@@ -49,8 +50,7 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = cfg.run_dir()
         self.ckpt_root = self.run_dir / "checkpoints"
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
+        set_threads(cfg.train.threads)
         self.par = Parallel(cfg)
         if resume and self.par.enabled:
             raise ConfigError("--resume with several processes is not supported yet")
@@ -88,6 +88,7 @@ class Trainer:
         adapter = str(ckpt) if ckpt is not None and m.lora else None
         path = str(ckpt) if ckpt is not None and not m.lora else m.path
         self.tok, self.policy = load_policy(path, m.dtype, m.lora, trainable=True, adapter=adapter)
+        self._prompt(self.rows[0]["prompt"])     # a prompt format error now, not at step 1
         self.policy = to_device(self.policy)     # this process's GPU, if any
         self.rows = check_prompt_lengths(self.rows, self._prompt, self.tok, model_context(self.policy), cfg.rollout.max_new_tokens, d.overlong_prompts, log=_warn)
         self.sampler = PromptSampler(len(self.rows), cfg.train.prompts_per_step, cfg.train.seed)
@@ -175,7 +176,8 @@ class Trainer:
         #      rollouts came from older weights: the sampler's log-probs are the old policy.
         old = behaviour_logprobs(groups, batch.mask.shape[1])[keep] if self.prefetch else None
         self._routing = [c.routing for c, k in zip(comps, keep.tolist()) if k] if a.routing_replay else None
-        upd = self._update(batch.slice(keep), adv[keep], old) if keep.any() else dict.fromkeys(UPDATE_KEYS)
+        skip = nothing_to_learn(adv[keep], batch.mask[keep], a.beta)
+        upd = dict.fromkeys(UPDATE_KEYS) if skip else self._update(batch.slice(keep), adv[keep], old)
         t_update = time.time() - t0
 
         # 6. Sync the new weights to the rollout engine (overlapped: when it is next idle, in
@@ -204,6 +206,7 @@ class Trainer:
             "tokens_per_s": sum(lengths) / max(t_rollout + t_update, 1e-9),
             "completions_per_s": len(comps) / max(dt, 1e-9),
             "lr": upd.get("lr") or self.opt.param_groups[0]["lr"],   # the lr this step's update used
+            "update_skipped": int(skip),
         }
         if self.par.is_main and ((step + 1) % cfg.output.sample_every == 0 or step == 0):
             self._write_samples(step + 1, prompts, texts, reward, out.per_fn, G)
@@ -326,16 +329,13 @@ class Trainer:
         self._t_sync += time.time() - t0
 
     # ------------------------------------------------------------------ helpers
-    def _prompt(self, question: str) -> str:
-        if self.cfg.data.template == "chat":
-            return self.tok.apply_chat_template([{"role": "user", "content": question}],
-                                                tokenize=False, add_generation_prompt=True)
-        return apply_template(self.cfg.data.template, question)
+    def _prompt(self, question) -> str:
+        return render_prompt(self.tok, question, **prompt_format(self.cfg.data))
 
     def _sampling(self) -> SamplingParams:
         r = self.cfg.rollout
         return SamplingParams(n=r.n, max_new_tokens=r.max_new_tokens, temperature=r.temperature,
-                              top_p=r.top_p, top_k=r.top_k, stop=list(r.stop))
+                              top_p=r.top_p, top_k=r.top_k, stop=list(r.stop), end_of_turn=r.end_of_turn)
 
     def _correct(self, per_fn: dict) -> list[bool | None]:
         """Which completions count as correct, by the first accuracy-like reward."""
@@ -398,6 +398,22 @@ class Trainer:
                             self.cfg.output.keep_checkpoints, state_dict=full,
                             full=every is None or step % every == 0 or step == self.cfg.train.steps)
         self.par.barrier()
+
+
+def nothing_to_learn(adv: torch.Tensor, mask: torch.Tensor, beta: float) -> bool:
+    """True when an update could not change the policy's loss: no completion token left to
+    train on, or (without a KL term) every advantage zero (all groups zero-variance). The
+    forward and backward are skipped and the update metrics logged as null; a zero-gradient
+    AdamW step would still move the weights by its momentum.
+
+    >>> nothing_to_learn(torch.zeros(4), torch.ones(4, 3), 0.0), nothing_to_learn(torch.zeros(4), torch.ones(4, 3), 0.1)
+    (True, False)
+    >>> nothing_to_learn(torch.tensor([1., -1.]), torch.zeros(2, 3), 0.0), nothing_to_learn(torch.zeros(0), torch.zeros(0, 3), 0.0)
+    (True, True)
+    """
+    if adv.numel() == 0 or not bool(mask.sum() > 0):
+        return True
+    return beta == 0 and not bool(adv.abs().max() > 0)
 
 
 def train(cfg: Config, resume: bool | str = False, overwrite: bool = False) -> Path:

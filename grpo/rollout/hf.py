@@ -12,8 +12,9 @@ import copy
 from typing import Iterable
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .base import Completion, Group, SamplingParams, truncate_at_stop
+from .base import Completion, Group, SamplingParams, end_token_ids, finish_completion, first_stop
 
 
 class HFEngine:
@@ -41,6 +42,10 @@ class HFEngine:
         tok, model = self.tok, self.model
         tok.padding_side = "left"           # all prompts end at the same column
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(model.device)
+        end_ids = end_token_ids(tok, getattr(model, "generation_config", None), sp.end_of_turn, sp.stop)
+        stopping = None
+        if any(sp.stop):                         # the same test finish_completion applies afterwards
+            stopping = StoppingCriteriaList([StopStrings(tok, sp.stop, enc.input_ids.shape[1])])
         was_training = model.training
         model.eval()
         from ..moe.replay import start_recording
@@ -52,8 +57,7 @@ class HFEngine:
                 # top_k=20, repetition_penalty=1.05) would reshape the sampling distribution.
                 top_k=sp.top_k, repetition_penalty=1.0, max_new_tokens=sp.max_new_tokens,
                 num_return_sequences=sp.n, pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id, stop_strings=sp.stop or None,
-                tokenizer=tok if sp.stop else None, return_dict_in_generate=True,
+                eos_token_id=end_ids or None, stopping_criteria=stopping, return_dict_in_generate=True,
                 output_scores=self.return_logprobs, synced_gpus=self.synced_gpus,
             )
         finally:
@@ -68,8 +72,8 @@ class HFEngine:
         groups = []
         for b, prompt in enumerate(prompts):
             prompt_ids = enc.input_ids[b][enc.attention_mask[b].bool()].tolist()
-            comps = [self._completion(new[b * sp.n + g], None if logps is None else logps[b * sp.n + g], sp)
-                     for g in range(sp.n)]
+            comps = [self._completion(new[b * sp.n + g], None if logps is None else logps[b * sp.n + g],
+                                      sp, end_ids) for g in range(sp.n)]
             groups.append(Group(prompt, prompt_ids, comps))
         if rec is not None:                 # [prompt + completion, L, k] expert ids per sequence
             flat = [c for g in groups for c in g.completions]
@@ -79,20 +83,11 @@ class HFEngine:
                 c.routing = r
         return groups
 
-    def _completion(self, ids: torch.Tensor, logps, sp: SamplingParams) -> Completion:
-        ids = ids.tolist()
-        eos, pad = self.tok.eos_token_id, self.tok.pad_token_id
-        finish = "length"
-        if eos in ids:                       # keep the EOS: the policy must learn to stop
-            ids, finish = ids[:ids.index(eos) + 1], "stop"
-        else:
-            while ids and ids[-1] == pad and pad != eos:
-                ids.pop()
-        text = self.tok.decode(ids, skip_special_tokens=True)
-        if sp.stop:
-            text, hit = truncate_at_stop(text, sp.stop)
-            if hit:
-                finish = "stop"
+    def _completion(self, ids: torch.Tensor, logps, sp: SamplingParams, end_ids: list[int]) -> Completion:
+        # Rows that finished early are padded (with the EOS id itself when pad == eos):
+        # finish_completion keeps exactly the sampled tokens, the text is their decoding.
+        decode = lambda x: self.tok.decode(x, skip_special_tokens=True)  # noqa: E731
+        ids, text, finish = finish_completion(ids.tolist(), decode, end_ids, sp.stop)
         lp = None if logps is None else logps[:len(ids)].tolist()
         return Completion(text, ids, lp, finish)
 
@@ -110,3 +105,18 @@ class HFEngine:
 
     def wake(self) -> None:
         pass
+
+
+class StopStrings(StoppingCriteria):
+    """A ``generate`` stopping criterion: a row is done once the text of its last tokens holds
+    a stop string (``first_stop``, the test ``finish_completion`` applies afterwards, so the
+    row stops at the very token whose text completes it)."""
+
+    def __init__(self, tok, stops: list[str], prompt_len: int):
+        self.tok, self.stops, self.start = tok, [s for s in stops if s], prompt_len
+        self.window = max(len(s) for s in self.stops) + 8   # tokens: each decodes to >= 1 char
+
+    def __call__(self, input_ids: torch.Tensor, scores=None, **kw) -> torch.Tensor:
+        tail = input_ids[:, self.start:][:, -self.window:]
+        texts = self.tok.batch_decode(tail, skip_special_tokens=True)
+        return torch.tensor([first_stop(t, self.stops) >= 0 for t in texts], device=input_ids.device)

@@ -31,7 +31,7 @@ from typing import Iterable, Iterator
 
 import torch
 
-from .base import Completion, Group, SamplingParams, truncate_at_stop
+from .base import Group, SamplingParams, completion_from_vllm, end_token_ids
 
 # Wrapper prefixes that training adds to parameter names and vLLM does not know.
 _PREFIXES = ("_orig_mod.", "module.", "_checkpoint_wrapped_module.", "_fsdp_wrapped_module.")
@@ -197,6 +197,14 @@ def _config_dtype(path: str):
         return "auto"
 
 
+def _generation_config(path: str):
+    try:
+        from transformers import GenerationConfig
+        return GenerationConfig.from_pretrained(path)
+    except Exception:  # no generation_config.json: the tokenizer's EOS only
+        return None
+
+
 class _KeepProcessState:
     """vLLM in-process reseeds the global RNGs and, on CPU, pins torch to one thread and
     disables ``torch.set_num_threads``: fine for a server, wrong for the trainer sharing
@@ -275,6 +283,7 @@ class VLLMEngine:
             # update would not reach it (tried: it fails at the first step).
             raise ValueError("enforce_eager=False is not supported on CPU (weights could not be updated)")
         path, self._tmp = _model_source(model, tokenizer)
+        self._gen_config = getattr(self.model, "generation_config", None) or _generation_config(path)
         util = getattr(rollout_cfg, "gpu_memory_utilization", 0.3)
         if self.model is not None:
             dtype = next(self.model.parameters()).dtype
@@ -310,10 +319,14 @@ class VLLMEngine:
             self.weight_version = 0
 
     # ------------------------------------------------------------------ sampling
+    def _end_ids(self, sp: SamplingParams) -> list[int]:
+        return end_token_ids(self.tok, self._gen_config, sp.end_of_turn, sp.stop)
+
     def _vllm_params(self, sp: SamplingParams, **extra):
         return self._vllm.SamplingParams(
             n=sp.n, max_tokens=sp.max_new_tokens, temperature=sp.temperature, top_p=sp.top_p,
-            top_k=sp.top_k or 0, stop=list(sp.stop) or None,
+            top_k=sp.top_k or 0, stop=[x for x in sp.stop if x] or None,
+            stop_token_ids=self._end_ids(sp),  # EOS and the chat template's end-of-turn tokens
             include_stop_str_in_output=True,   # the format reward needs the closing tag
             logprobs=0,                        # the sampled token's log-prob only
             flat_logprobs=True,                # a few flat lists, not a dict per token
@@ -333,24 +346,9 @@ class VLLMEngine:
         with self._threads:
             outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in ids],
                                      self._vllm_params(sampling), use_tqdm=False)
-        return [Group(prompt, p, [self._completion(o, sampling) for o in out.outputs])
+        end_ids = self._end_ids(sampling)
+        return [Group(prompt, p, [completion_from_vllm(o, sampling, self.tok, end_ids) for o in out.outputs])
                 for prompt, p, out in zip(prompts, ids, outs)]
-
-    def _completion(self, o, sp: SamplingParams) -> Completion:
-        ids = list(o.token_ids)            # vLLM keeps the EOS token, as the hf engine does
-        lps = None
-        flat = getattr(o.logprobs, "logprobs", None)
-        if flat is not None and len(flat) == len(ids):   # FlatLogprobs: one entry per token
-            lps = list(flat)
-        elif o.logprobs is not None:
-            lps = [step[t].logprob for step, t in zip(o.logprobs, ids)]
-        finish = "stop" if o.finish_reason == "stop" else "length"
-        # Decode with the trainer's tokenizer so text is exactly what the hf engine gives.
-        text = self.tok.decode(ids, skip_special_tokens=True)
-        if sp.stop:
-            text, hit = truncate_at_stop(text, sp.stop)
-            finish = "stop" if hit else finish
-        return Completion(text, ids, lps, finish)
 
     @torch.no_grad()
     def score(self, prompt_ids: list[list[int]], completion_ids: list[list[int]]) -> list[list[float]]:
