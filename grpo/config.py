@@ -288,8 +288,9 @@ def _yaml_error(e: yaml.YAMLError) -> str:
 
 def require_model_and_data(tree: dict, path, model: bool = True) -> None:
     """A recipe file must say what to train and on what: defaults for either are a mistake."""
-    need = (("model", "path", "model.path"),) * model + (("data", "source", "data.source"),)
-    missing = [k for sec, key, k in need if not isinstance(tree.get(sec), dict) or not tree[sec].get(key)]
+    need = (("model", ("path",), "model.path"),) * model + (("data", ("source", "preset"), "data.source or data.preset"),)
+    missing = [k for sec, keys, k in need
+               if not isinstance(tree.get(sec), dict) or not any(tree[sec].get(key) for key in keys)]
     if missing:
         raise ConfigError(f"{path}: a recipe must name a model and data; missing {' and '.join(missing)}")
 
