@@ -3,7 +3,7 @@
 User errors (a missing recipe, an unknown key, a reward that does not exist, a dataset
 without the columns a reward needs, a model path that does not exist, a run directory in
 use or holding another run, a full disk) print one line and exit with status 2;
-``--debug`` shows the traceback instead. docs/FAULTS.md lists what each fault gets.
+``--debug`` shows the traceback instead. README.md ("Runs you can trust") lists what each fault gets.
 """
 from __future__ import annotations
 
