@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 import rewards as rewards_lib
 
 from . import algorithms as A
+from . import losses as L
 from . import reward_model  # noqa: F401  (registers the "reward_model" reward for recipes)
 from . import checkpoint
 from .config import Config, ConfigError, dump_config, validate_tree
@@ -35,7 +36,8 @@ from .rollout.overlap import Prefetcher, behaviour_logprobs
 ACCURACY_NAMES = ("math_accuracy", "accuracy", "countdown", "code_tests")
 # Logged as null on a step whose groups were all filtered out (no update happened).
 UPDATE_KEYS = ("loss", "kl", "entropy", "clip_frac", "clip_low_frac", "clip_high_frac", "grad_norm",
-               "update_tokens", "micro_batches")
+               "update_tokens", "micro_batches", "rollout_correction/mismatch_kl",
+               "rollout_correction/is_ratio_max", "rollout_correction/is_ratio_mean", "rollout_correction/masked_frac")
 
 
 def _warn(msg: str) -> None:
@@ -101,9 +103,12 @@ class Trainer:
         self.par.prepare(self.policy)
         self.ref = self._load_reference()
         self.engine = make_engine(cfg.rollout, self.policy, self.tok, synced=self.par.enabled)
-        if cfg.rollout.overlap and self.par.enabled:
-            raise ConfigError("rollout.overlap with several processes is not supported yet")
-        self.prefetch = Prefetcher(self.engine) if cfg.rollout.overlap else None
+        k = cfg.rollout.staleness
+        if k and self.par.enabled:
+            raise ConfigError("rollout.overlap / max_staleness with several processes is not supported yet")
+        self.prefetch = Prefetcher(self.engine, k) if k else None
+        if cfg.algorithm.rollout_correction in ("tis", "mis") and hasattr(self.engine, "return_logprobs"):
+            self.engine.return_logprobs = True     # the hf engine computes them only when asked
         self._t_sync = self._t_sampling = 0.0
 
         params = [p for p in self.policy.parameters() if p.requires_grad]
@@ -146,6 +151,7 @@ class Trainer:
         t0 = time.time()
         cols = {k: [r[k] for r in rows for _ in range(G)] for k in rows[0] if k != "prompt"}
         cols["completion_ids"] = [c.token_ids for c in comps]
+        cols["trainer_state"] = rewards_lib.TrainerState(step=step, total_steps=cfg.train.steps)
         texts = [c.text for c in comps]
         out = self.rewards([p for p in prompts for _ in range(G)], texts, cols)
         self._reward_health(step + 1, out, [p for p in prompts for _ in range(G)])
@@ -168,8 +174,8 @@ class Trainer:
 
         # 4-5. Loss and optimizer steps (mu inner iterations over the same rollouts). Overlapped
         #      rollouts came from older weights: the sampler's log-probs are the old policy.
-        old = behaviour_logprobs(groups, batch.mask.shape[1])[keep] if self.prefetch else None
-        upd = self._update(batch.slice(keep), adv[keep], old) if keep.any() else dict.fromkeys(UPDATE_KEYS)
+        behav = behaviour_logprobs(groups, batch.mask.shape[1])[keep] if self._correction(stale) != "off" else None
+        upd = self._update(batch.slice(keep), adv[keep], behav, stale) if keep.any() else dict.fromkeys(UPDATE_KEYS)
         t_update = time.time() - t0
 
         # 6. Sync the new weights to the rollout engine (overlapped: when it is next idle, in
@@ -203,10 +209,31 @@ class Trainer:
             self._write_samples(step + 1, prompts, texts, reward, out.per_fn, G)
         return metrics
 
-    def _update(self, batch, adv: torch.Tensor, old: torch.Tensor | None = None) -> dict:
-        """mu optimizer steps on one batch. ``old``: the behaviour policy's per-token
-        log-probs ``[N, C]`` when the rollouts were sampled by older weights (async)."""
+    def _correction(self, stale: int) -> str:
+        """The rollout correction of a batch ``stale`` steps old: tis | mis | coupled (stale, with
+        ``none``: the sampler's log-probs are PPO's old policy, no IS weight) | off (on-policy,
+        none). ``auto``: tis where the sampler is not the trainer's own module (vllm, server)
+        or is stale; off for the hf engine sampling the live policy (mismatch 0 in value)."""
+        m = self.cfg.algorithm.rollout_correction
+        if m == "auto":
+            own = self.cfg.rollout.engine == "hf" or (self.cfg.rollout.engine == "auto" and
+                                                      type(self.engine).__name__ == "HFEngine")
+            r = self.cfg.rollout
+            plain = r.temperature == 1.0 and r.top_p == 1.0 and not r.top_k   # else the ratio is not the policy's
+            m = "tis" if plain and (stale or not own) else "none"
+        if m == "none":
+            return "coupled" if stale else "off"
+        return m
+
+    def _update(self, batch, adv: torch.Tensor, behav: torch.Tensor | None = None, stale: int = 0) -> dict:
+        """mu optimizer steps on one batch. ``behav``: the sampler's per-token log-probs
+        ``[N, C]`` (the behaviour policy: another engine's kernels, or weights ``stale`` steps
+        old); with a rollout correction they enter only through its IS weight (decoupled PPO:
+        the clip is anchored at the proximal policy, the weights before this update)."""
         a, t = self.cfg.algorithm, self.cfg.train
+        method = self._correction(stale) if behav is not None else "off"
+        old = behav if method == "coupled" else None
+        policy_loss = A.get(L.POLICY_LOSSES, a.policy_loss, "policy loss")
         N = len(batch)
         n_tokens = int(batch.mask.sum().item())
         constant = a.constant_norm or self.cfg.rollout.max_new_tokens
@@ -216,11 +243,12 @@ class Trainer:
         score_fn = score_shared_prompt if t.share_prompt else score
         # With mu=1 the rollout policy *is* the current policy: old log-probs are the current
         # ones detached (ratio 1), saving a forward pass. With mu>1 they are fixed up front.
-        if old is None and a.mu > 1:
+        if old is None and a.mu > 1:                # the proximal policy
             old = score_all(self.policy, batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
         ref = self._ref_logprobs(batch) if self.ref is not None else None
         sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "clip_low_frac": 0.0,
                 "clip_high_frac": 0.0}
+        corr = {"mismatch_kl": 0.0, "is_ratio_max": 0.0, "is_ratio_mean": 0.0, "masked_frac": 0.0}
         grad_norm, skipped, lr = 0.0, 0, self.opt.param_groups[0]["lr"]
         for _ in range(a.mu):
             losses = []
@@ -231,7 +259,15 @@ class Trainer:
                 dev = logp.device
                 mask, sub_adv = sub.mask.to(dev), adv[idx].to(dev)
                 old_lp = old[idx.to(old.device), :C].to(dev) if old is not None else logp.detach()
-                loss_tok, cm = A.clipped_surrogate(logp, old_lp, sub_adv, a.clip_low, a.clip_high)
+                loss_tok, cm = policy_loss(logp, old_lp, sub_adv, mask, a.clip_low, a.clip_high)
+                if method in ("tis", "mis"):
+                    w, cmet = L.rollout_correction(old_lp, behav[idx.to(behav.device), :C].to(dev), mask, method,
+                                                   a.rollout_correction_level, a.rollout_is_low, a.rollout_is_high)
+                    loss_tok = loss_tok * w
+                    share = mask.sum().item() / max(n_tokens, 1) / a.mu
+                    for k in ("mismatch_kl", "is_ratio_mean", "masked_frac"):
+                        corr[k] += cmet[k] * share
+                    corr["is_ratio_max"] = max(corr["is_ratio_max"], cmet["is_ratio_max"])
                 if ref is not None:
                     kl = kl_fn(logp, ref[idx.to(ref.device), :C].to(dev))
                     if a.beta > 0:
@@ -262,7 +298,8 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
         if ref is None:
             sums["kl"] = None
-        return {**sums, "grad_norm": grad_norm, "update_tokens": n_tokens, "micro_batches": len(mbs),
+        corr = {f"rollout_correction/{k}": (v if method in ("tis", "mis") else None) for k, v in corr.items()}
+        return {**sums, **corr, "grad_norm": grad_norm, "update_tokens": n_tokens, "micro_batches": len(mbs),
                 "skipped_steps": skipped, "lr": lr}
 
     def _check_weights(self, lr: float) -> None:
@@ -298,16 +335,19 @@ class Trainer:
             self._t_sampling = time.time() - t0
             return groups, 0
         got = self.prefetch.take(step)
-        stale = 1 if got is not None else 0
-        if got is None:                   # the first step, or the first after a resume
+        if got is None:                   # the first step, or the first after a resume: on-policy
             t0 = time.time()
-            got = self.engine.generate(prompts, self._sampling()), time.time() - t0
-        groups, self._t_sampling = got
-        self._sync()
-        if step + 1 < self.cfg.train.steps:
-            nxt = [self._prompt(self.rows[i]["prompt"]) for i in self.par.shard(self.sampler.indices(step + 1))]
-            self.prefetch.start(step + 1, nxt, self._sampling())
-        return groups, stale
+            got = self.engine.generate(prompts, self._sampling()), time.time() - t0, step
+        groups, self._t_sampling, version = got
+        if self.prefetch.busy:            # generations still queued: the sync queues behind them
+            self.prefetch.sync([(n, p.detach().clone()) for n, p in self.policy.named_parameters()])
+        else:
+            self._sync()
+        first = self.prefetch.next_step or step + 1
+        for s in range(first, min(step + self.cfg.rollout.staleness, self.cfg.train.steps - 1) + 1):
+            nxt = [self._prompt(self.rows[i]["prompt"]) for i in self.par.shard(self.sampler.indices(s))]
+            self.prefetch.start(s, nxt, self._sampling(), version=step)
+        return groups, step - version
 
     def _sync(self) -> None:
         t0 = time.time()
