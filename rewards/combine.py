@@ -185,7 +185,7 @@ class RewardSet:
             self.fns.append(fn)
             self.weights.append(float(spec.weight))
         self.required_columns: dict[str, set[str]] = {
-            n: required_columns(f) for n, f in zip(self.names, self.fns)}
+            n: required_columns(f) - TRAINER_KWARGS for n, f in zip(self.names, self.fns)}   # the trainer passes those
 
     def check_columns(self, available: set[str]) -> None:
         have = set(available) | TRAINER_KWARGS
