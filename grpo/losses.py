@@ -172,7 +172,7 @@ def rollout_correction(train_logp: torch.Tensor, sampler_logp: torch.Tensor, mas
         w = torch.where(cut, torch.zeros_like(ratio), ratio)
     else:
         w, cut = torch.ones_like(ratio), torch.zeros_like(ratio, dtype=torch.bool)
-    k3 = torch.exp(d) - d - 1                       # tokens were drawn from the sampler
+    k3 = (torch.exp(d) - d - 1).clamp(min=0)         # tokens were drawn from the sampler; >= 0 (float32 rounds below)
     live = ratio[on]
     metrics = {"mismatch_kl": ((k3 * mask).sum() / n).item(),
                "is_ratio_max": live.max().item() if live.numel() else 1.0,

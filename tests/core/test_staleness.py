@@ -86,3 +86,18 @@ def test_prefetcher_queues_syncs_between_generations():
     assert pf.take(5) is None
     pf.close()
     assert eng.overlaps == 0 and eng.log == [("gen", "a"), ("gen", "b"), ("sync", "w1"), ("gen", "c")]
+
+
+def test_explicit_tis_on_policy_with_the_hf_engine_measures_no_mismatch(tmp_path):
+    """The hf engine samples the trainer's own module: its log-probs equal the trainer's, so
+    TIS weights are 1 and the update is the uncorrected one."""
+    params, rows = [], []
+    for corr in ("none", "tis"):
+        tr = Trainer(_cfg(tmp_path, f"c{corr}", f"algorithm.rollout_correction={corr}", steps=2))
+        torch.manual_seed(0)
+        rows.append(read_metrics(tr.train()))
+        params.append(torch.cat([p.detach().flatten() for p in tr.policy.parameters()]))
+    assert all(r["rollout_correction/mismatch_kl"] is None for r in rows[0])
+    assert all(0 <= r["rollout_correction/mismatch_kl"] < 1e-6 and r["rollout_correction/masked_frac"] == 0
+               for r in rows[1])
+    torch.testing.assert_close(params[0], params[1], atol=1e-5, rtol=1e-4)
