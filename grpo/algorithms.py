@@ -90,7 +90,7 @@ def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Ten
     (tensor([[ True, False]]), tensor([[False, False]]))
     """
     ratio = torch.exp(logp - old_logp)
-    a = adv.unsqueeze(-1)                                              # [N, 1]
+    a = adv.unsqueeze(-1) if adv.dim() == 1 else adv                    # [N, 1], or per token [N, T]
     unclipped = ratio * a
     clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * a
     loss = -torch.minimum(unclipped, clipped)

@@ -146,6 +146,9 @@ class AlgorithmConfig(_Strict):
         "token", description="the ratio per token, per sequence (product) or its geometric mean")
     rollout_is_high: float = Field(2.0, gt=1, allow_inf_nan=False, description="tis cap / mis upper bound")
     rollout_is_low: float = Field(0.5, ge=0, lt=1, description="mis lower bound")
+    teacher: Optional[str] = Field(None, description="on-policy distillation: a causal LM (the student's "
+                                   "tokenizer) scoring the student's samples; its per-token reverse KL joins the advantage")
+    distill_coef: float = Field(1.0, ge=0, allow_inf_nan=False, description="weight of the teacher's per-token advantage")
 
 
 class TrainConfig(_Strict):

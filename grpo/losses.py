@@ -52,7 +52,7 @@ def gspo_loss(logp, old_logp, adv, mask, clip_low: float, clip_high: float):
     log_s = _seq_mean(logp - old_logp, mask).unsqueeze(-1)                 # [N, 1]
     # value s_i, gradient s_i * grad log pi_t (stop-gradient trick of GSPO-token)
     s_tok = torch.exp(log_s.detach() + logp - logp.detach())               # [N, T]
-    a = adv.unsqueeze(-1)
+    a = adv.unsqueeze(-1) if adv.dim() == 1 else adv      # [N, 1], or per token [N, T]
     unclipped = s_tok * a
     clipped = torch.clamp(s_tok, 1 - clip_low, 1 + clip_high) * a
     loss = -torch.minimum(unclipped, clipped)
@@ -78,7 +78,7 @@ def cispo_loss(logp, old_logp, adv, mask, clip_low: float, clip_high: float):
     """
     ratio = torch.exp(logp - old_logp).detach()
     w = torch.clamp(ratio, max=1 + clip_high)
-    a = adv.unsqueeze(-1)
+    a = adv.unsqueeze(-1) if adv.dim() == 1 else adv      # [N, 1], or per token [N, T]
     loss = -(w * a) * logp
     return loss, {"clip_high": ratio > 1 + clip_high, "clip_low": torch.zeros_like(ratio, dtype=torch.bool),
                   "ratio": ratio}
@@ -99,7 +99,7 @@ def sapo_loss(logp, old_logp, adv, mask, clip_low: float, clip_high: float,
     tensor([[-1., -1.]])
     """
     ratio = torch.exp(logp - old_logp)
-    a = adv.unsqueeze(-1)
+    a = adv.unsqueeze(-1) if adv.dim() == 1 else adv      # [N, 1], or per token [N, T]
     tau = torch.where(a > 0, torch.full_like(a, tau_pos), torch.full_like(a, tau_neg))
     gate = torch.sigmoid(tau * (ratio - 1)) * 4 / tau
     loss = -gate * a

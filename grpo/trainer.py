@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 import rewards as rewards_lib
 
 from . import algorithms as A
+from . import distill
 from . import losses as L
 from . import reward_model  # noqa: F401  (registers the "reward_model" reward for recipes)
 from . import checkpoint
@@ -102,6 +103,11 @@ class Trainer:
             enable_fp8_training(self.policy)
         self.par.prepare(self.policy)
         self.ref = self._load_reference()
+        t = cfg.algorithm.teacher               # on-policy distillation (distill.py)
+        self.teacher = self.par.prepare(to_device(load_policy(t, m.dtype, None, trainable=False)[1])) if t else None
+        if self.teacher is not None and self.teacher.config.vocab_size != self.policy.config.vocab_size:
+            raise ConfigError(f"algorithm.teacher {t!r} has a vocabulary of {self.teacher.config.vocab_size}, the "
+                              f"student {self.policy.config.vocab_size}: on-policy distillation needs the same tokenizer")
         self.engine = make_engine(cfg.rollout, self.policy, self.tok, synced=self.par.enabled)
         k = cfg.rollout.staleness
         if k and self.par.enabled:
@@ -246,8 +252,10 @@ class Trainer:
         if old is None and a.mu > 1:                # the proximal policy
             old = score_all(self.policy, batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
         ref = self._ref_logprobs(batch) if self.ref is not None else None
+        teach = self._score_frozen(self.teacher, batch) if self.teacher is not None else None
         sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "clip_low_frac": 0.0,
                 "clip_high_frac": 0.0}
+        corr_kl = 0.0
         corr = {"mismatch_kl": 0.0, "is_ratio_max": 0.0, "is_ratio_mean": 0.0, "masked_frac": 0.0}
         grad_norm, skipped, lr = 0.0, 0, self.opt.param_groups[0]["lr"]
         for _ in range(a.mu):
@@ -259,6 +267,10 @@ class Trainer:
                 dev = logp.device
                 mask, sub_adv = sub.mask.to(dev), adv[idx].to(dev)
                 old_lp = old[idx.to(old.device), :C].to(dev) if old is not None else logp.detach()
+                if teach is not None:             # per-token advantage: the teacher's reverse KL
+                    t_lp = teach[idx.to(teach.device), :C].to(dev)
+                    sub_adv = sub_adv.unsqueeze(-1) + distill.distill_advantage(old_lp, t_lp, mask, a.distill_coef)
+                    corr_kl += distill.reverse_kl(old_lp, t_lp, mask) * mask.sum().item() / max(n_tokens, 1) / a.mu
                 loss_tok, cm = policy_loss(logp, old_lp, sub_adv, mask, a.clip_low, a.clip_high)
                 if method in ("tis", "mis"):
                     w, cmet = L.rollout_correction(old_lp, behav[idx.to(behav.device), :C].to(dev), mask, method,
@@ -299,6 +311,8 @@ class Trainer:
         if ref is None:
             sums["kl"] = None
         corr = {f"rollout_correction/{k}": (v if method in ("tis", "mis") else None) for k, v in corr.items()}
+        if teach is not None:
+            corr["distill/reverse_kl"] = corr_kl
         return {**sums, **corr, "grad_norm": grad_norm, "update_tokens": n_tokens, "micro_batches": len(mbs),
                 "skipped_steps": skipped, "lr": lr}
 
@@ -312,6 +326,10 @@ class Trainer:
                 f"the weights became non-finite in an optimizer step with lr {lr:g} ({len(bad)} tensors, first "
                 f"{bad[0]}); nothing was saved; the last checkpoint is "
                 f"{f'step-{have[-1]}' if have else 'none'}: lower train.lr and start over with --overwrite")
+
+    def _score_frozen(self, model, batch) -> torch.Tensor:
+        t = self.cfg.train
+        return score_all(model, batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
 
     def _ref_logprobs(self, batch) -> torch.Tensor:
         t = self.cfg.train
