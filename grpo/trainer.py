@@ -36,9 +36,10 @@ from .rollout.overlap import Prefetcher, behaviour_logprobs
 
 ACCURACY_NAMES = ("math_accuracy", "accuracy", "countdown", "code_tests")
 # Logged as null on a step whose groups were all filtered out (no update happened).
+CORRECTION_KEYS = ("rollout_correction/mismatch_kl", "rollout_correction/is_ratio_max",
+                   "rollout_correction/is_ratio_mean", "rollout_correction/masked_frac")
 UPDATE_KEYS = ("loss", "kl", "entropy", "clip_frac", "clip_low_frac", "clip_high_frac", "grad_norm",
-               "update_tokens", "micro_batches", "rollout_correction/mismatch_kl",
-               "rollout_correction/is_ratio_max", "rollout_correction/is_ratio_mean", "rollout_correction/masked_frac")
+               "update_tokens", "micro_batches", *CORRECTION_KEYS)
 
 
 def _warn(msg: str) -> None:
@@ -255,8 +256,7 @@ class Trainer:
         teach = self._score_frozen(self.teacher, batch) if self.teacher is not None else None
         sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "clip_low_frac": 0.0,
                 "clip_high_frac": 0.0}
-        corr_kl = 0.0
-        corr = {"mismatch_kl": 0.0, "is_ratio_max": 0.0, "is_ratio_mean": 0.0, "masked_frac": 0.0}
+        extra = dict.fromkeys(CORRECTION_KEYS, 0.0) | ({"distill/reverse_kl": 0.0} if teach is not None else {})
         grad_norm, skipped, lr = 0.0, 0, self.opt.param_groups[0]["lr"]
         for _ in range(a.mu):
             losses = []
@@ -267,19 +267,11 @@ class Trainer:
                 dev = logp.device
                 mask, sub_adv = sub.mask.to(dev), adv[idx].to(dev)
                 old_lp = old[idx.to(old.device), :C].to(dev) if old is not None else logp.detach()
-                if teach is not None:             # per-token advantage: the teacher's reverse KL
-                    t_lp = teach[idx.to(teach.device), :C].to(dev)
-                    sub_adv = sub_adv.unsqueeze(-1) + distill.distill_advantage(old_lp, t_lp, mask, a.distill_coef)
-                    corr_kl += distill.reverse_kl(old_lp, t_lp, mask) * mask.sum().item() / max(n_tokens, 1) / a.mu
+                share = mask.sum().item() / max(n_tokens, 1) / a.mu
+                sub_adv, w = self._token_terms(idx, old_lp, mask, sub_adv, teach, behav, method, share, extra)
                 loss_tok, cm = policy_loss(logp, old_lp, sub_adv, mask, a.clip_low, a.clip_high)
-                if method in ("tis", "mis"):
-                    w, cmet = L.rollout_correction(old_lp, behav[idx.to(behav.device), :C].to(dev), mask, method,
-                                                   a.rollout_correction_level, a.rollout_is_low, a.rollout_is_high)
+                if w is not None:
                     loss_tok = loss_tok * w
-                    share = mask.sum().item() / max(n_tokens, 1) / a.mu
-                    for k in ("mismatch_kl", "is_ratio_mean", "masked_frac"):
-                        corr[k] += cmet[k] * share
-                    corr["is_ratio_max"] = max(corr["is_ratio_max"], cmet["is_ratio_max"])
                 if ref is not None:
                     kl = kl_fn(logp, ref[idx.to(ref.device), :C].to(dev))
                     if a.beta > 0:
@@ -310,11 +302,28 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
         if ref is None:
             sums["kl"] = None
-        corr = {f"rollout_correction/{k}": (v if method in ("tis", "mis") else None) for k, v in corr.items()}
-        if teach is not None:
-            corr["distill/reverse_kl"] = corr_kl
-        return {**sums, **corr, "grad_norm": grad_norm, "update_tokens": n_tokens, "micro_batches": len(mbs),
+        if method not in ("tis", "mis"):
+            extra.update(dict.fromkeys(CORRECTION_KEYS))
+        return {**sums, **extra, "grad_norm": grad_norm, "update_tokens": n_tokens, "micro_batches": len(mbs),
                 "skipped_steps": skipped, "lr": lr}
+
+    def _token_terms(self, idx, old_lp, mask, adv, teach, behav, method: str, share: float, stats: dict):
+        """One micro-batch's advantage, plus the teacher's per-token term (on-policy
+        distillation), and its rollout-correction weights (None: no correction); their
+        metrics accumulate into ``stats``, each weighted by the micro-batch's token ``share``."""
+        a, C, dev = self.cfg.algorithm, mask.shape[1], old_lp.device
+        if teach is not None:
+            t_lp = teach[idx.to(teach.device), :C].to(dev)
+            adv = adv.unsqueeze(-1) + distill.distill_advantage(old_lp, t_lp, mask, a.distill_coef)
+            stats["distill/reverse_kl"] += distill.reverse_kl(old_lp, t_lp, mask) * share
+        if method not in ("tis", "mis"):
+            return adv, None
+        w, met = L.rollout_correction(old_lp, behav[idx.to(behav.device), :C].to(dev), mask, method,
+                                      a.rollout_correction_level, a.rollout_is_low, a.rollout_is_high)
+        for k in ("mismatch_kl", "is_ratio_mean", "masked_frac"):
+            stats[f"rollout_correction/{k}"] += met[k] * share
+        stats["rollout_correction/is_ratio_max"] = max(stats["rollout_correction/is_ratio_max"], met["is_ratio_max"])
+        return adv, w
 
     def _check_weights(self, lr: float) -> None:
         """Finite gradients can still step the weights out of range (an lr far too high):
