@@ -16,7 +16,8 @@ from typing import Callable
 
 import torch
 
-from .algorithms import _register, clipped_surrogate
+from . import algorithms as _A
+from .algorithms import _register
 
 POLICY_LOSSES: dict[str, Callable] = {}
 
@@ -28,8 +29,9 @@ def _seq_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 @_register(POLICY_LOSSES, "ppo_clip")
 def ppo_clip_loss(logp, old_logp, adv, mask, clip_low: float, clip_high: float):
-    """PPO's token-level clipped surrogate (Schulman et al. 2017) with DAPO's clip-higher."""
-    return clipped_surrogate(logp, old_logp, adv, clip_low, clip_high)
+    """PPO's token-level clipped surrogate (Schulman et al. 2017) with DAPO's clip-higher
+    (looked up on the module at call time: one home, algorithms.clipped_surrogate)."""
+    return _A.clipped_surrogate(logp, old_logp, adv, clip_low, clip_high)
 
 
 @_register(POLICY_LOSSES, "gspo")
