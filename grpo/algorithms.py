@@ -12,6 +12,12 @@ tensor([ 1.0000, -0.3333])
 """
 from __future__ import annotations
 
+import difflib
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
 from typing import Callable
 
 import torch
@@ -84,7 +90,7 @@ def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Ten
     (tensor([[ True, False]]), tensor([[False, False]]))
     """
     ratio = torch.exp(logp - old_logp)
-    a = adv.unsqueeze(-1)                                              # [N, 1]
+    a = adv.unsqueeze(-1) if adv.dim() == 1 else adv                    # [N, 1], or per token [N, T]
     unclipped = ratio * a
     clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * a
     loss = -torch.minimum(unclipped, clipped)
@@ -166,6 +172,55 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 def get(table: dict, name: str, kind: str) -> Callable:
-    if name not in table:
-        raise KeyError(f"unknown {kind} {name!r}; known: {sorted(table)}")
-    return table[name]
+    """The function a recipe names: a registry name, ``path/file.py:fn`` or ``module:fn``
+    (a user's own advantage estimator, policy loss or aggregation, as for rewards). Bad
+    names raise a one-line ValueError.
+
+    >>> get(ADVANTAGES, "rloo", "advantage").__name__
+    'rloo_advantage'
+    >>> get(ADVANTAGES, "rlo", "advantage")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown advantage 'rlo'; did you mean 'rloo'? (known: dr_grpo, grpo, rloo; or path/file.py:fn, module:fn)
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{kind} must be a non-empty name, got {name!r}")
+    if name in table:
+        return table[name]
+    if ":" not in name:
+        near = difflib.get_close_matches(name, list(table), n=1, cutoff=0.5)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ValueError(f"unknown {kind} {name!r}{hint} (known: {', '.join(sorted(table))}; "
+                         "or path/file.py:fn, module:fn)")
+    return _load_user_fn(name, kind)
+
+
+def _load_user_fn(spec: str, kind: str) -> Callable:
+    target, _, attr = spec.strip().rpartition(":")
+    if not attr.isidentifier():
+        raise ValueError(f"{kind} {spec!r}: {attr!r} after ':' is not a function name")
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        full = os.path.abspath(os.path.expanduser(target))
+        if not os.path.isfile(full):
+            raise ValueError(f"{kind} file {target!r} not found (looked at {full})")
+        modname = f"_grpo_user_{kind.replace(' ', '_')}_{hashlib.sha1(full.encode()).hexdigest()[:8]}"
+        module = sys.modules.get(modname)
+        if module is None:
+            mspec = importlib.util.spec_from_file_location(modname, full)
+            if mspec is None or mspec.loader is None:
+                raise ValueError(f"{kind} file {target!r} cannot be imported as Python")
+            module = importlib.util.module_from_spec(mspec)
+            try:
+                mspec.loader.exec_module(module)
+            except Exception as e:  # noqa: BLE001 -- the user's file: one line, not a traceback
+                raise ValueError(f"{kind} file {target!r} failed to import: {type(e).__name__}: {e}") from None
+            sys.modules[modname] = module
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as e:
+            raise ValueError(f"cannot import module {target!r} for {kind} {spec!r}: {e}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ValueError(f"{kind} {spec!r}: {target!r} has no function {attr!r}")
+    return fn

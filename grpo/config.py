@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -103,6 +103,9 @@ class RolloutConfig(_Strict):
     overlap: bool = Field(
         False, description="sample the next step's completions while this step trains (one-step "
         "off-policy; the sampler's log-probs become PPO's old policy): hides rollout or update time")
+    max_staleness: int = Field(
+        0, ge=0, le=64, description="bounded-staleness async (AReaL, prime-rl): up to k generations queue "
+        "ahead, sampled by weights at most k optimizer steps old; 0: synchronous (overlap: true means 1)")
     sleep: bool = Field(
         False, description="GPU, engine=vllm: free the engine's KV cache and offload its weights during "
         "each update (vLLM sleep mode), for policies that do not fit next to it; costs a weight round "
@@ -112,12 +115,18 @@ class RolloutConfig(_Strict):
     def _overlap_samples_the_policy(self):
         # The sampler's log-probs stand in for the behaviour policy's; with temperature,
         # top-p or top-k they are those of a reshaped distribution, not of the policy.
-        if self.overlap and self.sleep:
-            raise ValueError("rollout.sleep cannot be used with rollout.overlap (the engine samples during the update)")
-        if self.overlap and (self.temperature != 1.0 or self.top_p != 1.0 or self.top_k):
-            raise ValueError("rollout.overlap needs temperature=1, top_p=1, top_k=0 (the sampler's "
+        what = "rollout.overlap" if self.overlap else "rollout.max_staleness"
+        if self.staleness and self.sleep:
+            raise ValueError(f"rollout.sleep cannot be used with {what} (the engine samples during the update)")
+        if self.staleness and (self.temperature != 1.0 or self.top_p != 1.0 or self.top_k):
+            raise ValueError(f"{what} needs temperature=1, top_p=1, top_k=0 (the sampler's "
                              "log-probs must be the policy's own)")
         return self
+
+    @property
+    def staleness(self) -> int:
+        """The bound on a batch's age in optimizer steps: max_staleness, or 1 for overlap."""
+        return max(self.max_staleness, int(self.overlap))
 
 
 class RewardConfig(_Strict):
@@ -126,19 +135,47 @@ class RewardConfig(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
+def _registered(table_name: str, kind: str):
+    """A validator: the name is in the registry, or a ``file.py:fn`` / ``module:fn`` that loads."""
+    def check(v: str) -> str:
+        from . import algorithms, losses
+        table = getattr(algorithms, table_name, None) or getattr(losses, table_name)
+        algorithms.get(table, v, kind)          # ValueError -> pydantic's one-line message
+        return v
+    return AfterValidator(check)
+
+
+Advantage = Annotated[str, _registered("ADVANTAGES", "advantage")]
+Aggregation = Annotated[str, _registered("AGGREGATIONS", "loss aggregation")]
+KLEstimator = Annotated[str, _registered("KL_ESTIMATORS", "KL estimator")]
+PolicyLoss = Annotated[str, _registered("POLICY_LOSSES", "policy loss")]
+
+
 class AlgorithmConfig(_Strict):
-    advantage: Literal["grpo", "dr_grpo", "rloo"] = "grpo"
-    loss_agg: Literal["token_mean", "seq_mean", "constant"] = "token_mean"
+    advantage: Advantage = Field("grpo", description="grpo | dr_grpo | rloo | path/file.py:fn | module:fn")
+    loss_agg: Aggregation = Field("token_mean", description="token_mean | seq_mean | constant | file.py:fn")
+    policy_loss: PolicyLoss = Field("ppo_clip", description="ppo_clip | gspo | cispo | sapo | file.py:fn")
     clip_low: float = Field(0.2, ge=0, description="epsilon below 1 for the ratio")
     clip_high: float = Field(0.2, ge=0, description="epsilon above 1; DAPO's clip-higher uses 0.28")
     beta: float = Field(0.0, ge=0, description="KL coefficient; 0 loads no reference model")
-    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    kl_estimator: KLEstimator = Field("k3", description="k1 | k2 | k3 | file.py:fn")
     track_kl: bool = Field(False, description="log KL to the initial model even when beta=0 (loads a reference)")
     mu: int = Field(1, ge=1, description="policy updates per batch of rollouts (GRPO's mu)")
     dynamic_sampling: bool = Field(False, description="drop groups whose rewards are all equal (DAPO)")
     routing_replay: bool = Field(False, description="MoE: train with the experts the sampler chose (R3)")
     mask_truncated: bool = Field(False, description="no loss on completions cut at max_new_tokens (DAPO)")
     constant_norm: Optional[int] = Field(None, gt=0, description="divisor for loss_agg=constant; default max_new_tokens")
+    rollout_correction: Literal["auto", "none", "tis", "mis"] = Field(
+        "auto", description="sampler/trainer mismatch: tis (truncated IS weight), mis (masked IS), none; "
+        "auto: tis for engines that sample with their own kernels (vllm, server) or stale weights, "
+        "none for the hf engine sampling the trainer's own module")
+    rollout_correction_level: Literal["token", "sequence", "geometric"] = Field(
+        "token", description="the ratio per token, per sequence (product) or its geometric mean")
+    rollout_is_high: float = Field(2.0, gt=1, allow_inf_nan=False, description="tis cap / mis upper bound")
+    rollout_is_low: float = Field(0.5, ge=0, lt=1, description="mis lower bound")
+    teacher: Optional[str] = Field(None, description="on-policy distillation: a causal LM (the student's "
+                                   "tokenizer) scoring the student's samples; its per-token reverse KL joins the advantage")
+    distill_coef: float = Field(1.0, ge=0, allow_inf_nan=False, description="weight of the teacher's per-token advantage")
 
 
 class TrainConfig(_Strict):
@@ -197,6 +234,14 @@ class Config(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+
+    @model_validator(mode="after")
+    def _correction_needs_the_policy_distribution(self):
+        r = self.rollout
+        if self.algorithm.rollout_correction in ("tis", "mis") and (r.temperature != 1.0 or r.top_p != 1.0 or r.top_k):
+            raise ValueError(f"algorithm.rollout_correction={self.algorithm.rollout_correction} needs temperature=1, "
+                             "top_p=1, top_k=0 (the sampler's log-probs must be the policy's own)")
+        return self
 
     def run_dir(self) -> Path:
         return Path(self.output.dir) / (self.output.name or "run")

@@ -19,6 +19,8 @@ from tqdm.auto import tqdm
 import rewards as rewards_lib
 
 from . import algorithms as A
+from . import distill
+from . import losses as L
 from . import reward_model  # noqa: F401  (registers the "reward_model" reward for recipes)
 from . import checkpoint
 from .config import Config, ConfigError, dump_config, validate_tree
@@ -35,8 +37,10 @@ from .rollout.overlap import Prefetcher, behaviour_logprobs
 
 ACCURACY_NAMES = ("math_accuracy", "accuracy", "countdown", "code_tests")
 # Logged as null on a step whose groups were all filtered out (no update happened).
+CORRECTION_KEYS = ("rollout_correction/mismatch_kl", "rollout_correction/is_ratio_max",
+                   "rollout_correction/is_ratio_mean", "rollout_correction/masked_frac")
 UPDATE_KEYS = ("loss", "kl", "entropy", "clip_frac", "clip_low_frac", "clip_high_frac", "grad_norm",
-               "update_tokens", "micro_batches")
+               "update_tokens", "micro_batches", *CORRECTION_KEYS)
 
 
 def _warn(msg: str) -> None:
@@ -101,15 +105,23 @@ class Trainer:
             enable_fp8_training(self.policy)
         self.par.prepare(self.policy)
         self.ref = self._load_reference()
+        t = cfg.algorithm.teacher               # on-policy distillation (distill.py)
+        self.teacher = self.par.prepare(to_device(load_policy(t, m.dtype, None, trainable=False)[1])) if t else None
+        if self.teacher is not None and self.teacher.config.vocab_size != self.policy.config.vocab_size:
+            raise ConfigError(f"algorithm.teacher {t!r} has a vocabulary of {self.teacher.config.vocab_size}, the "
+                              f"student {self.policy.config.vocab_size}: on-policy distillation needs the same tokenizer")
         self.engine = make_engine(cfg.rollout, self.policy, self.tok, synced=self.par.enabled)
         self.engine.record_routing = cfg.algorithm.routing_replay   # MoE routing replay (R3)
         from .moe.replay import replay_config_error
         if replay_config_error(cfg, self.engine):
             raise ConfigError(replay_config_error(cfg, self.engine))
         self._routing = None
-        if cfg.rollout.overlap and self.par.enabled:
-            raise ConfigError("rollout.overlap with several processes is not supported yet")
-        self.prefetch = Prefetcher(self.engine) if cfg.rollout.overlap else None
+        k = cfg.rollout.staleness
+        if k and self.par.enabled:
+            raise ConfigError("rollout.overlap / max_staleness with several processes is not supported yet")
+        self.prefetch = Prefetcher(self.engine, k) if k else None
+        if cfg.algorithm.rollout_correction in ("tis", "mis") and hasattr(self.engine, "return_logprobs"):
+            self.engine.return_logprobs = True     # the hf engine computes them only when asked
         self._t_sync = self._t_sampling = 0.0
 
         params = [p for p in self.policy.parameters() if p.requires_grad]
@@ -152,6 +164,7 @@ class Trainer:
         t0 = time.time()
         cols = {k: [r[k] for r in rows for _ in range(G)] for k in rows[0] if k != "prompt"}
         cols["completion_ids"] = [c.token_ids for c in comps]
+        cols["trainer_state"] = rewards_lib.TrainerState(step=step, total_steps=cfg.train.steps)
         texts = [c.text for c in comps]
         out = self.rewards([p for p in prompts for _ in range(G)], texts, cols)
         self._reward_health(step + 1, out, [p for p in prompts for _ in range(G)])
@@ -174,10 +187,10 @@ class Trainer:
 
         # 4-5. Loss and optimizer steps (mu inner iterations over the same rollouts). Overlapped
         #      rollouts came from older weights: the sampler's log-probs are the old policy.
-        old = behaviour_logprobs(groups, batch.mask.shape[1])[keep] if self.prefetch else None
+        behav = behaviour_logprobs(groups, batch.mask.shape[1])[keep] if self._correction(stale) != "off" else None
         self._routing = [c.routing for c, k in zip(comps, keep.tolist()) if k] if a.routing_replay else None
-        skip = nothing_to_learn(adv[keep], batch.mask[keep], a.beta)
-        upd = dict.fromkeys(UPDATE_KEYS) if skip else self._update(batch.slice(keep), adv[keep], old)
+        skip = nothing_to_learn(adv[keep], batch.mask[keep], a.beta, teacher=self.teacher is not None)
+        upd = dict.fromkeys(UPDATE_KEYS) if skip else self._update(batch.slice(keep), adv[keep], behav, stale)
         t_update = time.time() - t0
 
         # 6. Sync the new weights to the rollout engine (overlapped: when it is next idle, in
@@ -212,10 +225,31 @@ class Trainer:
             self._write_samples(step + 1, prompts, texts, reward, out.per_fn, G)
         return metrics
 
-    def _update(self, batch, adv: torch.Tensor, old: torch.Tensor | None = None) -> dict:
-        """mu optimizer steps on one batch. ``old``: the behaviour policy's per-token
-        log-probs ``[N, C]`` when the rollouts were sampled by older weights (async)."""
+    def _correction(self, stale: int) -> str:
+        """The rollout correction of a batch ``stale`` steps old: tis | mis | coupled (stale, with
+        ``none``: the sampler's log-probs are PPO's old policy, no IS weight) | off (on-policy,
+        none). ``auto``: tis where the sampler is not the trainer's own module (vllm, server)
+        or is stale; off for the hf engine sampling the live policy (mismatch 0 in value)."""
+        m = self.cfg.algorithm.rollout_correction
+        if m == "auto":
+            own = self.cfg.rollout.engine == "hf" or (self.cfg.rollout.engine == "auto" and
+                                                      type(self.engine).__name__ == "HFEngine")
+            r = self.cfg.rollout
+            plain = r.temperature == 1.0 and r.top_p == 1.0 and not r.top_k   # else the ratio is not the policy's
+            m = "tis" if plain and (stale or not own) else "none"
+        if m == "none":
+            return "coupled" if stale else "off"
+        return m
+
+    def _update(self, batch, adv: torch.Tensor, behav: torch.Tensor | None = None, stale: int = 0) -> dict:
+        """mu optimizer steps on one batch. ``behav``: the sampler's per-token log-probs
+        ``[N, C]`` (the behaviour policy: another engine's kernels, or weights ``stale`` steps
+        old); with a rollout correction they enter only through its IS weight (decoupled PPO:
+        the clip is anchored at the proximal policy, the weights before this update)."""
         a, t = self.cfg.algorithm, self.cfg.train
+        method = self._correction(stale) if behav is not None else "off"
+        old = behav if method == "coupled" else None
+        policy_loss = A.get(L.POLICY_LOSSES, a.policy_loss, "policy loss")
         N = len(batch)
         n_tokens = int(batch.mask.sum().item())
         constant = a.constant_norm or self.cfg.rollout.max_new_tokens
@@ -225,11 +259,13 @@ class Trainer:
         score_fn = score_shared_prompt if t.share_prompt else score
         # With mu=1 the rollout policy *is* the current policy: old log-probs are the current
         # ones detached (ratio 1), saving a forward pass. With mu>1 they are fixed up front.
-        if old is None and a.mu > 1:
+        if old is None and a.mu > 1:                # the proximal policy
             old = score_all(self.policy, batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
         ref = self._ref_logprobs(batch) if self.ref is not None else None
+        teach = self._score_frozen(self.teacher, batch) if self.teacher is not None else None
         sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "clip_low_frac": 0.0,
                 "clip_high_frac": 0.0}
+        extra = dict.fromkeys(CORRECTION_KEYS, 0.0) | ({"distill/reverse_kl": 0.0} if teach is not None else {})
         grad_norm, skipped, lr = 0.0, 0, self.opt.param_groups[0]["lr"]
         from .moe.replay import ReplayStats, replay_batch
         replayed = ReplayStats()
@@ -244,7 +280,11 @@ class Trainer:
                 dev = logp.device
                 mask, sub_adv = sub.mask.to(dev), adv[idx].to(dev)
                 old_lp = old[idx.to(old.device), :C].to(dev) if old is not None else logp.detach()
-                loss_tok, cm = A.clipped_surrogate(logp, old_lp, sub_adv, a.clip_low, a.clip_high)
+                share = mask.sum().item() / max(n_tokens, 1) / a.mu
+                sub_adv, w = self._token_terms(idx, old_lp, mask, sub_adv, teach, behav, method, share, extra)
+                loss_tok, cm = policy_loss(logp, old_lp, sub_adv, mask, a.clip_low, a.clip_high)
+                if w is not None:
+                    loss_tok = loss_tok * w
                 if ref is not None:
                     kl = kl_fn(logp, ref[idx.to(ref.device), :C].to(dev))
                     if a.beta > 0:
@@ -275,9 +315,29 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
         if ref is None:
             sums["kl"] = None
-        return {**sums, "grad_norm": grad_norm, "update_tokens": n_tokens, "micro_batches": len(mbs),
+        if method not in ("tis", "mis"):
+            extra.update(dict.fromkeys(CORRECTION_KEYS))
+        return {**sums, **extra, "grad_norm": grad_norm, "update_tokens": n_tokens, "micro_batches": len(mbs),
                 "skipped_steps": skipped, "lr": lr,
                 **({"moe/routing_mismatch": replayed.value()} if a.routing_replay else {})}
+
+    def _token_terms(self, idx, old_lp, mask, adv, teach, behav, method: str, share: float, stats: dict):
+        """One micro-batch's advantage, plus the teacher's per-token term (on-policy
+        distillation), and its rollout-correction weights (None: no correction); their
+        metrics accumulate into ``stats``, each weighted by the micro-batch's token ``share``."""
+        a, C, dev = self.cfg.algorithm, mask.shape[1], old_lp.device
+        if teach is not None:
+            t_lp = teach[idx.to(teach.device), :C].to(dev)
+            adv = adv.unsqueeze(-1) + distill.distill_advantage(old_lp, t_lp, mask, a.distill_coef)
+            stats["distill/reverse_kl"] += distill.reverse_kl(old_lp, t_lp, mask) * share
+        if method not in ("tis", "mis"):
+            return adv, None
+        w, met = L.rollout_correction(old_lp, behav[idx.to(behav.device), :C].to(dev), mask, method,
+                                      a.rollout_correction_level, a.rollout_is_low, a.rollout_is_high)
+        for k in ("mismatch_kl", "is_ratio_mean", "masked_frac"):
+            stats[f"rollout_correction/{k}"] += met[k] * share
+        stats["rollout_correction/is_ratio_max"] = max(stats["rollout_correction/is_ratio_max"], met["is_ratio_max"])
+        return adv, w
 
     def _check_weights(self, lr: float) -> None:
         """Finite gradients can still step the weights out of range (an lr far too high):
@@ -289,6 +349,10 @@ class Trainer:
                 f"the weights became non-finite in an optimizer step with lr {lr:g} ({len(bad)} tensors, first "
                 f"{bad[0]}); nothing was saved; the last checkpoint is "
                 f"{f'step-{have[-1]}' if have else 'none'}: lower train.lr and start over with --overwrite")
+
+    def _score_frozen(self, model, batch) -> torch.Tensor:
+        t = self.cfg.train
+        return score_all(model, batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
 
     def _ref_logprobs(self, batch) -> torch.Tensor:
         t = self.cfg.train
@@ -312,16 +376,19 @@ class Trainer:
             self._t_sampling = time.time() - t0
             return groups, 0
         got = self.prefetch.take(step)
-        stale = 1 if got is not None else 0
-        if got is None:                   # the first step, or the first after a resume
+        if got is None:                   # the first step, or the first after a resume: on-policy
             t0 = time.time()
-            got = self.engine.generate(prompts, self._sampling()), time.time() - t0
-        groups, self._t_sampling = got
-        self._sync()
-        if step + 1 < self.cfg.train.steps:
-            nxt = [self._prompt(self.rows[i]["prompt"]) for i in self.par.shard(self.sampler.indices(step + 1))]
-            self.prefetch.start(step + 1, nxt, self._sampling())
-        return groups, stale
+            got = self.engine.generate(prompts, self._sampling()), time.time() - t0, step
+        groups, self._t_sampling, version = got
+        if self.prefetch.busy:            # generations still queued: the sync queues behind them
+            self.prefetch.sync([(n, p.detach().clone()) for n, p in self.policy.named_parameters()])
+        else:
+            self._sync()
+        first = self.prefetch.next_step or step + 1
+        for s in range(first, min(step + self.cfg.rollout.staleness, self.cfg.train.steps - 1) + 1):
+            nxt = [self._prompt(self.rows[i]["prompt"]) for i in self.par.shard(self.sampler.indices(s))]
+            self.prefetch.start(s, nxt, self._sampling(), version=step)
+        return groups, step - version
 
     def _sync(self) -> None:
         t0 = time.time()
@@ -400,20 +467,22 @@ class Trainer:
         self.par.barrier()
 
 
-def nothing_to_learn(adv: torch.Tensor, mask: torch.Tensor, beta: float) -> bool:
+def nothing_to_learn(adv: torch.Tensor, mask: torch.Tensor, beta: float, teacher: bool = False) -> bool:
     """True when an update could not change the policy's loss: no completion token left to
-    train on, or (without a KL term) every advantage zero (all groups zero-variance). The
-    forward and backward are skipped and the update metrics logged as null; a zero-gradient
-    AdamW step would still move the weights by its momentum.
+    train on, or (without a KL term or a teacher's distillation term) every advantage zero
+    (all groups zero-variance). The forward and backward are skipped and the update metrics
+    logged as null; a zero-gradient AdamW step would still move the weights by its momentum.
 
     >>> nothing_to_learn(torch.zeros(4), torch.ones(4, 3), 0.0), nothing_to_learn(torch.zeros(4), torch.ones(4, 3), 0.1)
     (True, False)
+    >>> nothing_to_learn(torch.zeros(4), torch.ones(4, 3), 0.0, teacher=True)
+    False
     >>> nothing_to_learn(torch.tensor([1., -1.]), torch.zeros(2, 3), 0.0), nothing_to_learn(torch.zeros(0), torch.zeros(0, 3), 0.0)
     (True, True)
     """
     if adv.numel() == 0 or not bool(mask.sum() > 0):
         return True
-    return beta == 0 and not bool(adv.abs().max() > 0)
+    return beta == 0 and not teacher and not bool(adv.abs().max() > 0)
 
 
 def train(cfg: Config, resume: bool | str = False, overwrite: bool = False) -> Path:

@@ -14,12 +14,12 @@ and :class:`RewardSet` combines weighted rewards with per-sample error isolation
 """
 
 from rewards.registry import REGISTRY, RewardLoadError, load, register, required_columns
-from rewards.combine import FailureStreak, RewardError, RewardOutput, RewardSet, RewardSpec
+from rewards.combine import FailureStreak, RewardError, RewardOutput, RewardSet, RewardSpec, TrainerState
 
 # Importing the modules registers the built-in rewards.
 from rewards import math, think, language, countdown, length, coding  # noqa: E402,F401
 
 __all__ = [
     "REGISTRY", "RewardLoadError", "load", "register", "required_columns",
-    "FailureStreak", "RewardError", "RewardOutput", "RewardSet", "RewardSpec",
+    "FailureStreak", "RewardError", "RewardOutput", "RewardSet", "RewardSpec", "TrainerState",
 ]

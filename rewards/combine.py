@@ -43,6 +43,32 @@ FLOAT32_MAX = 3.4028234663852886e38   # rewards become a float32 tensor: beyond 
 TRAINER_KWARGS = frozenset({"completion_ids", "trainer_state"})
 
 
+@dataclass(frozen=True)
+class TrainerState:
+    """Where training is, for rewards that take ``trainer_state`` (a length or format
+    schedule): ``step`` optimizer steps done of ``total_steps``. ``global_step`` and
+    ``max_steps`` are TRL's names for the same numbers.
+
+    >>> s = TrainerState(step=3, total_steps=10); (s.global_step, s.max_steps, s.progress)
+    (3, 10, 0.3)
+    """
+
+    step: int
+    total_steps: int
+
+    @property
+    def global_step(self) -> int:
+        return self.step
+
+    @property
+    def max_steps(self) -> int:
+        return self.total_steps
+
+    @property
+    def progress(self) -> float:
+        return self.step / self.total_steps if self.total_steps else 0.0
+
+
 @dataclass
 class RewardSpec:
     """One reward of a recipe: a :func:`rewards.load` spec, its weight, and
@@ -159,7 +185,7 @@ class RewardSet:
             self.fns.append(fn)
             self.weights.append(float(spec.weight))
         self.required_columns: dict[str, set[str]] = {
-            n: required_columns(f) for n, f in zip(self.names, self.fns)}
+            n: required_columns(f) - TRAINER_KWARGS for n, f in zip(self.names, self.fns)}   # the trainer passes those
 
     def check_columns(self, available: set[str]) -> None:
         have = set(available) | TRAINER_KWARGS

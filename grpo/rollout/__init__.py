@@ -31,5 +31,5 @@ def make_engine(rollout_cfg, model, tokenizer, synced: bool = False) -> RolloutE
     # synced: under torch.distributed every rank keeps stepping until all are done, since
     # an expert-parallel forward is a collective. Overlapped rollouts sample from a private
     # copy of the weights (the policy changes meanwhile) and need the sampled log-probs.
-    overlap = getattr(rollout_cfg, "overlap", False)
+    overlap = bool(getattr(rollout_cfg, "staleness", getattr(rollout_cfg, "overlap", False)))
     return HFEngine(model, tokenizer, synced_gpus=synced, private_copy=overlap, return_logprobs=overlap)

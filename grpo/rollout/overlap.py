@@ -1,4 +1,4 @@
-"""Overlapped (one-step off-policy) rollouts: sample step k+1 while step k trains.
+"""Overlapped rollouts with bounded staleness: sample steps k+1..k+s while step k trains.
 
 A synchronous GRPO step runs rollout and update one after the other, so each waits for
 the other: on a CPU the sampler idles while the trainer computes gradients and vice versa,
@@ -9,6 +9,13 @@ weights before step k's update, one step stale. The trainer then takes the sampl
 per-token log-probs as the PPO "old" policy, so the clipped ratio corrects for that step
 exactly as PPO does for its rollout policy.
 
+``rollout.max_staleness: s`` generalises this (AReaL, Fu et al. 2025; prime-rl): up to s
+generations queue ahead, so a batch is sampled by weights at most s optimizer steps old.
+With a rollout correction the trainer then uses the decoupled PPO objective (Hilton et al.
+2022, "Batch size-invariance for policy optimization"; AReaL): the proximal policy (the
+weights before this update) anchors the clip, and the behaviour policy (the sampler's
+log-probs) only enters through the truncated importance weight pi_prox / pi_behav.
+
 The engine must own its weights (vllm, server, or hf with a private copy): an engine that
 samples from the live policy would see it change mid-generation. The first step, and the
 first after ``--resume`` (the batch in flight is not checkpointed), sample on-policy, so a
@@ -17,6 +24,7 @@ resumed overlapped run is not bit-identical to an uninterrupted one. Single proc
 from __future__ import annotations
 
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
@@ -25,41 +33,73 @@ from .base import Group, SamplingParams
 
 
 class Prefetcher:
-    """At most one generation in flight, on a background thread, tagged with its step."""
+    """Up to ``max_staleness`` generations queued on one background thread, each tagged with
+    its step and the weight version (optimizer steps done) it samples with. Weight syncs
+    queue on the same thread, so one never lands mid-generation."""
 
-    def __init__(self, engine):
-        self.engine = engine
+    def __init__(self, engine, max_staleness: int = 1):
+        if max_staleness < 1:
+            raise ValueError(f"max_staleness must be >= 1, got {max_staleness}")
+        self.engine, self.k = engine, max_staleness
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grpo-rollout")
-        self._pending: tuple[int, Future] | None = None
+        self._pending: deque[tuple[int, int, Future]] = deque()
+        self._syncs: list[Future] = []
 
-    def start(self, step: int, prompts: list[str], sampling: SamplingParams) -> None:
-        if self._pending is not None:
-            raise RuntimeError("a rollout is already in flight")
-        self._pending = (step, self._pool.submit(self._timed, prompts, sampling))
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    @property
+    def next_step(self) -> int | None:
+        """The step after the last one queued (None when nothing is)."""
+        return self._pending[-1][0] + 1 if self._pending else None
+
+    def sync(self, named_tensors) -> None:
+        """Queue a weight update after the generations in flight (pass a snapshot: the
+        live weights change while it waits)."""
+        self._syncs = [f for f in self._syncs if not f.done()]
+        self._syncs.append(self._pool.submit(self.engine.update_weights, named_tensors))
+
+    def start(self, step: int, prompts: list[str], sampling: SamplingParams, version: int = 0) -> None:
+        if len(self._pending) >= self.k:
+            raise RuntimeError(f"{self.k} rollouts are already in flight")
+        self._pending.append((step, version, self._pool.submit(self._timed, prompts, sampling)))
 
     def _timed(self, prompts, sampling):
         t0 = time.perf_counter()
         groups = self.engine.generate(prompts, sampling)
         return groups, time.perf_counter() - t0
 
-    def take(self, step: int) -> tuple[list[Group], float] | None:
-        """The groups started for ``step`` and the seconds they took to sample (None if none:
-        the first step, or after a resume). Waits for them; re-raises the sampler's error."""
-        if self._pending is None:
+    def take(self, step: int) -> tuple[list[Group], float, int] | None:
+        """The groups queued for ``step``, the seconds they took to sample and their weight
+        version (None if none: the first step, or after a resume; anything queued for other
+        steps is then waited for and dropped). Re-raises the sampler's error."""
+        for f in self._syncs:
+            if f.done():
+                f.result()                       # a failed weight sync is an error, not a stale run
+        if not self._pending or self._pending[0][0] != step:
+            self._drain()
             return None
-        tag, fut = self._pending
-        self._pending = None
-        out = fut.result()
-        return out if tag == step else None
+        _, version, fut = self._pending.popleft()
+        groups, secs = fut.result()
+        return groups, secs, version
+
+    def _drain(self) -> None:
+        while self._pending:
+            try:
+                self._pending.popleft()[2].result()
+            except Exception:  # noqa: BLE001 -- dropped work; the caller samples anew
+                pass
 
     def close(self) -> None:
-        """Wait for a generation in flight (the engine must be idle before anything else)."""
-        if self._pending is not None:
+        """Wait for the generations and syncs in flight (the engine must be idle before anything else)."""
+        self._drain()
+        for f in self._syncs:
             try:
-                self._pending[1].result()
+                f.result()
             except Exception:  # noqa: BLE001 -- the run is ending; its own error matters more
                 pass
-            self._pending = None
+        self._syncs = []
         self._pool.shutdown(wait=True)
 
 

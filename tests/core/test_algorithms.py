@@ -92,5 +92,5 @@ def test_token_logprobs_matches_log_softmax():
 
 
 def test_unknown_name_lists_choices():
-    with pytest.raises(KeyError, match="known"):
+    with pytest.raises(ValueError, match="known"):
         A.get(A.ADVANTAGES, "ppo", "advantage")
