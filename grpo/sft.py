@@ -31,30 +31,14 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from .config import ModelConfig, _Strict, read_recipe, validate_tree
+from .config import ModelConfig, RunOutput, SourceConfig, Template, _Strict, load_recipe  # noqa: F401
 from .data import DataError, load_rows, prompt_format, render_prompt
-from .policy import load_policy, set_threads, to_device  # noqa: F401  (to_device: also sample.py's)
+from .policy import load_policy, set_threads, to_device
 
 
 # --------------------------------------------------------------------------- schema
-class SourceConfig(_Strict):
-    """One data source: ``builtin:<task>``, a local file or a hub id, plus renames and formats."""
-    source: str = Field(description="builtin:<task> | file (.jsonl/.json/.parquet/.csv) | hub id")
-    num_samples: Optional[int] = Field(None, gt=0, description="rows to use (generated for builtins)")
-    split: str = Field("train", description="hub split; for a file with a 'split' column, rows kept")
-    subset: Optional[str] = None
-    preprocess: Literal["none", "gsm8k", "math"] = "none"
-    columns: dict[str, str] = Field(default_factory=dict, description="rename: {prompt: question}")
-    prompt_format: Optional[str] = Field(None, description="e.g. '{prompt}\\n\\n{input}' over the columns")
-    completion_format: Optional[str] = Field(
-        None, description="e.g. '<think>{trajectory}</think> <answer>{attempt}</answer>'")
-    kind: Optional[str] = Field(None, description="tag every row's 'kind' (reasoning | general)")
-    repeat: int = Field(1, ge=1, description="use every row this many times (upsampling)")
-    seed: int = 0
-
-
 class SFTTrainConfig(_Strict):
     steps: Optional[int] = Field(None, gt=0, description="optimizer steps; default: epochs over the data")
     epochs: float = Field(1.0, gt=0)
@@ -70,15 +54,10 @@ class SFTTrainConfig(_Strict):
     threads: Optional[int] = Field(None, gt=0)
 
 
-class RunOutput(_Strict):
-    dir: str = "runs"
-    name: Optional[str] = Field(None, description="default: the recipe file's stem")
-
-
 class SFTConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: SourceConfig
-    template: Literal["r1_zero", "r1_zero_tiny", "plain", "chat"] = "r1_zero"
+    template: Template = "r1_zero"
     system_prompt: Optional[str] = Field(None, description="as data.system_prompt of the RL recipe")
     instruction: Optional[str] = Field(None, description="as data.instruction of the RL recipe")
     train: SFTTrainConfig = Field(default_factory=SFTTrainConfig)
@@ -86,27 +65,6 @@ class SFTConfig(_Strict):
 
     def run_dir(self) -> Path:
         return Path(self.output.dir) / (self.output.name or "sft")
-
-
-def load_recipe(schema: type[BaseModel], path: str | Path | None, overrides: list[str] | None = None,
-                tree: dict | None = None):
-    """Any stage recipe: YAML file (or ``tree``) + ``--set`` overrides, strictly validated."""
-    tree = dict(tree or {})
-    if path is not None:
-        loaded = read_recipe(path)
-        tree = deep_merge(loaded, tree)
-    cfg = validate_tree(schema, tree, overrides)
-    out = getattr(cfg, "output", None)
-    if out is not None and getattr(out, "name", "") is None:
-        out.name = Path(path).stem if path else schema.__name__.lower().replace("config", "")
-    return cfg
-
-
-def deep_merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 # --------------------------------------------------------------------------- data

@@ -333,9 +333,7 @@ class Trainer:
         return render_prompt(self.tok, question, **prompt_format(self.cfg.data))
 
     def _sampling(self) -> SamplingParams:
-        r = self.cfg.rollout
-        return SamplingParams(n=r.n, max_new_tokens=r.max_new_tokens, temperature=r.temperature,
-                              top_p=r.top_p, top_k=r.top_k, stop=list(r.stop), end_of_turn=r.end_of_turn)
+        return SamplingParams.from_rollout(self.cfg.rollout)
 
     def _correct(self, per_fn: dict) -> list[bool | None]:
         """Which completions count as correct, by the first accuracy-like reward."""
