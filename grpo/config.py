@@ -214,6 +214,9 @@ class Config(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     rewards: list[RewardConfig] = Field(default_factory=lambda: [RewardConfig(name="math_accuracy")])
+    accuracy_reward: Optional[str] = Field(
+        None, description="the reward (by name) that says a completion is correct, for completion_len/correct; "
+        "default: the first of math_accuracy, accuracy, countdown, code_tests in rewards")
     reward_timeout_s: float = Field(10.0, gt=0)
     reward_fail_on_error: bool = Field(False, description="raise on a reward error instead of counting it")
     reward_max_failed_steps: int = Field(
