@@ -1,5 +1,5 @@
-"""Rejection sampling: an SFT dataset from a model's own correct, readable samples (and the
-pipeline's held-out evaluation, which samples and scores the same way).
+"""Rejection sampling: an SFT dataset from a model's own correct, readable samples (the
+pipeline's held-out evaluation, which samples and scores the same way, is in eval.py).
 
 DeepSeek-R1, stage 3 (R1 report, 2.3.3): "we curate reasoning prompts and generate
 reasoning trajectories by performing rejection sampling from the checkpoint from the
