@@ -20,7 +20,7 @@ import rewards as rewards_lib
 from rewards._text import extract_answer
 
 from .config import RewardConfig, SourceConfig, Template, _Strict
-from .data import DataError, prompt_format, render_prompt
+from .data import DataError, load_source, prompt_format, render_prompt
 from .rollout.base import SamplingParams
 
 
@@ -177,7 +177,6 @@ def evaluate_model(model_path: str, ev: EvalSpec) -> dict:
     import torch
 
     from .policy import load_policy, set_threads, to_device
-    from .sft import load_source
     from .rollout.hf import HFEngine
     set_threads(ev.threads)
     torch.manual_seed(0)
@@ -195,7 +194,6 @@ def evaluate_model(model_path: str, ev: EvalSpec) -> dict:
 
 def _general_reward(engine, tok, ev: EvalSpec) -> float | None:
     """Mean reward (e.g. reward_model) of k samples on each held-out general prompt."""
-    from .sft import load_source
     g = ev.general
     rows = load_source(g.data)
     rs = rewards_lib.RewardSet([rewards_lib.RewardSpec(g.reward.name, 1.0, g.reward.kwargs)],

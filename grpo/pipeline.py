@@ -41,8 +41,8 @@ from pydantic import Field
 from . import reward_model  # noqa: F401  (registers the 'reward_model' reward for stage 4)
 from .config import ConfigError, SourceConfig, _Strict, load_recipe, read_recipe
 from .policy import _looks_local
+from .data import write_prompts
 from .eval import EvalSpec, evaluate_model
-from .sft import write_prompts
 
 MODEL_STAGES = ("sft", "rl")
 

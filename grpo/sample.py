@@ -36,9 +36,8 @@ from rewards._text import completion_text, think_part
 
 from .config import (ConfigError, DataConfig, ModelConfig, RewardConfig, RolloutConfig, RunOutput, SourceConfig,
                      _Strict, load_recipe)
-from .data import load_rows, prompt_format, render_prompt
+from .data import load_rows, load_source, prompt_format, render_prompt
 from .policy import to_device
-from .sft import load_source
 
 CHECKS = ("incorrect", "format", "mixed_language", "long_paragraph", "code_block", "duplicate",
           "per_prompt_cap")

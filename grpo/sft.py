@@ -34,7 +34,7 @@ import torch
 from pydantic import Field
 
 from .config import ModelConfig, RunOutput, SourceConfig, Template, _Strict, load_recipe  # noqa: F401
-from .data import DataError, load_rows, prompt_format, render_prompt
+from .data import DataError, load_source, prompt_format, render_prompt
 from .policy import load_policy, set_threads, to_device
 
 
@@ -67,76 +67,7 @@ class SFTConfig(_Strict):
         return Path(self.output.dir) / (self.output.name or "sft")
 
 
-# --------------------------------------------------------------------------- data
-def arithmetic_cot(n: int, seed: int) -> list[dict]:
-    """Cold-start traces for the tiny model (R1 2.3.1: long CoTs in a readable format):
-    the base model's own trace generator with every trace tagged, only traces with the
-    right final answer kept, and those that verify their steps (``tasks.REFLECT``, the
-    long CoTs) kept always, the others half the time."""
-    from rewards._text import extract_answer
-
-    from .tasks import REFLECT, arithmetic_problem, arithmetic_trace
-    rng, out = random.Random(seed), []
-    while len(out) < n:
-        p = arithmetic_problem(rng)
-        t = arithmetic_trace(p, rng, untagged_rate=0.0)
-        if extract_answer(t) == p["answer"] and (REFLECT in t or rng.random() < 0.5):
-            out.append({**p, "completion": t, "kind": "reasoning"})
-    return out
-
-
-SFT_GENERATORS = {"arithmetic_cot": arithmetic_cot}
-
-
-def load_source(src: SourceConfig) -> list[dict]:
-    """Rows of one source with formats applied, ``kind`` set and ``num_samples`` kept."""
-    name = src.source.split(":", 1)[1] if src.source.startswith("builtin:") else None
-    if name in SFT_GENERATORS:
-        rows = SFT_GENERATORS[name](src.num_samples or 1000, src.seed)
-    else:
-        builtin = src.source.startswith("builtin:")
-        rows = load_rows(src.source, src.num_samples if builtin else None, src.seed, src.split,
-                         src.subset, src.preprocess, src.columns)
-        if rows and "split" in rows[0] and not builtin:
-            rows = [r for r in rows if r.get("split") == src.split]
-    out = []
-    for r in rows:
-        r = dict(r)
-        for key, fmt in (("prompt", src.prompt_format), ("completion", src.completion_format)):
-            if fmt is not None:
-                r[key] = _format(fmt, r, src.source)
-        if src.kind is not None:
-            r["kind"] = src.kind
-        out.append(r)
-    if not out:
-        raise DataError(f"no rows in {src.source!r} (split {src.split!r})")
-    return (out[:src.num_samples] if src.num_samples else out) * src.repeat
-
-
-def write_prompts(sources: list[SourceConfig], path: Path) -> dict:
-    """One prompt file from several sources: columns unioned (missing ones None), the raw
-    question kept as ``question``, reference completions dropped. Returns counts per kind."""
-    rows = []
-    for src in sources:
-        rows += [{k: v for k, v in r.items() if k not in ("completion", "split")} for r in load_source(src)]
-    keys = sorted({k for r in rows for k in r} | {"kind", "answer"})
-    rows = [{**{k: r.get(k) for k in keys}, "question": r["prompt"]} for r in rows]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
-    kinds: dict[str, int] = {}
-    for r in rows:
-        kinds[str(r["kind"])] = kinds.get(str(r["kind"]), 0) + 1
-    return kinds
-
-
-def _format(fmt: str, row: dict, source: str) -> str:
-    try:
-        return fmt.format(**row)
-    except KeyError as e:
-        raise DataError(f"format {fmt!r} uses column {e.args[0]!r} missing in {source!r}; "
-                        f"columns are {sorted(row)}") from None
-
-
+# --------------------------------------------------------------------------- tokenize
 def tokenize_example(tok, prompt: str, completion: str, max_length: int) -> tuple[list[int], int]:
     """(ids, n_prompt_tokens): the prompt as the rollout engine encodes it, then the
     completion and EOS (the policy must learn to stop); cut to ``max_length``."""
