@@ -23,9 +23,7 @@ generator (``builtin:arithmetic_cot``: clean, self-checking traces for the tiny 
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -35,7 +33,7 @@ from pydantic import Field
 
 from .config import ModelConfig, RunOutput, SourceConfig, Template, _Strict, load_recipe  # noqa: F401
 from .data import DataError, load_source, prompt_format, render_prompt
-from .policy import load_policy, set_threads, to_device
+from .policy import load_policy, save_model_dir, set_threads, to_device
 
 
 # --------------------------------------------------------------------------- schema
@@ -129,18 +127,10 @@ def mean_loss(model, examples, pad_id: int, micro: int = 16) -> float:
 
 # --------------------------------------------------------------------------- save
 def save_model(model, tok, out: Path) -> Path:
-    """Write a loadable HF model dir atomically (``.tmp-<name>`` then rename); merge LoRA."""
+    """A loadable HF model dir, written atomically (policy.save_model_dir), LoRA merged in."""
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    out = Path(out)
-    tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
+    return save_model_dir(model, tok, out)
 
 
 # --------------------------------------------------------------------------- the loop
