@@ -70,3 +70,13 @@ def test_init_broadcast_failure_is_reported_at_the_update():
     assert _req(svc, "POST", "/init_broadcast", {"host": "127.0.0.1"})[0] == 200   # no port: fails in the thread
     status, out = _req(svc, "POST", "/update_weights_broadcast", {"meta": []})
     assert status == 500 and "joining the weight group failed" in out["error"] and "port" in out["error"]
+
+
+def test_route_table_matches_the_documented_endpoints():
+    import re
+
+    import grpo.rollout.server as server
+    doc = server.__doc__
+    documented = {(m, p) for m, p in re.findall(r"^\s+(GET|POST)\s+(/\w+)", doc, re.M)}
+    documented |= {("POST", p) for p in re.findall(r", (/\w+)", doc)}          # "POST /sleep, /wake"
+    assert documented == set(_Service.ROUTES)
