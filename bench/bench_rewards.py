@@ -14,6 +14,11 @@ shows) scores a sample of the same cases in the same run, side by side.
 Targets: >= 10,000 answers/s on typical answers and >= 1,000/s with 5% symbolic.
 
     python bench/bench_rewards.py --side-by-side   # both mixes, ours vs math-verify
+    python bench/bench_rewards.py --timeouts       # how long a timed-out reward call takes
+
+``--timeouts`` times the two deadlines the unit tests check without a clock: a
+RewardSet call abandoned at ``timeout_s`` (0.2 s; its reward sleeps 1 s) and a
+math worker killed at its hard timeout (0.5 s, below its 1 s soft timeout).
 """
 
 from __future__ import annotations
@@ -100,6 +105,33 @@ def side_by_side(n: int, n_mv: int, batch: int):
               f"{theirs[2] / theirs[0]:.3f}) | ratio {r_o / r_t:5.1f}x", flush=True)
 
 
+def timeouts(repeats: int = 3) -> None:
+    """Wall time of a timed-out call vs its deadline, side by side with the time it
+    would take if it were waited for."""
+    from rewards import RewardSet, RewardSpec
+    from rewards._pool import get_pool
+    from rewards.registry import REGISTRY
+
+    def sleepy(prompts, completions, **kw):
+        time.sleep(1.0)
+        return [1.0] * len(completions)
+
+    REGISTRY["bench_sleepy"] = sleepy
+    rs = RewardSet([RewardSpec("bench_sleepy")], timeout_s=0.2)
+    pool = get_pool()
+    pool.verify("1", "1", 5.0)                      # warm: start-up is not the timeout
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        rs(["p"], ["c"], {})
+        t_set = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        status = pool.verify(r"9^{9^{9^{9}}}", "1", 0.5)[1]
+        t_kill = time.perf_counter() - t0
+        print(f"  RewardSet timeout 0.20s (reward sleeps 1.00s): {t_set:.3f}s | "
+              f"math worker hard timeout 0.50s (soft 1.00s): {t_kill:.3f}s ({status})", flush=True)
+    del REGISTRY["bench_sleepy"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20000, help="answers per process")
@@ -108,7 +140,12 @@ def main():
     ap.add_argument("--batch", type=int, default=256, help="completions per reward call (a GRPO step)")
     ap.add_argument("--side-by-side", action="store_true", help="ours vs math-verify, typical and 5%% symbolic")
     ap.add_argument("--n-mv", type=int, default=1000, help="answers math-verify scores (it is slow)")
+    ap.add_argument("--timeouts", action="store_true", help="time timed-out reward calls vs their deadlines")
     args = ap.parse_args()
+    if args.timeouts:
+        print(f"reward timeouts, {os.cpu_count()} CPUs")
+        timeouts()
+        return
     if args.side_by_side:
         load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
         print(f"math_accuracy vs math-verify, one process, {os.cpu_count()} CPUs (load average {load}), "

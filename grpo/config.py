@@ -21,6 +21,10 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
+Template = Literal["r1_zero", "r1_zero_tiny", "plain", "chat"]   # data.render_prompt's templates
+Preprocess = Literal["none", "gsm8k", "math"]                     # data.preprocess's answer extractors
+
+
 class ConfigError(ValueError):
     """Invalid recipe; the message is one line meant for the user."""
 
@@ -63,8 +67,8 @@ class DataConfig(_Strict):
     subset: Optional[str] = None
     num_samples: Optional[int] = Field(2000, gt=0, description="rows to use (generated for builtin tasks)")
     columns: dict[str, str] = Field(default_factory=dict, description="rename: {prompt: question}")
-    preprocess: Literal["none", "gsm8k", "math"] = "none"
-    template: Literal["r1_zero", "r1_zero_tiny", "plain", "chat"] = "r1_zero"
+    preprocess: Preprocess = "none"
+    template: Template = "r1_zero"
     system_prompt: Optional[str] = Field(None, description="the chat template's system turn (text templates: "
                                          "a line before the prompt)")
     instruction: Optional[str] = Field(None, description="appended to the question on its own line, e.g. "
@@ -220,11 +224,36 @@ class ParallelConfig(_Strict):
                                        "gamma (DeepSeek-V3: 0.001; steps DeepSeek-V3's own e_score_correction_bias); 0 = off")
 
 
+# ------------------------------------------------------- shared by the stage recipes
+class SourceConfig(_Strict):
+    """One data source: ``builtin:<task>``, a local file or a hub id, plus renames and formats."""
+    source: str = Field(description="builtin:<task> | file (.jsonl/.json/.parquet/.csv) | hub id")
+    num_samples: Optional[int] = Field(None, gt=0, description="rows to use (generated for builtins)")
+    split: str = Field("train", description="hub split; for a file with a 'split' column, rows kept")
+    subset: Optional[str] = None
+    preprocess: Preprocess = "none"
+    columns: dict[str, str] = Field(default_factory=dict, description="rename: {prompt: question}")
+    prompt_format: Optional[str] = Field(None, description="e.g. '{prompt}\\n\\n{input}' over the columns")
+    completion_format: Optional[str] = Field(
+        None, description="e.g. '<think>{trajectory}</think> <answer>{attempt}</answer>'")
+    kind: Optional[str] = Field(None, description="tag every row's 'kind' (reasoning | general)")
+    repeat: int = Field(1, ge=1, description="use every row this many times (upsampling)")
+    seed: int = 0
+
+
+class RunOutput(_Strict):
+    dir: str = "runs"
+    name: Optional[str] = Field(None, description="default: the recipe file's stem")
+
+
 class Config(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     rewards: list[RewardConfig] = Field(default_factory=lambda: [RewardConfig(name="math_accuracy")])
+    accuracy_reward: Optional[str] = Field(
+        None, description="the reward (by name) that says a completion is correct, for completion_len/correct; "
+        "default: the first of math_accuracy, accuracy, countdown, code_tests in rewards")
     reward_timeout_s: float = Field(10.0, gt=0)
     reward_fail_on_error: bool = Field(False, description="raise on a reward error instead of counting it")
     reward_max_failed_steps: int = Field(
@@ -352,6 +381,27 @@ def validate_tree(schema: type[BaseModel], tree: dict, overrides: list[str] | No
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         raise ConfigError(f"invalid value for '{loc}': {err['msg']} (got {err.get('input')!r})") from None
+
+
+def load_recipe(schema: type[BaseModel], path: str | Path | None, overrides: list[str] | None = None,
+                tree: dict | None = None):
+    """Any stage recipe: YAML file (or ``tree``) + ``--set`` overrides, strictly validated."""
+    tree = dict(tree or {})
+    if path is not None:
+        loaded = read_recipe(path)
+        tree = deep_merge(loaded, tree)
+    cfg = validate_tree(schema, tree, overrides)
+    out = getattr(cfg, "output", None)
+    if out is not None and getattr(out, "name", "") is None:
+        out.name = Path(path).stem if path else schema.__name__.lower().replace("config", "")
+    return cfg
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None, require_model: bool = True) -> Config:

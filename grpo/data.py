@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from . import tasks
+from .config import SourceConfig
 
 # DeepSeek-R1 report, Table 1: the R1-Zero template. The model is asked to reason inside
 # <think> and answer inside <answer>; nothing else constrains the content, so that the
@@ -437,3 +438,54 @@ def _truncate(prompt, render, tokenizer, n_tok, budget: int):
             return wrap(tokenizer.decode(ids[:keep]))
         keep -= max(over, 1)
     raise DataError(f"a prompt's template alone is longer than the {budget} tokens the context allows")
+
+
+# --------------------------------------------------------------------------- stage sources
+# A stage recipe's SourceConfig (SFT data, sampling prompts, the pipeline's eval sets).
+def load_source(src: SourceConfig) -> list[dict]:
+    """Rows of one source with formats applied, ``kind`` set and ``num_samples`` kept."""
+    name = src.source.split(":", 1)[1] if src.source.startswith("builtin:") else None
+    if name in tasks.SFT_GENERATORS:
+        rows = tasks.SFT_GENERATORS[name](src.num_samples or 1000, src.seed)
+    else:
+        builtin = src.source.startswith("builtin:")
+        rows = load_rows(src.source, src.num_samples if builtin else None, src.seed, src.split,
+                         src.subset, src.preprocess, src.columns)
+        if rows and "split" in rows[0] and not builtin:
+            rows = [r for r in rows if r.get("split") == src.split]
+    out = []
+    for r in rows:
+        r = dict(r)
+        for key, fmt in (("prompt", src.prompt_format), ("completion", src.completion_format)):
+            if fmt is not None:
+                r[key] = _format(fmt, r, src.source)
+        if src.kind is not None:
+            r["kind"] = src.kind
+        out.append(r)
+    if not out:
+        raise DataError(f"no rows in {src.source!r} (split {src.split!r})")
+    return (out[:src.num_samples] if src.num_samples else out) * src.repeat
+
+
+def write_prompts(sources: list[SourceConfig], path: Path) -> dict:
+    """One prompt file from several sources: columns unioned (missing ones None), the raw
+    question kept as ``question``, reference completions dropped. Returns counts per kind."""
+    rows = []
+    for src in sources:
+        rows += [{k: v for k, v in r.items() if k not in ("completion", "split")} for r in load_source(src)]
+    keys = sorted({k for r in rows for k in r} | {"kind", "answer"})
+    rows = [{**{k: r.get(k) for k in keys}, "question": r["prompt"]} for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
+    kinds: dict[str, int] = {}
+    for r in rows:
+        kinds[str(r["kind"])] = kinds.get(str(r["kind"]), 0) + 1
+    return kinds
+
+
+def _format(fmt: str, row: dict, source: str) -> str:
+    try:
+        return fmt.format(**row)
+    except KeyError as e:
+        raise DataError(f"format {fmt!r} uses column {e.args[0]!r} missing in {source!r}; "
+                        f"columns are {sorted(row)}") from None

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 from collections import Counter
 from math import comb
+from typing import Optional
+
+from pydantic import Field
 
 import rewards as rewards_lib
 from rewards._text import extract_answer
 
-from .data import DataError, prompt_format, render_prompt
+from .config import RewardConfig, SourceConfig, Template, _Strict
+from .data import DataError, load_source, prompt_format, render_prompt
 from .rollout.base import SamplingParams
 
 
@@ -138,3 +142,68 @@ def eval_config(cfg, model: str | None = None, k: int = 4, n: int | None = None,
                     stop=list(r.stop), end_of_turn=r.end_of_turn,
                     accuracy=spec.name if spec else "math_accuracy",
                     accuracy_kwargs=spec.kwargs if spec else None, **kw)
+
+
+class GeneralEval(_Strict):
+    data: SourceConfig
+    reward: RewardConfig = Field(default_factory=lambda: RewardConfig(name="reward_model"))
+    k: int = Field(2, gt=0)
+
+
+class EvalSpec(_Strict):
+    data: SourceConfig = Field(default_factory=lambda: SourceConfig(
+        source="builtin:arithmetic", num_samples=200, seed=10_000))
+    template: Template = "r1_zero"
+    system_prompt: Optional[str] = Field(None, description="as data.system_prompt of the RL recipes")
+    instruction: Optional[str] = Field(None, description="as data.instruction of the RL recipes")
+    stop: list[str] = Field(default_factory=list, description="stop strings, as rollout.stop")
+    k: int = Field(4, gt=0)
+    max_new_tokens: int = Field(256, gt=0)
+    temperature: float = Field(0.6, gt=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    accuracy: str = "math_accuracy"
+    format_reward: Optional[str] = "think_format"
+    baseline: bool = Field(True, description="also evaluate the initial model")
+    general: Optional[GeneralEval] = Field(None, description="mean reward on held-out general prompts")
+    batch_prompts: int = Field(32, gt=0, description="prompts per generate call")
+    threads: Optional[int] = Field(None, gt=0)
+
+
+# --------------------------------------------------------------------------- held-out eval
+# The pipeline's per-stage report: the same sampling and metrics as `evaluate`.
+def evaluate_model(model_path: str, ev: EvalSpec) -> dict:
+    """Held-out pass@1 (mean over k samples), maj@k, pass@k and format rate (grpo.eval),
+    plus the mean general reward when ``eval.general`` is set."""
+    import torch
+
+    from .policy import load_policy, set_threads, to_device
+    from .rollout.hf import HFEngine
+    set_threads(ev.threads)
+    torch.manual_seed(0)
+    tok, policy = load_policy(model_path, trainable=False)
+    engine = HFEngine(to_device(policy), tok)
+    render = lambda p: render_prompt(tok, p, **prompt_format(ev))  # noqa: E731
+    res = evaluate(engine, load_source(ev.data), render, k=ev.k, max_new_tokens=ev.max_new_tokens,
+                   stop=ev.stop, temperature=ev.temperature, top_p=ev.top_p, accuracy=ev.accuracy,
+                   format_reward=ev.format_reward, batch_prompts=ev.batch_prompts, progress=False)
+    res.pop("samples")
+    if ev.general is not None:
+        res["general_reward"] = _general_reward(engine, tok, ev)
+    return res
+
+
+def _general_reward(engine, tok, ev: EvalSpec) -> float | None:
+    """Mean reward (e.g. reward_model) of k samples on each held-out general prompt."""
+    g = ev.general
+    rows = load_source(g.data)
+    rs = rewards_lib.RewardSet([rewards_lib.RewardSpec(g.reward.name, 1.0, g.reward.kwargs)],
+                               fail_on_error=True, timeout_s=600)
+    prompts = [render_prompt(tok, r["prompt"], **prompt_format(ev)) for r in rows]
+    groups = engine.generate(prompts, SamplingParams(n=g.k, max_new_tokens=ev.max_new_tokens, stop=list(ev.stop),
+                                                     temperature=ev.temperature, top_p=ev.top_p))
+    texts = [c.text for grp in groups for c in grp.completions]
+    cols = {k: [r.get(k) for r in rows for _ in range(g.k)] for k in rows[0] if k != "prompt"}
+    cols.setdefault("kind", ["general"] * len(texts))
+    cols.setdefault("question", [r["prompt"] for r in rows for _ in range(g.k)])
+    vals = [v for v in rs([p for p in prompts for _ in range(g.k)], texts, cols).total if v is not None]
+    return sum(vals) / len(vals) if vals else None

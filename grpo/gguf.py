@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .policy import DTYPES, ModelError
+from .policy import DTYPES, ModelError, save_model_dir
 
 
 def gguf_cache_dir(gguf: str, dtype: str) -> Path:
@@ -27,8 +27,6 @@ def convert_gguf(gguf: str, out: Path, dtype: str = "float32") -> Path:
     transformers reads GGUF (``gguf_file=``) but will not ``save_pretrained`` a model that
     carries a GGUF quantization config, so the weights are moved into a fresh model built
     from the same config, without it. Written to ``out`` atomically."""
-    import os
-    import shutil
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     try:
@@ -50,15 +48,7 @@ def convert_gguf(gguf: str, out: Path, dtype: str = "float32") -> Path:
     model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype])
     model.load_state_dict({k: v.to(DTYPES[dtype]) for k, v in q.state_dict().items()}, strict=False)
     model.generation_config = q.generation_config
-    out = Path(out)
-    tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
+    return save_model_dir(model, tok, out)
 
 
 def resolve_model_path(path: str, dtype: str = "float32") -> str:

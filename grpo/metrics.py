@@ -12,6 +12,25 @@ import re
 from pathlib import Path
 from statistics import mean
 
+# Rewards that measure correctness (completion_len/correct, the report's accuracy curve),
+# in order of preference; a recipe names its own with ``accuracy_reward``.
+ACCURACY_NAMES = ("math_accuracy", "accuracy", "countdown", "code_tests")
+
+
+def accuracy_reward(names, chosen: str | None = None) -> str | None:
+    """The reward that says whether a completion is correct: the recipe's ``chosen`` one,
+    else the first accuracy-like one, else None (never a format reward by default).
+
+    >>> accuracy_reward(["think_format", "math_accuracy"]), accuracy_reward(["think_format"])
+    ('math_accuracy', None)
+    >>> accuracy_reward(["think_format", "my_judge"], "my_judge")
+    'my_judge'
+    """
+    if chosen is not None:
+        return chosen
+    return next((n for n in names if n in ACCURACY_NAMES), None)
+
+
 # Phrases of self-reflection (DeepSeek-R1 report, Table 3's "aha moment": "Wait, wait. Wait.
 # That's an aha moment I can flag here"). English and Chinese; configurable per recipe.
 REFLECTION_WORDS = [

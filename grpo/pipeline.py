@@ -39,9 +39,10 @@ from typing import Any, Literal, Optional
 from pydantic import Field
 
 from . import reward_model  # noqa: F401  (registers the 'reward_model' reward for stage 4)
-from .config import ConfigError, _Strict, read_recipe
-from .sample import EvalSpec, evaluate_model
-from .sft import SourceConfig, load_recipe, write_prompts
+from .config import ConfigError, SourceConfig, _Strict, load_recipe, read_recipe
+from .policy import _looks_local
+from .data import write_prompts
+from .eval import EvalSpec, evaluate_model
 
 MODEL_STAGES = ("sft", "rl")
 
@@ -105,10 +106,6 @@ class Stage:
     outputs: dict[str, str]
     config_hash: str = ""
     rerun: bool = False      # --from: start this stage over (its old run is replaced)
-
-
-def _looks_local(path: str) -> bool:
-    return path.startswith((".", "/", "~")) or Path(path).exists() or path.count("/") != 1
 
 
 def _check_model(path: str, where: str) -> None:

@@ -24,6 +24,22 @@ def _looks_local(path: str) -> bool:
     return path.startswith((".", "/", "~")) or Path(path).exists() or path.count("/") != 1
 
 
+def save_model_dir(model, tok, out: str | Path) -> Path:
+    """Write a loadable Hugging Face model directory atomically: into a private
+    ``.tmp-<name>-<pid>`` next to it, then one rename over ``out``."""
+    import os
+    import shutil
+    out = Path(out)
+    tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """One quick TCP connect, so an offline machine gets an answer in seconds rather than
     after the hub client's minute of retries."""

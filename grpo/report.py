@@ -27,9 +27,8 @@ import re
 from pathlib import Path
 from statistics import mean, pstdev
 
-from .metrics import reflection_counts
+from .metrics import ACCURACY_NAMES, reflection_counts
 
-ACCURACY_NAMES = ("math_accuracy", "accuracy", "countdown", "code_tests")  # as in trainer.py
 ACCURACY_KEYS = tuple(f"reward/{n}/mean" for n in ACCURACY_NAMES)
 PLOTS = ("overview.png", "reward.png", "length.png", "reflection.png", "kl_entropy.png")
 SNIPPET_CHARS = 400

@@ -23,38 +23,20 @@ generator (``builtin:arithmetic_cot``: clean, self-checking traces for the tiny 
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from .config import ModelConfig, _Strict, read_recipe, validate_tree
-from .data import DataError, load_rows, prompt_format, render_prompt
-from .policy import load_policy, set_threads, to_device  # noqa: F401  (to_device: also sample.py's)
+from .config import ModelConfig, RunOutput, SourceConfig, Template, _Strict, load_recipe  # noqa: F401
+from .data import DataError, load_source, prompt_format, render_prompt
+from .policy import load_policy, save_model_dir, set_threads, to_device
 
 
 # --------------------------------------------------------------------------- schema
-class SourceConfig(_Strict):
-    """One data source: ``builtin:<task>``, a local file or a hub id, plus renames and formats."""
-    source: str = Field(description="builtin:<task> | file (.jsonl/.json/.parquet/.csv) | hub id")
-    num_samples: Optional[int] = Field(None, gt=0, description="rows to use (generated for builtins)")
-    split: str = Field("train", description="hub split; for a file with a 'split' column, rows kept")
-    subset: Optional[str] = None
-    preprocess: Literal["none", "gsm8k", "math"] = "none"
-    columns: dict[str, str] = Field(default_factory=dict, description="rename: {prompt: question}")
-    prompt_format: Optional[str] = Field(None, description="e.g. '{prompt}\\n\\n{input}' over the columns")
-    completion_format: Optional[str] = Field(
-        None, description="e.g. '<think>{trajectory}</think> <answer>{attempt}</answer>'")
-    kind: Optional[str] = Field(None, description="tag every row's 'kind' (reasoning | general)")
-    repeat: int = Field(1, ge=1, description="use every row this many times (upsampling)")
-    seed: int = 0
-
-
 class SFTTrainConfig(_Strict):
     steps: Optional[int] = Field(None, gt=0, description="optimizer steps; default: epochs over the data")
     epochs: float = Field(1.0, gt=0)
@@ -70,15 +52,10 @@ class SFTTrainConfig(_Strict):
     threads: Optional[int] = Field(None, gt=0)
 
 
-class RunOutput(_Strict):
-    dir: str = "runs"
-    name: Optional[str] = Field(None, description="default: the recipe file's stem")
-
-
 class SFTConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: SourceConfig
-    template: Literal["r1_zero", "r1_zero_tiny", "plain", "chat"] = "r1_zero"
+    template: Template = "r1_zero"
     system_prompt: Optional[str] = Field(None, description="as data.system_prompt of the RL recipe")
     instruction: Optional[str] = Field(None, description="as data.instruction of the RL recipe")
     train: SFTTrainConfig = Field(default_factory=SFTTrainConfig)
@@ -88,97 +65,7 @@ class SFTConfig(_Strict):
         return Path(self.output.dir) / (self.output.name or "sft")
 
 
-def load_recipe(schema: type[BaseModel], path: str | Path | None, overrides: list[str] | None = None,
-                tree: dict | None = None):
-    """Any stage recipe: YAML file (or ``tree``) + ``--set`` overrides, strictly validated."""
-    tree = dict(tree or {})
-    if path is not None:
-        loaded = read_recipe(path)
-        tree = deep_merge(loaded, tree)
-    cfg = validate_tree(schema, tree, overrides)
-    out = getattr(cfg, "output", None)
-    if out is not None and getattr(out, "name", "") is None:
-        out.name = Path(path).stem if path else schema.__name__.lower().replace("config", "")
-    return cfg
-
-
-def deep_merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-# --------------------------------------------------------------------------- data
-def arithmetic_cot(n: int, seed: int) -> list[dict]:
-    """Cold-start traces for the tiny model (R1 2.3.1: long CoTs in a readable format):
-    the base model's own trace generator with every trace tagged, only traces with the
-    right final answer kept, and those that verify their steps (``tasks.REFLECT``, the
-    long CoTs) kept always, the others half the time."""
-    from rewards._text import extract_answer
-
-    from .tasks import REFLECT, arithmetic_problem, arithmetic_trace
-    rng, out = random.Random(seed), []
-    while len(out) < n:
-        p = arithmetic_problem(rng)
-        t = arithmetic_trace(p, rng, untagged_rate=0.0)
-        if extract_answer(t) == p["answer"] and (REFLECT in t or rng.random() < 0.5):
-            out.append({**p, "completion": t, "kind": "reasoning"})
-    return out
-
-
-SFT_GENERATORS = {"arithmetic_cot": arithmetic_cot}
-
-
-def load_source(src: SourceConfig) -> list[dict]:
-    """Rows of one source with formats applied, ``kind`` set and ``num_samples`` kept."""
-    name = src.source.split(":", 1)[1] if src.source.startswith("builtin:") else None
-    if name in SFT_GENERATORS:
-        rows = SFT_GENERATORS[name](src.num_samples or 1000, src.seed)
-    else:
-        builtin = src.source.startswith("builtin:")
-        rows = load_rows(src.source, src.num_samples if builtin else None, src.seed, src.split,
-                         src.subset, src.preprocess, src.columns)
-        if rows and "split" in rows[0] and not builtin:
-            rows = [r for r in rows if r.get("split") == src.split]
-    out = []
-    for r in rows:
-        r = dict(r)
-        for key, fmt in (("prompt", src.prompt_format), ("completion", src.completion_format)):
-            if fmt is not None:
-                r[key] = _format(fmt, r, src.source)
-        if src.kind is not None:
-            r["kind"] = src.kind
-        out.append(r)
-    if not out:
-        raise DataError(f"no rows in {src.source!r} (split {src.split!r})")
-    return (out[:src.num_samples] if src.num_samples else out) * src.repeat
-
-
-def write_prompts(sources: list[SourceConfig], path: Path) -> dict:
-    """One prompt file from several sources: columns unioned (missing ones None), the raw
-    question kept as ``question``, reference completions dropped. Returns counts per kind."""
-    rows = []
-    for src in sources:
-        rows += [{k: v for k, v in r.items() if k not in ("completion", "split")} for r in load_source(src)]
-    keys = sorted({k for r in rows for k in r} | {"kind", "answer"})
-    rows = [{**{k: r.get(k) for k in keys}, "question": r["prompt"]} for r in rows]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
-    kinds: dict[str, int] = {}
-    for r in rows:
-        kinds[str(r["kind"])] = kinds.get(str(r["kind"]), 0) + 1
-    return kinds
-
-
-def _format(fmt: str, row: dict, source: str) -> str:
-    try:
-        return fmt.format(**row)
-    except KeyError as e:
-        raise DataError(f"format {fmt!r} uses column {e.args[0]!r} missing in {source!r}; "
-                        f"columns are {sorted(row)}") from None
-
-
+# --------------------------------------------------------------------------- tokenize
 def tokenize_example(tok, prompt: str, completion: str, max_length: int) -> tuple[list[int], int]:
     """(ids, n_prompt_tokens): the prompt as the rollout engine encodes it, then the
     completion and EOS (the policy must learn to stop); cut to ``max_length``."""
@@ -240,18 +127,10 @@ def mean_loss(model, examples, pad_id: int, micro: int = 16) -> float:
 
 # --------------------------------------------------------------------------- save
 def save_model(model, tok, out: Path) -> Path:
-    """Write a loadable HF model dir atomically (``.tmp-<name>`` then rename); merge LoRA."""
+    """A loadable HF model dir, written atomically (policy.save_model_dir), LoRA merged in."""
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    out = Path(out)
-    tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
+    return save_model_dir(model, tok, out)
 
 
 # --------------------------------------------------------------------------- the loop

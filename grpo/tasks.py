@@ -91,3 +91,22 @@ def generate(task: str, n: int, seed: int) -> Iterator[dict]:
     rng = random.Random(seed)
     for _ in range(n):
         yield GENERATORS[task](rng)
+
+
+def arithmetic_cot(n: int, seed: int) -> list[dict]:
+    """Cold-start traces for the tiny model (R1 2.3.1: long CoTs in a readable format):
+    the base model's own trace generator with every trace tagged, only traces with the
+    right final answer kept, and those that verify their steps (``tasks.REFLECT``, the
+    long CoTs) kept always, the others half the time."""
+    from rewards._text import extract_answer
+
+    rng, out = random.Random(seed), []
+    while len(out) < n:
+        p = arithmetic_problem(rng)
+        t = arithmetic_trace(p, rng, untagged_rate=0.0)
+        if extract_answer(t) == p["answer"] and (REFLECT in t or rng.random() < 0.5):
+            out.append({**p, "completion": t, "kind": "reasoning"})
+    return out
+
+
+SFT_GENERATORS = {"arithmetic_cot": arithmetic_cot}

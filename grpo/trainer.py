@@ -27,15 +27,15 @@ from .config import Config, ConfigError, dump_config, validate_tree
 from .data import (PromptSampler, check_prompt_lengths, load_rows, model_context, prompt_format,
                    render_prompt)
 from .rundir import has_run, open_run
-from .metrics import MetricsLogger, reflection_counts, safe_mean, write_samples
+from .metrics import MetricsLogger, accuracy_reward, reflection_counts, safe_mean, write_samples
 from .parallel import Parallel
 from .policy import (build_batch, load_policy, micro_batches, score, score_all, score_shared_prompt,
                      set_threads, to_device)
+from .reference import Reference, load_reference
 from .rollout import make_engine
 from .rollout.base import SamplingParams
 from .rollout.overlap import Prefetcher, behaviour_logprobs
 
-ACCURACY_NAMES = ("math_accuracy", "accuracy", "countdown", "code_tests")
 # Logged as null on a step whose groups were all filtered out (no update happened).
 CORRECTION_KEYS = ("rollout_correction/mismatch_kl", "rollout_correction/is_ratio_max",
                    "rollout_correction/is_ratio_mean", "rollout_correction/masked_frac")
@@ -68,6 +68,10 @@ class Trainer:
         self.rows = load_rows(d.source, d.num_samples, cfg.train.seed, d.split, d.subset,
                               d.preprocess, d.columns, needs=self.rewards.required_columns)
         self.rewards.check_signatures(set(self.rows[0]))
+        if cfg.accuracy_reward is not None and cfg.accuracy_reward not in self.rewards.names:
+            raise ConfigError(f"accuracy_reward {cfg.accuracy_reward!r} is not one of the recipe's rewards "
+                              f"({', '.join(self.rewards.names) or 'none'})")
+        self.accuracy = accuracy_reward(self.rewards.names, cfg.accuracy_reward)
         self.failures = rewards_lib.FailureStreak(cfg.reward_max_failed_steps)
         self.lock = None
         if self.par.is_main:              # one writer per run directory; no run replaced by accident
@@ -104,7 +108,7 @@ class Trainer:
             from .fp8 import enable_fp8_training
             enable_fp8_training(self.policy)
         self.par.prepare(self.policy)
-        self.ref = self._load_reference()
+        self.ref: Reference | None = load_reference(cfg, self.policy, self.par.prepare)
         t = cfg.algorithm.teacher               # on-policy distillation (distill.py)
         self.teacher = self.par.prepare(to_device(load_policy(t, m.dtype, None, trainable=False)[1])) if t else None
         if self.teacher is not None and self.teacher.config.vocab_size != self.policy.config.vocab_size:
@@ -136,40 +140,27 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(dump_config(cfg))
             self.log = MetricsLogger(self.run_dir, self.start_step, cfg.output.tensorboard)
 
-    def _load_reference(self):
-        """A frozen reference only when the KL term is used or tracked: with beta=0 the
-        R1-Zero recipe needs none (DAPO and Dr. GRPO drop it), saving a model's memory."""
-        a, m = self.cfg.algorithm, self.cfg.model
-        if a.beta == 0 and not a.track_kl:
-            return None
-        if m.lora:
-            return "adapter-off"            # the base weights under the adapter are the reference
-        return self.par.prepare(to_device(load_policy(m.path, m.dtype, None, trainable=False)[1]))
-
     # ------------------------------------------------------------------ one step
     def step(self, step: int) -> dict:
         cfg, a = self.cfg, self.cfg.algorithm
         G = cfg.rollout.n
         rows = [self.rows[i] for i in self.par.shard(self.sampler.indices(step))]
         prompts = [self._prompt(r["prompt"]) for r in rows]
+        t = {}
 
         # 1. Rollout: G completions per prompt from the current policy; with rollout.overlap,
-        #    from the previous weights, sampled while the previous step trained (_rollout).
+        #    from the previous weights, sampled while the previous step trained (_rollout,
+        #    which then also syncs the weights: its time is time/sync, not time/rollout).
         t0 = time.time()
         groups, stale = self._rollout(step, prompts)
         comps = [c for g in groups for c in g.completions]                  # N = B*G, prompt-major
-        t_rollout = time.time() - t0 - self._t_sync
+        t["rollout"] = time.time() - t0 - self._t_sync
 
         # 2. Rewards on every completion; dataset columns repeated G times.
         t0 = time.time()
-        cols = {k: [r[k] for r in rows for _ in range(G)] for k in rows[0] if k != "prompt"}
-        cols["completion_ids"] = [c.token_ids for c in comps]
-        cols["trainer_state"] = rewards_lib.TrainerState(step=step, total_steps=cfg.train.steps)
-        texts = [c.text for c in comps]
-        out = self.rewards([p for p in prompts for _ in range(G)], texts, cols)
-        self._reward_health(step + 1, out, [p for p in prompts for _ in range(G)])
+        out = self._score(step, rows, prompts, comps)
         reward = torch.tensor(out.total, dtype=torch.float32)               # [N]
-        t_reward = time.time() - t0
+        t["reward"] = time.time() - t0
 
         # 3. Advantages within each group; optional DAPO filters.
         t0 = time.time()
@@ -191,20 +182,41 @@ class Trainer:
         self._routing = [c.routing for c, k in zip(comps, keep.tolist()) if k] if a.routing_replay else None
         skip = nothing_to_learn(adv[keep], batch.mask[keep], a.beta, teacher=self.teacher is not None)
         upd = dict.fromkeys(UPDATE_KEYS) if skip else self._update(batch.slice(keep), adv[keep], behav, stale)
-        t_update = time.time() - t0
+        t["update"] = time.time() - t0
 
         # 6. Sync the new weights to the rollout engine (overlapped: when it is next idle, in
         #    the next step's _rollout).
         if not self.prefetch:
             self._sync()
-        t_sync, self._t_sync = self._t_sync, 0.0
+        t["sync"], self._t_sync = self._t_sync, 0.0
 
+        texts = [c.text for c in comps]
+        if self.par.is_main and ((step + 1) % cfg.output.sample_every == 0 or step == 0):
+            self._write_samples(step + 1, prompts, texts, reward, out.per_fn, G)
+        return {**out.metrics, **upd, **self._step_metrics(comps, out.per_fn, truncated, zero_std, t),
+                "rollout/stale_steps": stale, "update_skipped": int(skip),
+                "lr": upd.get("lr") or self.opt.param_groups[0]["lr"]}   # the lr this step's update used
+
+    def _score(self, step: int, rows: list[dict], prompts: list[str], comps: list):
+        """The RewardSet's output on every completion (columns repeated G times), with the
+        failing rewards reported (_reward_health)."""
+        G = self.cfg.rollout.n
+        cols = {k: [r[k] for r in rows for _ in range(G)] for k in rows[0] if k != "prompt"}
+        cols["completion_ids"] = [c.token_ids for c in comps]
+        cols["trainer_state"] = rewards_lib.TrainerState(step=step, total_steps=self.cfg.train.steps)
+        per_sample = [p for p in prompts for _ in range(G)]
+        out = self.rewards(per_sample, [c.text for c in comps], cols)
+        self._reward_health(step + 1, out, per_sample)
+        return out
+
+    def _step_metrics(self, comps: list, per_fn: dict, truncated, zero_std, t: dict) -> dict:
+        """Lengths, truncation, reflection and timing of one step (the update's own metrics
+        come from _update)."""
         lengths = [len(c.token_ids) for c in comps]
-        correct = self._correct(out.per_fn)
-        n_refl = reflection_counts(texts, cfg.output.reflection_words)
-        dt = t_rollout + t_reward + t_update + t_sync
-        metrics = {
-            **out.metrics, **upd,
+        correct = self._correct(per_fn)
+        n_refl = reflection_counts([c.text for c in comps], self.cfg.output.reflection_words)
+        dt = sum(t.values())
+        return {
             "completion_len/mean": sum(lengths) / len(lengths),
             "completion_len/max": max(lengths),
             "completion_len/correct": safe_mean([n for n, ok in zip(lengths, correct) if ok]),
@@ -213,17 +225,11 @@ class Trainer:
             "zero_std_frac": zero_std.float().mean().item(),
             "reflection/rate": sum(n > 0 for n in n_refl) / len(n_refl),
             "reflection/per_completion": sum(n_refl) / len(n_refl),
-            "time/rollout": t_rollout, "time/reward": t_reward,
-            "time/update": t_update, "time/sync": t_sync, "time/step": dt,
-            "rollout/stale_steps": stale, "time/rollout_sampling": self._t_sampling,
-            "tokens_per_s": sum(lengths) / max(t_rollout + t_update, 1e-9),
+            **{f"time/{k}": v for k, v in t.items()}, "time/step": dt,
+            "time/rollout_sampling": self._t_sampling,
+            "tokens_per_s": sum(lengths) / max(t["rollout"] + t["update"], 1e-9),
             "completions_per_s": len(comps) / max(dt, 1e-9),
-            "lr": upd.get("lr") or self.opt.param_groups[0]["lr"],   # the lr this step's update used
-            "update_skipped": int(skip),
         }
-        if self.par.is_main and ((step + 1) % cfg.output.sample_every == 0 or step == 0):
-            self._write_samples(step + 1, prompts, texts, reward, out.per_fn, G)
-        return metrics
 
     def _correction(self, stale: int) -> str:
         """The rollout correction of a batch ``stale`` steps old: tis | mis | coupled (stale, with
@@ -355,12 +361,7 @@ class Trainer:
         return score_all(model, batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
 
     def _ref_logprobs(self, batch) -> torch.Tensor:
-        t = self.cfg.train
-        args = (batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
-        if self.ref == "adapter-off":
-            with self.policy.disable_adapter():
-                return score_all(self.policy, *args)
-        return score_all(self.ref, *args)
+        return self.ref.logprobs(batch, self.cfg.train)
 
     # ------------------------------------------------------------------ rollout, sync
     def _rollout(self, step: int, prompts: list[str]) -> tuple[list, int]:
@@ -400,16 +401,15 @@ class Trainer:
         return render_prompt(self.tok, question, **prompt_format(self.cfg.data))
 
     def _sampling(self) -> SamplingParams:
-        r = self.cfg.rollout
-        return SamplingParams(n=r.n, max_new_tokens=r.max_new_tokens, temperature=r.temperature,
-                              top_p=r.top_p, top_k=r.top_k, stop=list(r.stop), end_of_turn=r.end_of_turn)
+        return SamplingParams.from_rollout(self.cfg.rollout)
 
     def _correct(self, per_fn: dict) -> list[bool | None]:
-        """Which completions count as correct, by the first accuracy-like reward."""
-        name = next((n for n in per_fn if n in ACCURACY_NAMES), next(iter(per_fn), None))
-        if name is None:
-            return []
-        return [None if v is None else v > 0.5 for v in per_fn[name]]
+        """Which completions count as correct, by the accuracy reward (``accuracy_reward``);
+        all None (logged as null) when the recipe has none."""
+        vals = per_fn.get(self.accuracy) if self.accuracy is not None else None
+        if vals is None:
+            return [None] * len(next(iter(per_fn.values()), []))
+        return [None if v is None else v > 0.5 for v in vals]
 
     def _reward_health(self, step: int, out, prompts: list) -> None:
         """The first error of each failing reward, with its sample, to the console and to

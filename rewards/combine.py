@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from rewards._text import completion_text
-from rewards.registry import REGISTRY, load, required_columns
+from rewards.registry import REGISTRY, _unwrap, load, required_columns
 
 FLOAT32_MAX = 3.4028234663852886e38   # rewards become a float32 tensor: beyond this they are inf
 # Passed by the trainer itself, never needed from the dataset.
@@ -89,12 +89,6 @@ class RewardOutput:
     per_fn: dict[str, list[float | None]]
     metrics: dict[str, float]
     errors: list[dict]
-
-
-def _base(fn):
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    return fn
 
 
 def _call(fn: Callable, kwargs: dict, timeout_s: float | None):
@@ -177,7 +171,7 @@ class RewardSet:
             if spec.kwargs:
                 _check_kwargs(fn, spec)
                 fn = functools.partial(fn, **spec.kwargs)
-            name = spec.name if spec.name in REGISTRY else getattr(_base(fn), "__name__", "reward")
+            name = spec.name if spec.name in REGISTRY else getattr(_unwrap(fn), "__name__", "reward")
             base, k = name, 2
             while name in self.names:
                 name, k = f"{base}_{k}", k + 1
@@ -211,7 +205,7 @@ class RewardSet:
                                   "add **kwargs to its parameters") from None
 
     def _timeout(self, fn) -> float | None:
-        return getattr(_base(fn), "timeout_s", self.timeout_s)
+        return getattr(_unwrap(fn), "timeout_s", self.timeout_s)
 
     def __call__(self, prompts: list, completions: list, columns: dict[str, list]) -> RewardOutput:
         n = len(completions)

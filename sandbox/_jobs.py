@@ -5,10 +5,10 @@ candidate process, the tests in the tester (see _harness.py).  stdin/stdout
 tests are one job per case (its own time limit, its own fresh process) and
 are judged here, by _stdio.aggregate.
 
->>> jobs, cases = plan("print(int(input()) * 2)", [{"input": "2", "output": "4"}])
+>>> jobs, cases = plan_jobs("print(int(input()) * 2)", [{"input": "2", "output": "4"}])
 >>> jobs[0].stdin, cases
 (b'2', [('2', '4')])
->>> plan("x = 1", "assert x == 1")[0][0].tests
+>>> plan_jobs("x = 1", "assert x == 1")[0][0].tests
 ('assert x == 1',)
 """
 
@@ -39,7 +39,7 @@ def check_args(code, language: str, timeout_s: float, memory_mb: int) -> None:
         raise ValueError(f"memory_mb must be >= {limits.MIN_MEMORY_MB}")
 
 
-def plan(code: str, tests, entry_point: str | None = None,
+def plan_jobs(code: str, tests, entry_point: str | None = None,
          require_calls: bool = False) -> tuple[list[Job], list[tuple[str, str]] | None]:
     """(jobs, stdio cases or None); TypeError/ValueError for malformed tests."""
     if entry_point is not None and (not isinstance(entry_point, str)

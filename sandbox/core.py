@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from . import _packages, _seccomp, _stdio, backends, limits
-from ._jobs import Job, check_args, plan
+from ._jobs import Job, check_args, plan_jobs
 from ._pool import Zygote, ZygotePool
 from ._process import Raw, spawn_run
 from ._slots import Slots, remove_leftovers
@@ -147,7 +147,7 @@ class Sandbox:
             require_calls: bool = False, float_tol: float | None = None) -> Result:
         """See sandbox.run."""
         check_args(code, language, timeout_s, memory_mb)
-        jobs, cases = plan(code, tests, entry_point, require_calls)
+        jobs, cases = plan_jobs(code, tests, entry_point, require_calls)
         results = [self._run_job(j, timeout_s, memory_mb) for j in jobs]
         return _finish(results, cases, float_tol)
 
@@ -159,7 +159,7 @@ class Sandbox:
         for item in items:  # fail fast on bad input, before spawning anything
             code, tests, entry = (*item, None)[:3]
             check_args(code, "python", timeout_s, memory_mb)
-            plans.append(plan(code, tests, entry, require_calls))
+            plans.append(plan_jobs(code, tests, entry, require_calls))
         jobs = [j for js, _ in plans for j in js]
         workers = min(workers or default_workers(), self.slots.size, max(len(jobs), 1))
         run_one = lambda j: self._run_job(j, timeout_s, memory_mb)  # noqa: E731

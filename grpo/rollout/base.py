@@ -22,6 +22,18 @@ class SamplingParams:
     seed: int | None = None
     end_of_turn: bool = True        # also stop at the tokenizer's end-of-turn tokens (end_token_ids)
 
+    @classmethod
+    def from_rollout(cls, r, **override) -> "SamplingParams":
+        """The one mapping from a recipe's ``rollout`` section (``RolloutConfig``) to sampling.
+
+        >>> from grpo.config import RolloutConfig
+        >>> SamplingParams.from_rollout(RolloutConfig(n=4), seed=1).n
+        4
+        """
+        kw = dict(n=r.n, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
+                  top_k=r.top_k, stop=list(r.stop), end_of_turn=r.end_of_turn)
+        return cls(**{**kw, **override})
+
 
 @dataclass
 class Completion:

@@ -55,85 +55,125 @@ def _from_bytes(blob: bytes) -> dict[str, torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------- server
-def _handler(engine):
-    pending: dict[str, torch.Tensor] = {}          # chunks of an update not yet applied
-    channel: dict = {}                             # "thread" joining the weight group, then "ch"
+class _Service:
+    """The server's state (one engine, a weight update being buffered, the weight group)
+    and one method per endpoint; ``ROUTES`` maps (method, path) to them."""
 
-    def join_group(req):
+    def __init__(self, engine):
+        self.engine = engine
+        self.pending: dict[str, torch.Tensor] = {}    # chunks of an update not yet applied
+        self.channel = None                           # the trainer's weight group, once joined
+        self.join_error: str | None = None
+        self.joining: threading.Thread | None = None
+
+    def health(self, _body: bytes, _headers) -> dict:
+        return {"ok": True, "weight_version": self.engine.weight_version}
+
+    def update_weights(self, body: bytes, headers) -> dict:
+        self.pending.update(_from_bytes(body))
+        if headers.get("X-Final", "1") != "1":
+            return {"ok": True, "buffered": len(self.pending)}
+        t0 = time.perf_counter()
+        self.engine.update_weights(list(self.pending.items()))
+        n = len(self.pending)
+        self.pending.clear()
+        return {"ok": True, "tensors": n, "weight_version": self.engine.weight_version,
+                "load_s": time.perf_counter() - t0}
+
+    def init_broadcast(self, body: bytes, _headers) -> dict:
+        """Join the trainer's weight group in the background: the trainer joins right after
+        this answer."""
+        self.channel, self.join_error = None, None
+        self.joining = threading.Thread(target=self._join, args=(_json(body),), daemon=True)
+        self.joining.start()
+        return {"ok": True}
+
+    def _join(self, req: dict) -> None:
         from .transport import WeightChannel
         try:
-            channel["ch"] = WeightChannel(req["host"], int(req["port"]), 1, backend=req.get("backend"),
-                                          timeout_s=float(req.get("timeout_s", 600)))
+            self.channel = WeightChannel(req["host"], int(req["port"]), 1, backend=req.get("backend"),
+                                         timeout_s=float(req.get("timeout_s", 600)))
         except Exception as e:  # noqa: BLE001 -- reported at the next update
-            channel["error"] = f"{type(e).__name__}: {e}"
+            self.join_error = f"{type(e).__name__}: {e}"
+
+    def update_weights_broadcast(self, body: bytes, _headers) -> dict:
+        if self.joining is None:
+            raise RuntimeError("POST /init_broadcast first")
+        self.joining.join()
+        if self.join_error is not None:
+            raise RuntimeError(f"joining the weight group failed: {self.join_error}")
+        t0 = time.perf_counter()
+        meta = [(n, d, list(shape)) for n, d, shape in _json(body)["meta"]]
+        self.engine.update_weights(self.channel.receive(meta))
+        return {"ok": True, "tensors": len(meta), "weight_version": self.engine.weight_version,
+                "load_s": time.perf_counter() - t0}
+
+    def generate(self, body: bytes, _headers) -> dict:
+        req = _json(body)
+        sp = SamplingParams(**{k: v for k, v in req.get("sampling", {}).items() if k in _SAMPLING_FIELDS})
+        return {"groups": [asdict(g) for g in self.engine.generate(req["prompts"], sp)]}
+
+    def score(self, body: bytes, _headers) -> dict:
+        req = _json(body)
+        return {"logprobs": self.engine.score(req["prompt_ids"], req["completion_ids"])}
+
+    def sleep(self, _body: bytes, _headers) -> dict:
+        self.engine.sleep()
+        return {"ok": True}
+
+    def wake(self, _body: bytes, _headers) -> dict:
+        self.engine.wake()
+        return {"ok": True}
+
+    ROUTES = {("GET", "/health"): health, ("POST", "/update_weights"): update_weights,
+              ("POST", "/init_broadcast"): init_broadcast,
+              ("POST", "/update_weights_broadcast"): update_weights_broadcast,
+              ("POST", "/generate"): generate, ("POST", "/score"): score,
+              ("POST", "/sleep"): sleep, ("POST", "/wake"): wake}
+
+    def handle(self, method: str, path: str, body: bytes, headers) -> tuple[int, dict]:
+        """(status, JSON reply) for one request: 404 for an unknown endpoint, 400 for a
+        request missing a field, 500 (and keep serving) for anything else that fails."""
+        route = self.ROUTES.get((method, path))
+        if route is None:
+            return 404, {"error": f"no such endpoint: {method} {path}"}
+        try:
+            return 200, route(self, body, headers)
+        except KeyError as e:
+            return 400, {"error": f"{method} {path}: missing field {e}"}
+        except Exception as e:  # noqa: BLE001 -- report, keep serving
+            return 500, {"error": f"{type(e).__name__}: {e}"}
+
+
+def _json(body: bytes) -> dict:
+    req = json.loads(body or b"{}")
+    if not isinstance(req, dict):
+        raise ValueError("the request body must be a JSON object")
+    return req
+
+
+def _handler(engine):
+    service = _Service(engine)
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, fmt, *args):          # quiet: one line per request is noise
             pass
 
-        def _reply(self, obj, status: int = 200):
-            body = json.dumps(obj).encode()
+        def _answer(self, method: str):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+            status, obj = service.handle(method, self.path, body, self.headers)
+            data = json.dumps(obj).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(body)
-
-        def _body(self) -> bytes:
-            return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.wfile.write(data)
 
         def do_GET(self):
-            if self.path == "/health":
-                return self._reply({"ok": True, "weight_version": engine.weight_version})
-            self._reply({"error": f"no such endpoint: GET {self.path}"}, 404)
+            self._answer("GET")
 
         def do_POST(self):
-            try:
-                self._reply(self._post())
-            except KeyError:
-                self._reply({"error": f"no such endpoint: POST {self.path}"}, 404)
-            except Exception as e:                  # report, keep serving
-                self._reply({"error": f"{type(e).__name__}: {e}"}, 500)
-
-        def _post(self) -> dict:
-            path = self.path
-            if path == "/update_weights":
-                pending.update(_from_bytes(self._body()))
-                if self.headers.get("X-Final", "1") != "1":
-                    return {"ok": True, "buffered": len(pending)}
-                t0 = time.perf_counter()
-                engine.update_weights(list(pending.items()))
-                n = len(pending)
-                pending.clear()
-                return {"ok": True, "tensors": n, "weight_version": engine.weight_version,
-                        "load_s": time.perf_counter() - t0}
-            req = json.loads(self._body() or b"{}")
-            if path == "/init_broadcast":           # the trainer joins right after this answer
-                channel.clear()
-                channel["thread"] = threading.Thread(target=join_group, args=(req,), daemon=True)
-                channel["thread"].start()
-                return {"ok": True}
-            if path == "/update_weights_broadcast":
-                if "thread" not in channel:
-                    raise RuntimeError("POST /init_broadcast first")
-                channel["thread"].join()
-                if "error" in channel:
-                    raise RuntimeError(f"joining the weight group failed: {channel['error']}")
-                t0 = time.perf_counter()
-                meta = [(n, d, list(shape)) for n, d, shape in req["meta"]]
-                engine.update_weights(channel["ch"].receive(meta))
-                return {"ok": True, "tensors": len(meta), "weight_version": engine.weight_version,
-                        "load_s": time.perf_counter() - t0}
-            if path == "/generate":
-                sp = SamplingParams(**{k: v for k, v in req.get("sampling", {}).items() if k in _SAMPLING_FIELDS})
-                groups = engine.generate(req["prompts"], sp)
-                return {"groups": [asdict(g) for g in groups]}
-            if path == "/score":
-                return {"logprobs": engine.score(req["prompt_ids"], req["completion_ids"])}
-            if path in ("/sleep", "/wake"):
-                getattr(engine, path[1:])()
-                return {"ok": True}
-            raise KeyError(path)
+            self._answer("POST")
 
     return Handler
 
@@ -248,7 +288,7 @@ class ServerEngine:
         return box["res"]
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]] = ()) -> None:
-        from .vllm import vllm_weights              # LoRA merge and name clean-up; no vLLM import
+        from .weights import vllm_weights           # LoRA merge and name clean-up
         t0 = time.perf_counter()
         if self.channel is not None:
             res = self._update_broadcast(list(vllm_weights(self.model, named_tensors)))

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import torch
 import torch.distributed as dist
 
-DTYPES = {str(d): d for d in (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64,
+WIRE_DTYPES = {str(d): d for d in (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64,
                               torch.int32, torch.int8, torch.uint8, torch.bool)}
 
 
@@ -41,11 +41,11 @@ def local_address_towards(url: str) -> str:
         return s.getsockname()[0]
 
 
-def plan(meta: list[tuple[str, str, list[int]]], bucket_bytes: int) -> list[list[int]]:
+def plan_buckets(meta: list[tuple[str, str, list[int]]], bucket_bytes: int) -> list[list[int]]:
     """Indices of ``meta`` per bucket, in order, each bucket at most ``bucket_bytes`` (a larger
     tensor goes alone). Both sides compute it from the same metadata.
 
-    >>> plan([("a", "torch.float32", [4]), ("b", "torch.float32", [4]), ("c", "torch.bfloat16", [2])], 24)
+    >>> plan_buckets([("a", "torch.float32", [4]), ("b", "torch.float32", [4]), ("c", "torch.bfloat16", [2])], 24)
     [[0], [1, 2]]
     """
     out, cur, size = [], [], 0
@@ -65,7 +65,7 @@ def _nbytes(dtype: str, shape: list[int]) -> int:
     numel = 1
     for d in shape:
         numel *= d
-    return numel * torch.empty((), dtype=DTYPES[dtype]).element_size()
+    return numel * torch.empty((), dtype=WIRE_DTYPES[dtype]).element_size()
 
 
 def _slot(n: int) -> int:
@@ -103,7 +103,7 @@ class WeightChannel:
     def send(self, named: list[tuple[str, torch.Tensor]]) -> None:
         """Broadcast the tensors, in the order :meth:`describe` listed them."""
         meta = self.describe(named)
-        for bucket in plan(meta, self.bucket_bytes):
+        for bucket in plan_buckets(meta, self.bucket_bytes):
             buf = torch.zeros(sum(_slot(_nbytes(*meta[i][1:])) for i in bucket), dtype=torch.uint8,
                               device=self.device)
             off = 0
@@ -116,14 +116,14 @@ class WeightChannel:
     # ----------------------------------------------------------------- server (rank 1)
     def receive(self, meta: list[tuple[str, str, list[int]]]) -> Iterator[tuple[str, torch.Tensor]]:
         """The tensors rank 0 sends, as (name, tensor) on this side's device."""
-        for bucket in plan(meta, self.bucket_bytes):
+        for bucket in plan_buckets(meta, self.bucket_bytes):
             sizes = [_nbytes(*meta[i][1:]) for i in bucket]
             buf = torch.empty(sum(_slot(n) for n in sizes), dtype=torch.uint8, device=self.device)
             self._broadcast(buf)
             off = 0
             for i, n in zip(bucket, sizes):
                 name, dtype, shape = meta[i]
-                yield name, buf[off:off + n].view(DTYPES[dtype]).reshape(shape)
+                yield name, buf[off:off + n].view(WIRE_DTYPES[dtype]).reshape(shape)
                 off += _slot(n)
 
     def close(self) -> None:

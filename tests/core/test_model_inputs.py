@@ -83,7 +83,7 @@ def test_eval_sample_sft_honour_the_thread_setting(monkeypatch, tmp_path):
                 lambda: grpo.sample.sample(grpo.sample.load_sample_config(None, ["threads=2"])),
                 lambda: grpo.sft.sft(grpo.sft.load_sft_config(None, ["data.source=builtin:arithmetic_cot",
                                                                      "train.threads=4"])),
-                lambda: grpo.sample.evaluate_model("data/tiny_model", grpo.sample.EvalSpec())):
+                lambda: grpo.eval.evaluate_model("data/tiny_model", grpo.eval.EvalSpec())):
         with pytest.raises(Stop):
             run()
     assert calls == [3, 2, 4, None]

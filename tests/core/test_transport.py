@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from grpo.rollout.transport import WeightChannel, plan
+from grpo.rollout.transport import WeightChannel, plan_buckets
 
 ROOT = Path(__file__).resolve().parents[2]
 RECEIVER = """
@@ -31,7 +31,7 @@ def test_broadcast_delivers_every_tensor_bit_exact(tmp_path):
              ("c", torch.arange(5)), ("d", torch.randn(40, 3, generator=g).half()), ("e", torch.tensor(True)),
              ("f", torch.randn(2, 2, generator=g).t())]                        # non-contiguous
     meta = WeightChannel.describe(named)
-    assert len(plan(meta, 64)) > 3                                           # several buckets
+    assert len(plan_buckets(meta, 64)) > 3                                           # several buckets
     port, out = _port(), tmp_path / "got.pt"
     proc = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port), json.dumps(meta), str(out)], cwd=ROOT)
     try:

@@ -6,7 +6,7 @@ import yaml
 
 import grpo.pipeline as P
 from grpo.config import ConfigError
-from grpo.sft import SourceConfig
+from grpo.config import SourceConfig
 
 
 def _recipe(tmp_path, base) -> str:

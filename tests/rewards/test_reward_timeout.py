@@ -42,10 +42,12 @@ def test_pathological_symbolic_in_math_accuracy():
 def test_hard_kill_when_worker_ignores_soft_timeout():
     pool = get_pool()
     assert pool.verify("1", "1", 5.0) == (True, "ok")  # warm: exclude start-up from the timing
-    # timeout 0.5 s < the worker's 1 s soft timeout: only the kill can end this.
-    (ok, status), dt = _timed(pool.verify, r"9^{9^{9^{9}}}", "1", 0.5)
-    assert (ok, status) == (False, "timeout")
-    assert dt < 1.5
+    # timeout 0.5 s < the worker's 1 s soft timeout: only the kill can end this, and only
+    # the kill path answers "timeout" (a soft timeout answers "ok" with False). The time it
+    # takes is measured in bench/bench_rewards.py --timeouts, not asserted here.
+    timeouts = pool.stats["timeouts"]
+    ok, status = pool.verify(r"9^{9^{9^{9}}}", "1", 0.5)
+    assert (ok, status) == (False, "timeout") and pool.stats["timeouts"] == timeouts + 1
     # the pool replaced the killed worker and still answers
     assert pool.verify("2x", "x+x", 10.0) == (True, "ok")
 

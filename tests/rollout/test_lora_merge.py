@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from grpo.policy import load_policy
-from grpo.rollout.vllm import merged_lora_weights, vllm_weights
+from grpo.rollout.weights import merged_lora_weights, vllm_weights
 
 
 @pytest.fixture(scope="module")
