@@ -34,6 +34,7 @@ from .policy import (build_batch, load_policy, micro_batches, score, score_all, 
 from .reference import Reference, load_reference
 from .rollout import make_engine
 from .rollout.base import SamplingParams
+from .moe.replay import ReplayStats, replay_batch, replay_config_error
 from .rollout.overlap import Prefetcher, behaviour_logprobs
 
 # Logged as null on a step whose groups were all filtered out (no update happened).
@@ -116,7 +117,6 @@ class Trainer:
                               f"student {self.policy.config.vocab_size}: on-policy distillation needs the same tokenizer")
         self.engine = make_engine(cfg.rollout, self.policy, self.tok, synced=self.par.enabled)
         self.engine.record_routing = cfg.algorithm.routing_replay   # MoE routing replay (R3)
-        from .moe.replay import replay_config_error
         if replay_config_error(cfg, self.engine):
             raise ConfigError(replay_config_error(cfg, self.engine))
         self._routing = None
@@ -269,11 +269,9 @@ class Trainer:
             old = score_all(self.policy, batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
         ref = self._ref_logprobs(batch) if self.ref is not None else None
         teach = self._score_frozen(self.teacher, batch) if self.teacher is not None else None
-        sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "clip_low_frac": 0.0,
-                "clip_high_frac": 0.0}
+        sums = dict.fromkeys(("loss", "kl", "entropy", "clip_frac", "clip_low_frac", "clip_high_frac"), 0.0)
         extra = dict.fromkeys(CORRECTION_KEYS, 0.0) | ({"distill/reverse_kl": 0.0} if teach is not None else {})
         grad_norm, skipped, lr = 0.0, 0, self.opt.param_groups[0]["lr"]
-        from .moe.replay import ReplayStats, replay_batch
         replayed = ReplayStats()
         for _ in range(a.mu):
             losses = []
@@ -299,26 +297,9 @@ class Trainer:
                 loss = agg(loss_tok, mask, n_tokens, N, constant)
                 loss.backward()
                 losses.append(loss.detach())
-                tok_share = lambda x: (x.float() * mask).sum().item() / max(n_tokens, 1) / a.mu  # noqa: E731
-                sums["loss"] += loss.item() / a.mu
-                sums["entropy"] += tok_share(ent)
-                sums["clip_low_frac"] += tok_share(cm["clip_low"])
-                sums["clip_high_frac"] += tok_share(cm["clip_high"])
-                sums["clip_frac"] += tok_share(cm["clip_low"] | cm["clip_high"])
-            grad_norm = self.par.sync_and_clip(self.policy, t.max_grad_norm)
-            bad_loss = not all(bool(torch.isfinite(x)) for x in losses)
-            if (bad_loss and not self.par.enabled) or not math.isfinite(float(grad_norm)):
-                # No non-finite value reaches the weights: skip this optimizer step (the lr
-                # schedule waits too) and say so.
-                skipped += 1
-                _warn(f"grpo: warning: non-finite {'loss' if bad_loss else 'gradient norm'} "
-                      f"(grad norm {float(grad_norm)}); optimizer step skipped")
-            else:
-                lr = self.opt.param_groups[0]["lr"]
-                self.opt.step()
-                self.sched.step()
-                self._check_weights(lr)
-            self.opt.zero_grad(set_to_none=True)
+                _accumulate(sums, loss, ent, cm, mask, n_tokens, a.mu)
+            grad_norm, stepped_lr = self._optimizer_step(losses)
+            skipped, lr = skipped + (stepped_lr is None), lr if stepped_lr is None else stepped_lr
         if ref is None:
             sums["kl"] = None
         if method not in ("tis", "mis"):
@@ -326,6 +307,24 @@ class Trainer:
         return {**sums, **extra, "grad_norm": grad_norm, "update_tokens": n_tokens, "micro_batches": len(mbs),
                 "skipped_steps": skipped, "lr": lr,
                 **({"moe/routing_mismatch": replayed.value()} if a.routing_replay else {})}
+
+    def _optimizer_step(self, losses: list[torch.Tensor]) -> tuple[float, float | None]:
+        """Reduce and clip the gradients, then step, unless the loss or the gradient norm is
+        non-finite: no non-finite value reaches the weights; the step (and the lr schedule)
+        is skipped and said. Returns the grad norm and the lr stepped with (None: skipped)."""
+        grad_norm = self.par.sync_and_clip(self.policy, self.cfg.train.max_grad_norm)
+        bad_loss = not all(bool(torch.isfinite(x)) for x in losses)
+        lr = None
+        if (bad_loss and not self.par.enabled) or not math.isfinite(float(grad_norm)):
+            _warn(f"grpo: warning: non-finite {'loss' if bad_loss else 'gradient norm'} "
+                  f"(grad norm {float(grad_norm)}); optimizer step skipped")
+        else:
+            lr = self.opt.param_groups[0]["lr"]
+            self.opt.step()
+            self.sched.step()
+            self._check_weights(lr)
+        self.opt.zero_grad(set_to_none=True)
+        return grad_norm, lr
 
     def _token_terms(self, idx, old_lp, mask, adv, teach, behav, method: str, share: float, stats: dict):
         """One micro-batch's advantage, plus the teacher's per-token term (on-policy
@@ -465,6 +464,17 @@ class Trainer:
                             self.cfg.output.keep_checkpoints, state_dict=full,
                             full=every is None or step % every == 0 or step == self.cfg.train.steps)
         self.par.barrier()
+
+
+def _accumulate(sums: dict, loss, ent, cm: dict, mask, n_tokens: int, mu: int) -> None:
+    """Add one micro-batch's loss and token-weighted entropy / clip fractions to ``sums``, so
+    they end as per-token means over the update's ``n_tokens`` and its ``mu`` iterations."""
+    share = lambda x: (x.float() * mask).sum().item() / max(n_tokens, 1) / mu  # noqa: E731
+    sums["loss"] += loss.item() / mu
+    sums["entropy"] += share(ent)
+    sums["clip_low_frac"] += share(cm["clip_low"])
+    sums["clip_high_frac"] += share(cm["clip_high"])
+    sums["clip_frac"] += share(cm["clip_low"] | cm["clip_high"])
 
 
 def nothing_to_learn(adv: torch.Tensor, mask: torch.Tensor, beta: float, teacher: bool = False) -> bool:
