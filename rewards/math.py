@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from rewards._compare import fast_equal, normalize
 from rewards._pool import get_pool
+from rewards._probe import probe_equal
 from rewards._extract import final_answer, gsm8k_answer
 from rewards._text import completion_text, extract_gold, prompt_opens_think
 from rewards.registry import register
@@ -53,7 +54,7 @@ _CACHE_MAX = 1 << 16
 # pathological answer costs its timeout once.
 _cache: dict[tuple[str, str], bool] = {}
 _cache_lock = threading.Lock()
-stats = {"fast": 0, "symbolic": 0, "timeouts": 0, "crashes": 0}
+stats = {"fast": 0, "probe": 0, "symbolic": 0, "timeouts": 0, "crashes": 0}
 
 
 _MATH_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "lim", "max", "min", "gcd", "lcm",
@@ -85,6 +86,9 @@ def _fast(pred: str, gold: str):
         r = fast_equal(p, g, normalized=True)
         if r is None and (not p or not g or _stray_words(p) - _stray_words(g)):
             r = False  # "5 (not sure)": words the gold does not have are not math
+        if r is None:  # middle tier: evaluate both at probe points; None = unsure
+            r = probe_equal(p, g)
+            stats["probe"] += r is not None
     if r is not None:
         stats["fast"] += 1
         _store(key, r)
