@@ -34,7 +34,11 @@ MAX_EXP = 64.0  # |exponent| at a probe point
 MAX_MAG = 1e12  # |value| of any intermediate result
 _REL_EQ, _REL_NE = 1e-9, 1e-4
 
-_TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z])|\\(left|right|[a-zA-Z]+)|([-+*/^(){}\[\]])|(\\[,;:! ]))")
+_TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z])|\\([a-zA-Z]+)|([-+*/^(){}\[\]])|(\\[,;:! ]))")
+# the reward's normalizer strips spaces, so "\sin x" arrives as "\sinx": a known
+# function glued to ONE letter is split ("\sinh" is not "\sin h")
+_GLUED = re.compile(r"(sin|cos|tan|log|ln|exp|pi)([a-zA-Z])")
+_GLUED_RAW = re.compile(r"\\(?:sin|cos|tan|log|ln|exp|pi)[a-zA-Z]")
 _FUNCS = {"sin": cmath.sin, "cos": cmath.cos, "tan": cmath.tan, "exp": cmath.exp,
           "ln": cmath.log, "log": lambda z: cmath.log(z) / cmath.log(10)}
 _SKIP = {"left", "right", "displaystyle"}
@@ -54,7 +58,7 @@ def _tokens(s: str) -> list:
             raise Decline
         pos = m.end()
         num, var, cmd, op, space = m.groups()
-        if space or cmd in _SKIP:
+        if space:
             continue
         if num is not None:
             if len(num) > 12:
@@ -65,7 +69,17 @@ def _tokens(s: str) -> list:
                 raise Decline
             out.append(("const", cmath.e) if var == "e" else ("var", var))
         elif cmd is not None:
-            out.append(("cmd", cmd))
+            glued = _GLUED.fullmatch(cmd)
+            if glued and cmd not in ("sinh", "cosh", "tanh"):
+                cmd, var = glued.groups()
+                out.append(("cmd", cmd))
+                if var in _BAD_LETTERS:
+                    raise Decline
+                out.append(("const", cmath.e) if var == "e" else ("var", var))
+            elif cmd in _SKIP:
+                continue
+            else:
+                out.append(("cmd", cmd))
         else:
             out.append(("op", op))
         if len(out) > MAX_TOKENS:
@@ -319,8 +333,17 @@ def _close(a: complex, b: complex, rel: float) -> bool:
     return abs(a - b) <= rel * max(1.0, abs(a), abs(b))
 
 
-def probe_equal(pred: str, gold: str):
-    """True / False when every probe agrees, else None (fall through to math-verify)."""
+def probe_equal(pred: str, gold: str, raw: tuple = ()):
+    """True / False when every probe agrees, else None (fall through to math-verify).
+
+    ``raw``: the strings before normalization; one with a glued command such as
+    ``\\sinx`` as the model wrote it is left to math-verify.
+
+    >>> probe_equal(r"\\sinx", r"\\sin(x)"), probe_equal(r"\\sinx", r"\\sin(x)", raw=(r"\\sinx",))
+    (True, None)
+    """
+    if any(_GLUED_RAW.search(s) for s in raw):
+        return None
     try:
         (tp, vp), (tg, vg) = parse(pred), parse(gold)
         names = sorted(vp | vg)  # a variable only one side has is probed too

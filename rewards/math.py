@@ -87,7 +87,7 @@ def _fast(pred: str, gold: str):
         if r is None and (not p or not g or _stray_words(p) - _stray_words(g)):
             r = False  # "5 (not sure)": words the gold does not have are not math
         if r is None:  # middle tier: evaluate both at probe points; None = unsure
-            r = probe_equal(p, g)
+            r = probe_equal(p, g, raw=(pred, gold))
             stats["probe"] += r is not None
     if r is not None:
         stats["fast"] += 1
