@@ -23,24 +23,31 @@ checked before arithmetic.
 
 from __future__ import annotations
 
-import cmath
+import random
 import re
+from fractions import Fraction
+
+import mpmath
 
 MAX_LEN = 300
 MAX_TOKENS = 200
 MAX_DEPTH = 40
 MAX_VARS = 3
-MAX_EXP = 64.0  # |exponent| at a probe point
-MAX_MAG = 1e12  # |value| of any intermediate result
-_REL_EQ, _REL_NE = 1e-9, 1e-4
+MAX_EXP = 64  # |exponent| at a probe point
+MAX_BITS = 4096  # size of an exact intermediate (numerator + denominator bits)
+MAX_MAG, MIN_MAG = 1e12, 1e-12  # |value| of any nonzero approximate intermediate
+MAX_LITERAL = 10**6  # integer literals in expressions with pi, e, roots or functions
+N_PROBES = 6
+DIGITS = 50
+_REL_EQ, _REL_NE = 1e-35, 1e-20  # at 50 digits; between the two is "unsure"
+_PI, _E = object(), object()
 
 _TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z])|\\([a-zA-Z]+)|([-+*/^(){}\[\]])|(\\[,;:! ]))")
 # the reward's normalizer strips spaces, so "\sin x" arrives as "\sinx": a known
 # function glued to ONE letter is split ("\sinh" is not "\sin h")
 _GLUED = re.compile(r"(sin|cos|tan|log|ln|exp|pi)([a-zA-Z])")
 _GLUED_RAW = re.compile(r"\\(?:sin|cos|tan|log|ln|exp|pi)[a-zA-Z]")
-_FUNCS = {"sin": cmath.sin, "cos": cmath.cos, "tan": cmath.tan, "exp": cmath.exp,
-          "ln": cmath.log, "log": lambda z: cmath.log(z) / cmath.log(10)}
+_FUNCS = ("sin", "cos", "tan", "exp", "ln", "log")
 _SKIP = {"left", "right", "displaystyle"}
 _BAD_LETTERS = set("iIE")  # imaginary unit or an ambiguous constant
 
@@ -67,7 +74,7 @@ def _tokens(s: str) -> list:
         elif var is not None:
             if var in _BAD_LETTERS:
                 raise Decline
-            out.append(("const", cmath.e) if var == "e" else ("var", var))
+            out.append(("num", _E) if var == "e" else ("var", var))
         elif cmd is not None:
             glued = _GLUED.fullmatch(cmd)
             if glued and cmd not in ("sinh", "cosh", "tanh"):
@@ -75,7 +82,7 @@ def _tokens(s: str) -> list:
                 out.append(("cmd", cmd))
                 if var in _BAD_LETTERS:
                     raise Decline
-                out.append(("const", cmath.e) if var == "e" else ("var", var))
+                out.append(("num", _E) if var == "e" else ("var", var))
             elif cmd in _SKIP:
                 continue
             else:
@@ -169,7 +176,7 @@ class _Parser:
         k, v = self.peek()
         if k == "num":
             self.take()
-            if v > 9:
+            if isinstance(v, int) and v > 9:
                 raise Decline  # x^23 is read x^2 * 3 by TeX
             return ("num", v)
         if k == "var":
@@ -183,6 +190,9 @@ class _Parser:
         k, v = self.peek()
         if (k, v) == ("op", "{"):
             return self.braced()
+        if k == "num" and not isinstance(v, int):
+            self.take()
+            return ("num", v)
         if k == "num":
             digits = str(v)
             if len(digits) > 1:
@@ -214,9 +224,6 @@ class _Parser:
             self.take()
             self.vars.add(v)
             node = ("var", v)
-        elif k == "const":
-            self.take()
-            node = ("num", v)
         elif (k, v) == ("op", "("):
             self.take()
             node = self.expr()
@@ -233,7 +240,7 @@ class _Parser:
     def command(self):
         name = self.take("cmd")
         if name == "pi":
-            return ("num", cmath.pi)
+            return ("num", _PI)
         if name in ("frac", "dfrac", "tfrac"):
             num = self.tex_arg()
             return ("div", num, self.tex_arg())
@@ -284,53 +291,129 @@ def parse(s: str):
     return tree, p.vars
 
 
-def _check(z: complex) -> complex:
-    if not (cmath.isfinite(z) and abs(z) <= MAX_MAG):
-        raise Decline
-    return z
-
-
-def evaluate(node, env: dict) -> complex:
-    """Value of ``node`` at ``env``; raises :class:`Decline` on poles, overflow, big powers."""
+def _is_rational(node) -> bool:
+    """Only + - * / and powers of integers and variables: evaluated exactly."""
     kind = node[0]
     if kind == "num":
-        return complex(node[1])
+        return isinstance(node[1], int)
+    if kind == "var":
+        return True
+    if kind in ("fn", "root"):
+        return False
+    return all(_is_rational(n) for n in node[1:])
+
+
+def _fit(q: Fraction) -> Fraction:
+    if q.numerator.bit_length() + q.denominator.bit_length() > MAX_BITS:
+        raise Decline
+    return q
+
+
+def _exact(node, env: dict) -> Fraction:
+    """Exact value of a rational ``node``; sizes checked before every product and power."""
+    kind = node[0]
+    if kind == "num":
+        return Fraction(node[1])
     if kind == "var":
         return env[node[1]]
     if kind == "neg":
-        return -evaluate(node[1], env)
+        return -_exact(node[1], env)
+    a, b = _exact(node[1], env), _exact(node[2], env)
+    if kind == "add":
+        return _fit(a + b)
+    if kind == "sub":
+        return _fit(a - b)
+    if kind == "mul":
+        return _fit(a * b)
+    if kind == "div":
+        if b == 0:
+            raise Decline
+        return _fit(a / b)
+    if b.denominator != 1 or abs(b) > MAX_EXP or (a == 0 and b <= 0):
+        raise Decline
+    bits = a.numerator.bit_length() + a.denominator.bit_length()
+    if bits * abs(int(b)) > MAX_BITS:
+        raise Decline  # checked before the power is computed
+    return a ** int(b)
+
+
+def _big(z):
+    m = abs(z)
+    if not mpmath.isfinite(m) or m > MAX_MAG or (m != 0 and m < MIN_MAG):
+        raise Decline  # overflow, or a near-cancellation whose precision is unknown
+    return z
+
+
+_MPFUNCS = {"sin": mpmath.sin, "cos": mpmath.cos, "tan": mpmath.tan, "exp": mpmath.exp, "ln": mpmath.log,
+            "log": lambda z: mpmath.log(z) / mpmath.log(10)}
+
+
+def _approx(node, env: dict):
+    """Value of ``node`` at ``env`` in 50-digit complex arithmetic (principal branches)."""
+    kind = node[0]
+    if kind == "num":
+        v = node[1]
+        if isinstance(v, int) and v > MAX_LITERAL:
+            raise Decline  # big literals make near-coincidences cheap
+        return mpmath.pi if v is _PI else mpmath.e if v is _E else mpmath.mpc(v)
+    if kind == "var":
+        return env[node[1]]
+    if kind == "neg":
+        return -_approx(node[1], env)
     if kind == "fn":
-        return _check(_FUNCS[node[1]](_check(evaluate(node[2], env))))
+        arg = _approx(node[2], env)
+        if node[1] in ("ln", "log") and arg == 0:
+            raise Decline
+        return _big(_MPFUNCS[node[1]](arg))
     if kind == "root":
-        z = evaluate(node[1], env)
-        n = evaluate(node[2], env) if node[2] is not None else 2
+        z = _approx(node[1], env)
+        n = _approx(node[2], env) if node[2] is not None else mpmath.mpc(2)
         if n == 0:
             raise Decline
-        return _check(z ** (1 / n)) if z != 0 else 0j
-    a, b = evaluate(node[1], env), evaluate(node[2], env)
+        return _big(mpmath.power(z, 1 / n)) if z != 0 else mpmath.mpc(0)
+    a, b = _approx(node[1], env), _approx(node[2], env)
     if kind == "add":
-        return _check(a + b)
+        return _big(a + b)
     if kind == "sub":
-        return _check(a - b)
+        return _big(a - b)
     if kind == "mul":
-        return _check(a * b)
+        return _big(a * b)
     if kind == "div":
-        if abs(b) < 1e-9:
+        if b == 0:
             raise Decline
-        return _check(a / b)
+        return _big(a / b)
     if abs(b) > MAX_EXP or (a == 0 and b.real <= 0):
         raise Decline
-    if b.imag == 0 and b.real == int(b.real):
-        return _check(a ** int(b.real))
-    return _check(a ** b)
+    return _big(mpmath.power(a, b))
 
 
-_POINTS = [0.713 + 0.431j, -1.137 + 0.274j, 0.371 - 1.213j, -0.593 - 0.829j, 1.318 + 0j, -0.771 + 0j,
-           2.273 + 0.117j]
+def _points(n_vars: int, exact: bool) -> list:
+    """Fresh random probe points: a hostile answer cannot be built to vanish at them."""
+    rng = random.SystemRandom()
+    pts = []
+    for j in range(N_PROBES):
+        env = []
+        for _ in range(n_vars):
+            re_ = Fraction(rng.randrange(200_000, 2_000_000), rng.randrange(1_000_000, 1_300_000))
+            re_ = re_ if (j + len(env)) % 2 == 0 else -re_  # both signs
+            if exact:
+                env.append(re_)
+            else:
+                im = 0 if j < 2 else rng.uniform(0.2, 1.5) * (1 if j % 2 else -1)
+                env.append(mpmath.mpc(float(re_), im))  # real of both signs, then complex
+        pts.append(env)
+    return pts
 
 
-def _close(a: complex, b: complex, rel: float) -> bool:
-    return abs(a - b) <= rel * max(1.0, abs(a), abs(b))
+def _compare(a, b):
+    """True (equal), False (clearly different) or None, for two values."""
+    if a == b:
+        return True
+    scale = max(abs(a), abs(b))
+    if scale < MIN_MAG:
+        return None
+    rel = abs(a - b) / scale
+    return True if rel < _REL_EQ else False if rel > _REL_NE else None
 
 
 def probe_equal(pred: str, gold: str, raw: tuple = ()):
@@ -349,19 +432,16 @@ def probe_equal(pred: str, gold: str, raw: tuple = ()):
         names = sorted(vp | vg)  # a variable only one side has is probed too
         if len(names) > MAX_VARS:
             return None
-        points = _POINTS if names else _POINTS[:1]
-        same = []
-        for j, _ in enumerate(points):
-            env = {v: _POINTS[(j + 3 * k) % len(_POINTS)] * (1 + 0.1 * k) for k, v in enumerate(names)}
-            a, b = evaluate(tp, env), evaluate(tg, env)
-            if _close(a, b, _REL_EQ):
-                same.append(True)
-            elif not _close(a, b, _REL_NE):
-                same.append(False)
-            else:
-                return None
+        exact = _is_rational(tp) and _is_rational(tg)
+        points = _points(len(names), exact) if names else [[]]
+        same = set()
+        with mpmath.workdps(DIGITS):
+            for pt in points:
+                env = dict(zip(names, pt))
+                if exact:
+                    same.add(_exact(tp, env) == _exact(tg, env))
+                else:
+                    same.add(_compare(_approx(tp, env), _approx(tg, env)))
     except (Decline, ArithmeticError, ValueError, RecursionError):
         return None
-    if all(same):
-        return True
-    return False if not any(same) else None
+    return same.pop() if len(same) == 1 else None
