@@ -37,7 +37,7 @@ MAX_EXP = 64  # |exponent| at a probe point
 MAX_BITS = 4096  # size of an exact intermediate (numerator + denominator bits)
 MAX_MAG, MIN_MAG = 1e12, 1e-12  # |value| of any nonzero approximate intermediate
 MAX_LITERAL = 10**6  # integer literals in expressions with pi, e, roots or functions
-N_PROBES = 6
+N_PROBES = 8
 DIGITS = 50
 _REL_EQ, _REL_NE = 1e-35, 1e-20  # at 50 digits; between the two is "unsure"
 _PI, _E = object(), object()
@@ -387,22 +387,27 @@ def _approx(node, env: dict):
     return _big(mpmath.power(a, b))
 
 
+# (sign of Re, |Im| range) per probe: real points of both signs, every variable
+# just above / below the negative axis (so arg sums wrap: ln(xy) vs ln x + ln y),
+# |Im| > pi (ln(e^x) vs x), then independent random quadrants per variable
+_PATTERNS = [(1, None), (-1, None), (-1, (0.1, 0.6)), (-1, (-0.6, -0.1)), (1, (3.5, 4.5)), (-1, (-4.5, -3.5)),
+             (0, (0.2, 1.5)), (0, (0.2, 1.5))]
+
+
 def _points(n_vars: int, exact: bool) -> list:
     """Fresh random probe points: a hostile answer cannot be built to vanish at them."""
     rng = random.SystemRandom()
     pts = []
-    for j in range(N_PROBES):
+    for j, (sign, im_range) in enumerate(_PATTERNS[:N_PROBES]):
         env = []
         for _ in range(n_vars):
             re_ = Fraction(rng.randrange(200_000, 2_000_000), rng.randrange(1_000_000, 1_300_000))
-            re_ = re_ if (j + len(env)) % 2 == 0 else -re_  # both signs
             if exact:
-                env.append(re_)
-            else:
-                # |Im| > pi separates ln(e^x) from x
-                im = 0 if j < 2 else rng.uniform(0.2, 1.5) if j < 4 else rng.uniform(3.5, 4.5)
-                im = im if j % 2 else -im
-                env.append(mpmath.mpc(float(re_), im))  # real of both signs, then complex
+                env.append(re_ if j % 2 == 0 else -re_)
+                continue
+            s_re = sign or rng.choice((-1, 1))
+            im = 0.0 if im_range is None else rng.uniform(*im_range) * (rng.choice((-1, 1)) if not sign else 1)
+            env.append(mpmath.mpc(float(re_) * s_re, im))
         pts.append(env)
     return pts
 
