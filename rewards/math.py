@@ -11,12 +11,16 @@ gold answer -- extracted the same way -- via :func:`verify`.
 
 Every path is bounded: extraction is linear-time, the fast path checks sizes
 before any arithmetic (``1e99999999`` is "too big", never computed), and the
-symbolic path runs in a killable process.  :func:`verify` is two-tier:
+symbolic path runs in a killable process.  :func:`verify` is three-tier:
 
 1. a pure-Python path (:mod:`rewards._compare`) decides integers, decimals,
    fractions, percentages, units, ``x = 3``, numeric sets/intervals and short
    LaTeX constants in microseconds, without signals, threads or sympy;
-2. everything else (variables, symbolic sets, matrices, ...) goes to
+2. common symbolic expressions (polynomials, ``\\frac``, roots, ``\\pi``, ``e``,
+   trigonometric and log functions) are decided by evaluating both sides at
+   random real and complex points (:mod:`rewards._probe`, exact for rational
+   expressions), which declines whenever it is unsure;
+3. everything else (symbolic sets, matrices, what the probe declines, ...) goes to
    math-verify in a persistent worker process (:mod:`rewards._pool`) that is
    killed when it exceeds ``timeout_s`` -- so it works from any thread or
    process and never hangs.  Timeouts count as wrong.
