@@ -16,7 +16,7 @@ symbolic path runs in a killable process.  :func:`verify` is three-tier:
 1. a pure-Python path (:mod:`rewards._compare`) decides integers, decimals,
    fractions, percentages, units, ``x = 3``, numeric sets/intervals and short
    LaTeX constants in microseconds, without signals, threads or sympy;
-2. common symbolic expressions (polynomials, ``\\frac``, roots, ``\\pi``, ``e``,
+2. common symbolic expressions (polynomials, ``\frac``, roots, ``\pi``, ``e``,
    trigonometric and log functions) are decided by evaluating both sides at
    random real and complex points (:mod:`rewards._probe`, exact for rational
    expressions), which declines whenever it is unsure;
