@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 from fractions import Fraction
 
 import mpmath
@@ -41,6 +42,7 @@ N_PROBES = 8
 DIGITS = 50
 _REL_EQ, _REL_NE = 1e-35, 1e-20  # at 50 digits; between the two is "unsure"
 _PI, _E = object(), object()
+_MP_LOCK = threading.Lock()
 
 _TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z])|\\([a-zA-Z]+)|([-+*/^(){}\[\]])|(\\[,;:! ]))")
 # the reward's normalizer strips spaces, so "\sin x" arrives as "\sinx": a known
@@ -444,7 +446,7 @@ def probe_equal(pred: str, gold: str, raw: tuple = ()):
         exact = _is_rational(tp) and _is_rational(tg)
         points = _points(len(names), exact) if names else [[]]
         same = set()
-        with mpmath.workdps(DIGITS):
+        with _MP_LOCK, mpmath.workdps(DIGITS):  # mpmath's precision is process-global
             for pt in points:
                 env = dict(zip(names, pt))
                 if exact:
