@@ -24,15 +24,13 @@ checked before arithmetic.
 from __future__ import annotations
 
 import random
-import re
 import threading
 from fractions import Fraction
 
 import mpmath
 
-MAX_LEN = 300
-MAX_TOKENS = 200
-MAX_DEPTH = 40
+from rewards._probe_parse import GLUED_RAW, E as _E, PI as _PI, Decline, parse
+
 MAX_VARS = 3
 MAX_EXP = 64  # |exponent| at a probe point
 MAX_BITS = 4096  # size of an exact intermediate (numerator + denominator bits)
@@ -41,256 +39,7 @@ MAX_LITERAL = 10**6  # integer literals in expressions with pi, e, roots or func
 N_PROBES = 8
 DIGITS = 50
 _REL_EQ, _REL_NE = 1e-35, 1e-20  # at 50 digits; between the two is "unsure"
-_PI, _E = object(), object()
 _MP_LOCK = threading.Lock()
-
-_TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z])|\\([a-zA-Z]+)|([-+*/^(){}\[\]])|(\\[,;:! ]))")
-# the reward's normalizer strips spaces, so "\sin x" arrives as "\sinx": a known
-# function glued to ONE letter is split ("\sinh" is not "\sin h")
-_GLUED = re.compile(r"(sin|cos|tan|log|ln|exp|pi)([a-zA-Z])")
-_GLUED_RAW = re.compile(r"\\(?:sin|cos|tan|log|ln|exp|pi)[a-zA-Z]")
-_FUNCS = ("sin", "cos", "tan", "exp", "ln", "log")
-_SKIP = {"left", "right", "displaystyle"}
-_BAD_LETTERS = set("iIE")  # imaginary unit or an ambiguous constant
-
-
-class Decline(Exception):
-    """The probe is unsure; math-verify decides."""
-
-
-def _tokens(s: str) -> list:
-    out, pos = [], 0
-    s = s.rstrip()
-    while pos < len(s):
-        m = _TOKEN.match(s, pos)
-        if not m or m.end() == pos:
-            raise Decline
-        pos = m.end()
-        num, var, cmd, op, space = m.groups()
-        if space:
-            continue
-        if num is not None:
-            if len(num) > 12:
-                raise Decline
-            out.append(("num", int(num)))
-        elif var is not None:
-            if var in _BAD_LETTERS:
-                raise Decline
-            out.append(("num", _E) if var == "e" else ("var", var))
-        elif cmd is not None:
-            glued = _GLUED.fullmatch(cmd)
-            if glued and cmd not in ("sinh", "cosh", "tanh"):
-                cmd, var = glued.groups()
-                out.append(("cmd", cmd))
-                if var in _BAD_LETTERS:
-                    raise Decline
-                out.append(("num", _E) if var == "e" else ("var", var))
-            elif cmd in _SKIP:
-                continue
-            else:
-                out.append(("cmd", cmd))
-        else:
-            out.append(("op", op))
-        if len(out) > MAX_TOKENS:
-            raise Decline
-    return out
-
-
-class _Parser:
-    """Recursive descent to a nested-tuple tree; every rule is depth-checked."""
-
-    def __init__(self, toks):
-        self.t, self.i, self.depth, self.vars = toks, 0, 0, set()
-
-    def peek(self):
-        return self.t[self.i] if self.i < len(self.t) else (None, None)
-
-    def take(self, kind=None, val=None):
-        k, v = self.peek()
-        if k is None or (kind and k != kind) or (val is not None and v != val):
-            raise Decline
-        self.i += 1
-        return v
-
-    def enter(self):
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise Decline
-
-    def expr(self):
-        self.enter()
-        neg = self.peek() == ("op", "-")
-        if self.peek() in (("op", "+"), ("op", "-")):
-            self.take()
-        node = self.term()
-        if neg:
-            node = ("neg", node)
-        while self.peek() in (("op", "+"), ("op", "-")):
-            op = self.take()
-            node = ("add" if op == "+" else "sub", node, self.term())
-        self.depth -= 1
-        return node
-
-    def term(self):
-        self.enter()
-        node = self.implicit()
-        while True:
-            k, v = self.peek()
-            if (k, v) in (("op", "*"), ("cmd", "cdot"), ("cmd", "times")):
-                self.take()
-                node = ("mul", node, self.implicit())
-            elif (k, v) == ("op", "/"):
-                self.take()
-                right = self.power()
-                if self._starts_atom():
-                    raise Decline  # "1/2x": readers disagree
-                node = ("div", node, right)
-            else:
-                break
-        self.depth -= 1
-        return node
-
-    def _starts_atom(self):
-        k, v = self.peek()
-        return k in ("num", "var", "const") or (k == "op" and v == "(") or (k == "cmd" and v not in (
-            "cdot", "times"))
-
-    def implicit(self):
-        node = self.power()
-        while self._starts_atom():
-            node = ("mul", node, self.power())
-        return node
-
-    def power(self):
-        self.enter()
-        base = self.atom()
-        if self.peek() == ("op", "^"):
-            self.take()
-            base = ("pow", base, self.group_or_atom())
-            if self.peek() == ("op", "^"):
-                raise Decline  # x^y^z
-        self.depth -= 1
-        return base
-
-    def group_or_atom(self):
-        if self.peek() == ("op", "{"):
-            return self.braced()
-        k, v = self.peek()
-        if k == "num":
-            self.take()
-            if isinstance(v, int) and v > 9:
-                raise Decline  # x^23 is read x^2 * 3 by TeX
-            return ("num", v)
-        if k == "var":
-            self.take()
-            self.vars.add(v)
-            return ("var", v)
-        raise Decline
-
-    def tex_arg(self):
-        """A TeX macro argument: ``{...}``, one digit (``\\frac12``) or one letter."""
-        k, v = self.peek()
-        if (k, v) == ("op", "{"):
-            return self.braced()
-        if k == "num" and not isinstance(v, int):
-            self.take()
-            return ("num", v)
-        if k == "num":
-            digits = str(v)
-            if len(digits) > 1:
-                self.t[self.i] = ("num", int(digits[1:])) if digits[1] != "0" else None
-                if self.t[self.i] is None:
-                    raise Decline  # "\\frac105": leading zero in the rest
-            else:
-                self.i += 1
-            return ("num", int(digits[0]))
-        if k == "var":
-            self.take()
-            self.vars.add(v)
-            return ("var", v)
-        raise Decline
-
-    def braced(self):
-        self.take("op", "{")
-        node = self.expr()
-        self.take("op", "}")
-        return node
-
-    def atom(self):
-        self.enter()
-        k, v = self.peek()
-        if k == "num":
-            self.take()
-            node = ("num", v)
-        elif k == "var":
-            self.take()
-            self.vars.add(v)
-            node = ("var", v)
-        elif (k, v) == ("op", "("):
-            self.take()
-            node = self.expr()
-            self.take("op", ")")
-        elif (k, v) == ("op", "{"):
-            node = self.braced()
-        elif k == "cmd":
-            node = self.command()
-        else:
-            raise Decline
-        self.depth -= 1
-        return node
-
-    def command(self):
-        name = self.take("cmd")
-        if name == "pi":
-            return ("num", _PI)
-        if name in ("frac", "dfrac", "tfrac"):
-            num = self.tex_arg()
-            return ("div", num, self.tex_arg())
-        if name == "sqrt":
-            index = None
-            if self.peek() == ("op", "["):
-                self.take()
-                index = self.expr()
-                self.take("op", "]")
-            return ("root", self.tex_arg(), index)
-        if name in _FUNCS:
-            return self.function(name)
-        raise Decline
-
-    def function(self, name):
-        exp = None
-        if self.peek() == ("op", "^"):
-            self.take()
-            exp = self.group_or_atom()
-        k, v = self.peek()
-        if (k, v) in (("op", "("), ("op", "{")):
-            arg = self.atom()
-        elif k in ("num", "var", "const"):
-            arg = self.atom()
-            if self.peek() == ("op", "^") or self.peek()[0] in ("num", "var", "const") or self.peek() == ("op", "("):
-                raise Decline  # "\sin x^2", "\sin 2x": readers disagree on the argument
-        else:
-            raise Decline
-        node = ("fn", name, arg)
-        if self.peek() == ("op", "^"):
-            if exp is not None:
-                raise Decline
-            self.take()
-            exp = self.group_or_atom()
-        return ("pow", node, exp) if exp is not None else node
-
-
-def parse(s: str):
-    """(tree, variables) of a LaTeX expression; raises :class:`Decline`."""
-    if len(s) > MAX_LEN:
-        raise Decline
-    p = _Parser(_tokens(s))
-    if not p.t:
-        raise Decline
-    tree = p.expr()
-    if p.i != len(p.t):
-        raise Decline
-    return tree, p.vars
 
 
 def _is_rational(node) -> bool:
@@ -434,7 +183,7 @@ def probe_equal(pred: str, gold: str, raw: tuple = ()):
     >>> probe_equal(r"\\sinx", r"\\sin(x)"), probe_equal(r"\\sinx", r"\\sin(x)", raw=(r"\\sinx",))
     (True, None)
     """
-    if any(_GLUED_RAW.search(s) for s in raw):
+    if any(GLUED_RAW.search(s) for s in raw):
         return None
     try:
         (tp, vp), (tg, vg) = parse(pred), parse(gold)
