@@ -8,7 +8,11 @@ number), half right and half wrong, as full completions going through
 extraction: integers, decimals, simple fractions, percentages, short LaTeX
 (``\\frac``, ``\\sqrt``, ``\\pi``) and linear expressions.  ``--symbolic-frac``
 mixes in answers that need the sympy worker pool (trigonometric identities;
-``x \\in [a, b]`` is one of the typical kinds, decided without sympy).
+``x \\in [a, b]`` is one of the typical kinds, decided without sympy); the
+side-by-side run also reports a second 5% mix of common symbolic golds
+(``\\frac{\\sqrt{3}}{2}``, ``2\\sqrt{2}``, ``(x+1)^2``, ``\\frac{\\pi}{6}``), which the
+probe tier (:mod:`rewards._probe`) decides without sympy, and how many answers
+each tier decided.
 Math-Verify (``verify(parse(gold), parse(pred))`` in this process, as its README
 shows) scores a sample of the same cases in the same run, side by side.
 Targets: >= 10,000 answers/s on typical answers and >= 1,000/s with 5% symbolic.
@@ -33,7 +37,22 @@ from concurrent.futures import ProcessPoolExecutor
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def make_cases(n: int, seed: int, symbolic_frac: float = 0.0):
+def _common_symbolic(rng, a: int, b: int, right: bool):
+    """(gold, pred): common symbolic golds (roots, pi, polynomials), pred in another form."""
+    k = rng.randrange(5)
+    c = b % 7 + 2
+    if k == 0:
+        return rf"\frac{{\sqrt{{{c}}}}}{{2}}", rf"\frac{{1}}{{2}}\sqrt{{{c}}}" if right else rf"\frac{{\sqrt{{{c + 1}}}}}{{2}}"
+    if k == 1:
+        return rf"{c}\sqrt{{2}}+x", rf"x+\sqrt{{{2 * c * c}}}" if right else rf"x+\sqrt{{{2 * c * c + 1}}}"
+    if k == 2:
+        return rf"x^2+{2 * b}x+{b * b}", rf"(x+{b})^2" if right else rf"(x+{b + 1})^2"
+    if k == 3:
+        return rf"\frac{{\pi}}{{{b}}}+y", rf"y+\frac{{1}}{{{b}}}\pi" if right else rf"y+\frac{{1}}{{{b + 1}}}\pi"
+    return rf"\frac{{x^2-{b * b}}}{{x-{b}}}", rf"x+{b}" if right else rf"x-{b}"
+
+
+def make_cases(n: int, seed: int, symbolic_frac: float = 0.0, mix: str = "trig"):
     rng = random.Random(seed)
     comps, golds = [], []
     for i in range(n):
@@ -58,6 +77,8 @@ def make_cases(n: int, seed: int, symbolic_frac: float = 0.0):
             gold, pred = f"{b}x + {a}", f"{a} + {b}x" if right else f"{a} + {b + 1}x"
         elif k == 8:  # interval in membership notation (the fast path reads it)
             gold, pred = f"[{b}, {a}]", rf"x \in [{b}, {a}]" if right else rf"x \in [{b}, {a + 1}]"
+        elif mix == "common":  # common symbolic golds: the probe tier decides these
+            gold, pred = _common_symbolic(rng, a, b, right)
         else:  # needs sympy: a trigonometric identity
             gold = rf"{b}\sin(2x) + {a}"
             pred = rf"{a} + {2 * b}\sin x \cos x" if right else rf"{a} + {2 * b + 1}\sin x \cos x"
@@ -67,11 +88,11 @@ def make_cases(n: int, seed: int, symbolic_frac: float = 0.0):
 
 
 def run(args_tuple):
-    n, seed, symbolic_frac, chunk = args_tuple
+    n, seed, symbolic_frac, chunk, mix = (tuple(args_tuple) + ("trig",))[:5]
     from rewards.math import clear_cache, math_accuracy
 
     clear_cache()
-    comps, golds = make_cases(n, seed, symbolic_frac)
+    comps, golds = make_cases(n, seed, symbolic_frac, mix)
     if symbolic_frac:  # start the sympy workers outside the timed region
         math_accuracy(["q"], [r"\boxed{\sin y}"], answer=["1+y"])
     t0 = time.perf_counter()
@@ -82,13 +103,13 @@ def run(args_tuple):
     return n, dt, sum(scores)
 
 
-def run_math_verify(n, seed, symbolic_frac):
+def run_math_verify(n, seed, symbolic_frac, mix="trig"):
     import logging
 
     from math_verify import parse, verify
 
     logging.disable(logging.WARNING)
-    comps, golds = make_cases(n, seed, symbolic_frac)
+    comps, golds = make_cases(n, seed, symbolic_frac, mix)
     verify(parse("$1$"), parse("$1$"))  # imports and caches outside the timed region
     t0 = time.perf_counter()
     correct = sum(bool(verify(parse(f"${g}$"), parse(c))) for c, g in zip(comps, golds))  # golds are bare LaTeX
@@ -96,11 +117,16 @@ def run_math_verify(n, seed, symbolic_frac):
 
 
 def side_by_side(n: int, n_mv: int, batch: int):
-    for frac in (0.0, 0.05):
-        ours = run((n, 1000, frac, batch))
-        theirs = run_math_verify(n_mv, 1000, frac)
+    from rewards.math import stats
+
+    for frac, mix in ((0.0, "trig"), (0.05, "trig"), (0.05, "common")):
+        stats.update({k: 0 for k in stats})
+        ours = run((n, 1000, frac, batch, mix))
+        tiers = f"probe {stats['probe']}, math-verify worker {stats['symbolic']}"
+        theirs = run_math_verify(n_mv, 1000, frac, mix)
         r_o, r_t = ours[0] / ours[1], theirs[0] / theirs[1]
-        print(f"  symbolic {frac:4.2f}: math_accuracy {r_o:9,.0f} answers/s ({ours[0]} answers, accuracy "
+        label = f"{frac:4.2f} {mix:6s}" if frac else "0.00 none  "
+        print(f"  symbolic {label} [{tiers}]: math_accuracy {r_o:9,.0f} answers/s ({ours[0]} answers, accuracy "
               f"{ours[2] / ours[0]:.3f}) | math-verify {r_t:7,.0f} answers/s ({theirs[0]} answers, accuracy "
               f"{theirs[2] / theirs[0]:.3f}) | ratio {r_o / r_t:5.1f}x", flush=True)
 

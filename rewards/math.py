@@ -11,12 +11,16 @@ gold answer -- extracted the same way -- via :func:`verify`.
 
 Every path is bounded: extraction is linear-time, the fast path checks sizes
 before any arithmetic (``1e99999999`` is "too big", never computed), and the
-symbolic path runs in a killable process.  :func:`verify` is two-tier:
+symbolic path runs in a killable process.  :func:`verify` is three-tier:
 
 1. a pure-Python path (:mod:`rewards._compare`) decides integers, decimals,
    fractions, percentages, units, ``x = 3``, numeric sets/intervals and short
    LaTeX constants in microseconds, without signals, threads or sympy;
-2. everything else (variables, symbolic sets, matrices, ...) goes to
+2. common symbolic expressions (polynomials, ``\frac``, roots, ``\pi``, ``e``,
+   trigonometric and log functions) are decided by evaluating both sides at
+   random real and complex points (:mod:`rewards._probe`, exact for rational
+   expressions), which declines whenever it is unsure;
+3. everything else (symbolic sets, matrices, what the probe declines, ...) goes to
    math-verify in a persistent worker process (:mod:`rewards._pool`) that is
    killed when it exceeds ``timeout_s`` -- so it works from any thread or
    process and never hangs.  Timeouts count as wrong.
@@ -39,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from rewards._compare import fast_equal, normalize
 from rewards._pool import get_pool
+from rewards._probe import probe_equal
 from rewards._extract import final_answer, gsm8k_answer
 from rewards._text import completion_text, extract_gold, prompt_opens_think
 from rewards.registry import register
@@ -53,7 +58,7 @@ _CACHE_MAX = 1 << 16
 # pathological answer costs its timeout once.
 _cache: dict[tuple[str, str], bool] = {}
 _cache_lock = threading.Lock()
-stats = {"fast": 0, "symbolic": 0, "timeouts": 0, "crashes": 0}
+stats = {"fast": 0, "probe": 0, "symbolic": 0, "timeouts": 0, "crashes": 0}
 
 
 _MATH_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "lim", "max", "min", "gcd", "lcm",
@@ -85,6 +90,9 @@ def _fast(pred: str, gold: str):
         r = fast_equal(p, g, normalized=True)
         if r is None and (not p or not g or _stray_words(p) - _stray_words(g)):
             r = False  # "5 (not sure)": words the gold does not have are not math
+        if r is None:  # middle tier: evaluate both at probe points; None = unsure
+            r = probe_equal(p, g, raw=(pred, gold))
+            stats["probe"] += r is not None
     if r is not None:
         stats["fast"] += 1
         _store(key, r)
