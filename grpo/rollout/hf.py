@@ -19,7 +19,7 @@ from .base import Completion, Group, SamplingParams, end_token_ids, finish_compl
 
 class HFEngine:
     def __init__(self, model, tokenizer, max_batch: int = 256, return_logprobs: bool = False,
-                 synced_gpus: bool = False, private_copy: bool = False):
+                 synced_gpus: bool = False, private_copy: bool = False, share_prefill: bool = True):
         if private_copy:
             model = copy.deepcopy(model).requires_grad_(False)
         self.private_copy = private_copy
@@ -29,6 +29,7 @@ class HFEngine:
         self.return_logprobs = return_logprobs
         self.weight_version = 0
         self.record_routing = False         # MoE routing replay: attach Completion.routing
+        self.share_prefill = share_prefill  # run each prompt's prefill once for its G samples
 
     @torch.no_grad()
     def generate(self, prompts: list[str], sampling: SamplingParams) -> list[Group]:
@@ -51,12 +52,13 @@ class HFEngine:
         from ..moe.replay import start_recording
         rec = start_recording(model) if self.record_routing else None
         try:
+            inputs, n_ret = self._inputs(enc, sp.n, rec is None)
             out = model.generate(
-                **enc, do_sample=True, temperature=sp.temperature, top_p=sp.top_p,
+                **inputs, do_sample=True, temperature=sp.temperature, top_p=sp.top_p,
                 # Explicit 0 / 1.0: otherwise a model's generation_config.json defaults (Qwen's
                 # top_k=20, repetition_penalty=1.05) would reshape the sampling distribution.
                 top_k=sp.top_k, repetition_penalty=1.0, max_new_tokens=sp.max_new_tokens,
-                num_return_sequences=sp.n, pad_token_id=tok.pad_token_id,
+                num_return_sequences=n_ret, pad_token_id=tok.pad_token_id,
                 eos_token_id=end_ids or None, stopping_criteria=stopping, return_dict_in_generate=True,
                 output_scores=self.return_logprobs, synced_gpus=self.synced_gpus,
             )
@@ -82,6 +84,24 @@ class HFEngine:
             for c, r in zip(flat, routing):
                 c.routing = r
         return groups
+
+    def _inputs(self, enc, n: int, may_share: bool) -> tuple[dict, int]:
+        """generate's inputs and its num_return_sequences. Shared prefill: ``generate`` would
+        expand every prompt to its G rows before the prefill, running each prompt G times;
+        instead the prompts but their last token run once, at the positions generate itself
+        gives left-padded rows, and the KV cache is repeated G times. Same distribution,
+        1/G of the prefill (the prompt is most of a short completion's sampling cost)."""
+        ids, am = enc.input_ids, enc.attention_mask
+        if not (self.share_prefill and may_share and n > 1 and ids.shape[1] > 1 and not self.synced_gpus):
+            return dict(enc), n
+        from transformers import DynamicCache
+        pos = (am.long().cumsum(-1) - 1).masked_fill(am == 0, 0)        # as GenerationMixin does
+        cache = DynamicCache(config=self.model.config)
+        self.model(input_ids=ids[:, :-1], attention_mask=am[:, :-1], position_ids=pos[:, :-1],
+                   past_key_values=cache, use_cache=True)
+        cache.batch_repeat_interleave(n)                                  # [B*G, ...], prompt-major
+        return {"input_ids": ids.repeat_interleave(n, 0), "attention_mask": am.repeat_interleave(n, 0),
+                "past_key_values": cache}, 1
 
     def _completion(self, ids: torch.Tensor, logps, sp: SamplingParams, end_ids: list[int]) -> Completion:
         # Rows that finished early are padded (with the EOS id itself when pad == eos):
