@@ -1,6 +1,7 @@
 """A run directory has one writer, and no run is replaced or restarted by accident."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,8 +21,9 @@ def _cli(overrides, *extra, wait=True):
     for o in overrides:
         args += ["--set", o]
     args += list(extra)
-    if not wait:
-        return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if not wait:   # SIGINT at its default: a shell's background job (CI) starts with it ignored
+        return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
@@ -124,7 +126,6 @@ def _wait_for(path: Path, proc, timeout=120):
 
 
 def test_ctrl_c_releases_the_lock_and_resume_continues(tiny_overrides, tmp_path):
-    import signal
     run = tmp_path / "t"
     # Far more steps than the run gets to (on an idle machine 4 steps end before a signal lands).
     p = _cli(tiny_overrides + ["train.steps=2000"], wait=False)
@@ -145,7 +146,6 @@ def test_ctrl_c_releases_the_lock_and_resume_continues(tiny_overrides, tmp_path)
 
 
 def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_at_step_0(tiny_overrides, tmp_path):
-    import signal
     run = tmp_path / "t"
     p = _cli(tiny_overrides + ["train.steps=4", "output.save_every=4"], wait=False)
     _wait_for(run / "metrics.jsonl", p)
