@@ -81,17 +81,12 @@ def end_token_ids(tok, generation_config=None, end_of_turn: bool = True, stops=(
     add(tok.eos_token_id)
     if end_of_turn:
         add(getattr(generation_config, "eos_token_id", None))
+    candidates = (list(END_OF_TURN) if end_of_turn else []) + list(stops or [])
+    if candidates:                   # those the vocabulary has as special tokens stop by id
         special = set(getattr(tok, "all_special_tokens", []) or [])
         special |= {t.content for t in (getattr(tok, "added_tokens_decoder", {}) or {}).values()
                     if getattr(t, "special", False)}
-        for t in END_OF_TURN:
-            if t in special:
-                add(tok.convert_tokens_to_ids(t))
-    if stops:
-        special = set(getattr(tok, "all_special_tokens", []) or [])
-        special |= {t.content for t in (getattr(tok, "added_tokens_decoder", {}) or {}).values()
-                    if getattr(t, "special", False)}
-        for t in stops:
+        for t in candidates:
             if t in special:
                 add(tok.convert_tokens_to_ids(t))
     return ids
