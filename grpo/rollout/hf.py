@@ -12,7 +12,7 @@ import copy
 from typing import Iterable
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
 
 from .base import Completion, Group, SamplingParams, end_token_ids, finish_completion, first_stop
 
@@ -94,7 +94,6 @@ class HFEngine:
         ids, am = enc.input_ids, enc.attention_mask
         if not (self.share_prefill and may_share and n > 1 and ids.shape[1] > 1 and not self.synced_gpus):
             return dict(enc), n
-        from transformers import DynamicCache
         pos = (am.long().cumsum(-1) - 1).masked_fill(am == 0, 0)        # as GenerationMixin does
         cache = DynamicCache(config=self.model.config)
         self.model(input_ids=ids[:, :-1], attention_mask=am[:, :-1], position_ids=pos[:, :-1],
