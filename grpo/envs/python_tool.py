@@ -33,6 +33,7 @@ def clip(text: str, max_chars: int) -> str:
 
 def _stderr_tail(stderr: str, n: int) -> str:
     lines = [ln.removeprefix("[sandbox] ") for ln in stderr.splitlines() if ln.strip()]
+    lines = [ln for i, ln in enumerate(lines) if i == 0 or ln != lines[i - 1]]   # a fork bomb's 60 alike
     return "\n".join(lines[-n:])
 
 
