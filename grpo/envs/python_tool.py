@@ -14,7 +14,24 @@ import re
 
 from .base import Env
 
-_BLOCK = re.compile(r"```(?:python|py)[ \t]*\n(.*?)\n?```\s*$", re.DOTALL)
+_OPEN = re.compile(r"```(?:python|py)[ \t]*\n")
+_CLOSE = re.compile(r"\n?```\s*$")
+
+
+def code_block(action: str) -> str | None:
+    r"""The code of the python block that ends ``action`` (the last one opened), or None.
+
+    >>> code_block("x ```python\nprint(1)\n```\n"), code_block("```python\na\n``` b ```py\nb\n```")
+    ('print(1)', 'b')
+    >>> code_block("```python\nprint(1)"), code_block("no code")
+    (None, None)
+    """
+    opens = list(_OPEN.finditer(action))
+    if not opens:
+        return None
+    body = action[opens[-1].end():]
+    close = _CLOSE.search(body)
+    return body[:close.start()] if close else None
 
 
 def clip(text: str, max_chars: int) -> str:
@@ -38,25 +55,30 @@ def _stderr_tail(stderr: str, n: int) -> str:
 
 
 class PythonTool(Env):
-    """kwargs: ``timeout_s`` / ``memory_mb`` (per call), ``max_output_chars``,
-    ``err_lines``, ``stop`` (what ends a turn; default: a closing fence on its own line)."""
+    r"""kwargs: ``timeout_s`` / ``memory_mb`` (per call), ``max_output_chars``,
+    ``err_lines``, ``stop`` (what ends a turn; default: a closing fence on its own line),
+    ``template`` (the observation around ``{output}``: a chat model's tool turn, e.g.
+    ``"<|im_end|>\n<|im_start|>user\n<output>{output}</output><|im_end|>\n<|im_start|>assistant\n"``)."""
 
     def __init__(self, timeout_s: float = 5.0, memory_mb: int = 512, max_output_chars: int = 1000,
-                 err_lines: int = 4, stop: list[str] | None = None):
+                 err_lines: int = 4, stop: list[str] | None = None,
+                 template: str = "```output\n{output}\n```\n"):
         super().__init__()
         if not 0 < float(timeout_s) <= 120 or not 16 <= int(memory_mb) <= 16384:
             raise ValueError("python: timeout_s must be in (0, 120] and memory_mb in [16, 16384]")
         self.timeout_s, self.memory_mb = float(timeout_s), int(memory_mb)
         self.max_output_chars, self.err_lines = int(max_output_chars), int(err_lines)
         self.stop = list(stop) if stop is not None else ["\n```\n"]
-        self.tool_time = 0.0
+        if "{output}" not in template:
+            raise ValueError("python: template must contain {output}")
+        self.template = template
 
     def step(self, action: str) -> tuple[str | None, float, bool]:
-        m = _BLOCK.search(action)
-        if m is None:                    # no code block ends the turn: the model has answered
+        code = code_block(action)
+        if code is None:                 # no code block ends the turn: the model has answered
             return None, 0.0, True
         self.calls += 1
-        return self.observation(self.run(m.group(1))), 0.0, False
+        return self.observation(self.run(code)), 0.0, False
 
     def run(self, code: str) -> str:
         """The text of one call's output (stdout, and the error when there was one)."""
@@ -66,7 +88,6 @@ class PythonTool(Env):
         except Exception as e:           # the sandbox itself failed: an observation, counted
             self.errors += 1
             return f"error: sandbox failed: {type(e).__name__}: {str(e)[:200]}"
-        self.tool_time += r.duration_s
         if r.status == "ok":
             return r.stdout
         self.errors += 1
@@ -78,4 +99,4 @@ class PythonTool(Env):
             (f"\n{err}" if err else "")
 
     def observation(self, out: str) -> str:
-        return f"```output\n{clip(out.rstrip(), self.max_output_chars)}\n```\n"
+        return self.template.replace("{output}", clip(out.rstrip(), self.max_output_chars))

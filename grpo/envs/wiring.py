@@ -24,6 +24,9 @@ def wrap_engine(cfg, engine, tok, render: Callable, log: Callable[[str], None] |
     if not callable(getattr(engine, "generate_ids", None)):
         raise ConfigError(f"rollout.env needs the hf or vllm engine (rollout.engine={r.engine} "
                           "cannot continue an episode from token ids)")
+    if getattr(engine, "synced_gpus", False):
+        raise ConfigError("rollout.env with several processes needs rollout.engine=vllm (the hf engine's "
+                          "synced generate would wait on ranks whose episodes take fewer turns)")
     return MultiTurnEngine(engine, make_env_factory(r.env), tok, render, r.max_turns, r.episode_tokens,
                            r.env.workers, log)
 
