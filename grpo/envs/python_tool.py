@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .base import Env
+from .base import Env, escape_specials
 
 _OPEN = re.compile(r"```(?:python|py)[ \t]*\n")
 _CLOSE = re.compile(r"\n?```\s*$")
@@ -99,4 +99,5 @@ class PythonTool(Env):
             (f"\n{err}" if err else "")
 
     def observation(self, out: str) -> str:
-        return self.template.replace("{output}", clip(out.rstrip(), self.max_output_chars))
+        out = escape_specials(clip(out.rstrip(), self.max_output_chars), self.special_tokens)
+        return self.template.replace("{output}", out)
