@@ -73,3 +73,16 @@ def test_the_docs_example_env_works(tmp_path):
     assert env.step("<guess>7</guess>") == ("<hint>yes</hint>", 1.0, True)
     assert env.step("I give up") == (None, 0.0, True)
     assert (env.calls, env.errors) == (3, 1)
+
+
+def test_python_tool_persistent_carries_names_not_output():
+    from grpo.envs.python_tool import PythonTool
+    blk = lambda code: f"```python\n{code}\n```\n"  # noqa: E731
+    e = PythonTool(persistent=True)
+    assert e.step(blk("x = 6\nprint('hi')"))[0] == "```output\nhi\n```\n"
+    assert e.step(blk("print(x * 7)"))[0] == "```output\n42\n```\n"          # 'hi' not printed again
+    assert "line 2: ZeroDivisionError" in e.step(blk("y = 1\nz = 1 / 0"))[0]  # the block's own line
+    assert e.step(blk("print('y' in dir())"))[0] == "```output\nFalse\n```\n"  # a failed block is not kept
+    fresh = PythonTool()
+    fresh.step(blk("x = 6"))
+    assert "NameError" in fresh.step(blk("print(x)"))[0]
