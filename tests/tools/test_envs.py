@@ -86,3 +86,23 @@ def test_python_tool_persistent_carries_names_not_output():
     fresh = PythonTool()
     fresh.step(blk("x = 6"))
     assert "NameError" in fresh.step(blk("print(x)"))[0]
+
+
+@pytest.mark.parametrize("sets, msg", [
+    (["rollout.env={name: calculator}", "rollout.engine=server"], "server engine cannot continue"),
+    (["rollout.max_turns=3"], "max_turns > 1 needs rollout.env"),
+    (["rollout.env={name: calculator}", "rollout.max_new_tokens=64", "rollout.max_total_tokens=32"], "below"),
+    (["rollout.env={name: calculator, workers: 0}"], "rollout.env.workers"),
+    (["rollout.env={nmae: calculator}"], "did you mean 'rollout.env.name'"),
+])
+def test_recipe_errors(sets, msg):
+    from grpo.config import load_config
+    with pytest.raises(ConfigError, match=msg.replace("(", r"\(")):
+        load_config(None, sets)
+
+
+def test_episode_budget_defaults_to_max_new_tokens():
+    from grpo.config import load_config
+    r = load_config(None, ["rollout.env={name: calculator}", "rollout.max_new_tokens=40"]).rollout
+    assert (r.max_turns, r.episode_tokens) == (1, 40)
+    assert load_config(None, ["rollout.max_total_tokens=300"]).rollout.episode_tokens == 300
