@@ -53,10 +53,15 @@ def test_user_env_from_a_file_and_its_observations_carry_no_loss(tmp_path, tiny_
 
 def test_a_run_whose_tool_calls_are_all_hostile_finishes(tmp_path, tiny_dir):
     rows = run(tmp_path, recipe(tmp_path, tiny_dir, f"{HERE / 'hostile_env.py'}:Hostile",
-                                "rewards=[{name: math_accuracy}]", "rollout.stop=['</answer>']"))
+                                "rewards=[{name: math_accuracy}]", "rollout.n=8", "rollout.max_total_tokens=400"))
     assert len(rows) == 2
-    calls = sum(r["tool/calls_per_completion"] for r in rows)
-    assert calls > 0 and all(r["tool/error_rate"] >= 0.75 for r in rows if r["tool/calls_per_completion"])
+    for r in rows:                     # 16 episodes a step, nearly all calling; all calls fail
+        assert r["tool/calls_per_completion"] >= 0.5 and r["tool/error_rate"] >= 0.85, r
+    texts = [json.loads(ln)["completion"] for ln in (tmp_path / "t" / "samples" / "step-1.jsonl").read_text().splitlines()]
+    seen = "\n".join(texts)
+    for what in ("error: killed", "error: timed out", "error: output too large", "error: out of memory"):
+        assert what in seen, what      # the fork bomb, the loop, 100 MB, 8 GiB: each an observation
+    assert "root:" not in seen and max(len(t) for t in texts) < 2000
 
 
 @pytest.mark.parametrize("env, msg", [
