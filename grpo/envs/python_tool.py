@@ -5,10 +5,12 @@ host files), and its output comes back as an ```output block, after which the mo
 Each call is a fresh interpreter. With ``persistent: true`` the episode's earlier blocks
 that ran cleanly are run again first, their output discarded, so names carry over as in
 a notebook (at the price of their run time, within the same ``timeout_s``); by default
-nothing carries over and a block restates what it needs. The observation holds stdout, then the last ``err_lines`` lines of stderr
-when the code failed, cut to ``max_output_chars`` (the cut said in the text); a timeout,
-memory or output-limit run, or a kill, is an ``error: ...`` observation, never an
-exception: the episode and the run go on.
+nothing carries over and a block restates what it needs.
+
+The observation holds stdout, then the last ``err_lines`` lines of stderr when the code
+failed, cut to ``max_output_chars`` (the cut said in the text); a timeout, memory or
+output-limit run, or a kill, is an ``error: ...`` observation, never an exception: the
+episode and the run go on.
 """
 from __future__ import annotations
 
