@@ -24,6 +24,7 @@ from grpo.config import load_config  # noqa: E402
 from grpo.trainer import Trainer  # noqa: E402
 
 LOSSES = [("ppo_clip", []), ("cispo", []), ("sapo", []),
+          ("sapo", ["algorithm.sapo_tau_pos=4.0", "algorithm.sapo_tau_neg=4.2"]),
           ("gspo", ["algorithm.clip_low=0.2", "algorithm.clip_high=0.28"]),
           ("gspo", ["algorithm.clip_low=null", "algorithm.clip_high=null"])]
 
@@ -49,7 +50,7 @@ def main() -> None:
     seen.clear()
     tr._update = lambda *a, **k: seen.setdefault("args", (a, k)) and {}
     tr.step(args.warm_steps)
-    a, k = seen["args"]
+    upd_args, upd_kw = seen["args"]
     w0 = copy.deepcopy(tr.policy.state_dict())
     o0, s0 = copy.deepcopy(tr.opt.state_dict()), copy.deepcopy(tr.sched.state_dict())
     deltas = {}
@@ -59,9 +60,10 @@ def main() -> None:
         tr.policy.load_state_dict(w0)
         tr.opt.load_state_dict(o0)
         tr.sched.load_state_dict(s0)
-        up = real(*a, **k)
+        up = real(*upd_args, **upd_kw)
         d = torch.cat([(p.detach() - w0[n]).flatten() for n, p in tr.policy.named_parameters()])
-        key = f"{name} ({cfg.algorithm.clip_low:g}/{cfg.algorithm.clip_high:g})"
+        al = cfg.algorithm
+        key = f"{name} ({al.clip_low:g}/{al.clip_high:g})" if name != "sapo" else f"sapo (tau {al.sapo_tau_pos:g})"
         deltas[key] = d
         print(f"{key:26s} clip_frac {up['clip_frac']:.4f}  loss {up['loss']:+.4f}  grad_norm {up['grad_norm']:.3f}")
     ref = deltas[next(iter(deltas))]

@@ -171,3 +171,20 @@ def test_cispo_default_cap_is_five_and_sapo_takes_the_recipes_temperatures():
     loss.sum().backward()
     sig = 1 / (1 + math.exp(-tau * (r - 1)))
     torch.testing.assert_close(lp.grad, torch.full((1, 2), -4 * sig * (1 - sig) * r))   # 4 s(1-s) r: -0.6299
+
+
+def test_sapo_has_no_floor_for_negative_tokens_where_ppo_stops():
+    """Why SAPO at mu 2 unlearns a shared phrase on the tiny model (docs/ALGORITHMS.md): a
+    near-certain token of a negative-advantage sample already pushed to r = 0.5 in the first
+    pass gets no more gradient from PPO (clip_low 0.2), but SAPO's smooth gate keeps 47% of it
+    (tau_neg 1.05), 19% at tau_neg 4.2."""
+    lp = [math.log(0.5)] * 3
+    _, g_ppo, m = _grad("ppo_clip", lp, [0.0] * 3, -1.0)
+    assert torch.all(g_ppo == 0) and m["clip_low"].all()
+    _, g_sapo, _ = _grad("sapo", lp, [0.0] * 3, -1.0)
+    s = 1 / (1 + math.exp(-1.05 * (0.5 - 1)))
+    assert g_sapo[0, 0].item() == pytest.approx(4 * s * (1 - s) * 0.5, abs=1e-6)     # 0.4671 (descent lowers it)
+    x = torch.tensor([lp], requires_grad=True)
+    loss, _ = L.sapo_loss(x, torch.zeros(1, 3), torch.tensor([-1.0]), ONE, 0.2, 0.2, tau_neg=4.2)
+    loss.sum().backward()
+    assert x.grad[0, 0].item() == pytest.approx(0.1944, abs=1e-4)
