@@ -43,9 +43,9 @@ def careful_corpus(n: int, seed: int, slip: float, careful: float, untagged: flo
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(Path(__file__).parent / "tiny_teacher"))
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--batch", type=int, default=48)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--hidden", type=int, default=160)
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--slip", type=float, default=0.08)
