@@ -160,7 +160,8 @@ def test_gspo_at_its_paper_clip_stops_a_sequence_that_moved_by_a_tenth_of_a_perc
 def test_cispo_default_cap_is_five_and_sapo_takes_the_recipes_temperatures():
     from grpo.config import AlgorithmConfig
     lp = torch.log(torch.tensor([[6.0, 2.0]])).requires_grad_(True)
-    loss, met = L.bind(AlgorithmConfig(policy_loss="cispo"))(lp, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2))
+    cispo = L.bind(AlgorithmConfig(policy_loss="cispo"))
+    loss, met = cispo(lp, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2))
     loss.sum().backward()
     torch.testing.assert_close(lp.grad, torch.tensor([[-5.0, -2.0]]))               # -min(r, 1 + 4) * A
     assert met["clip_high"].tolist() == [[True, False]]
