@@ -187,8 +187,12 @@ class AlgorithmConfig(_Strict):
     advantage: Advantage = Field("grpo", description="grpo | dr_grpo | rloo | path/file.py:fn | module:fn")
     loss_agg: Aggregation = Field("token_mean", description="token_mean | seq_mean | constant | file.py:fn")
     policy_loss: PolicyLoss = Field("ppo_clip", description="ppo_clip | gspo | cispo | sapo | file.py:fn")
-    clip_low: float = Field(0.2, ge=0, description="epsilon below 1 for the ratio")
-    clip_high: float = Field(0.2, ge=0, description="epsilon above 1; DAPO's clip-higher uses 0.28")
+    clip_low: Optional[float] = Field(None, ge=0, allow_inf_nan=False, description="epsilon below 1 for the "
+                                      "ratio; unset: the policy loss's paper default (losses.LOSS_DEFAULTS)")
+    clip_high: Optional[float] = Field(None, ge=0, allow_inf_nan=False, description="epsilon above 1 (DAPO's "
+                                       "clip-higher uses 0.28); unset: the policy loss's paper default")
+    sapo_tau_pos: float = Field(1.0, gt=0, allow_inf_nan=False, description="SAPO gate temperature, A > 0")
+    sapo_tau_neg: float = Field(1.05, gt=0, allow_inf_nan=False, description="SAPO gate temperature, A <= 0")
     beta: float = Field(0.0, ge=0, description="KL coefficient; 0 loads no reference model")
     kl_estimator: KLEstimator = Field("k3", description="k1 | k2 | k3 | file.py:fn")
     track_kl: bool = Field(False, description="log KL to the initial model even when beta=0 (loads a reference)")
@@ -208,6 +212,17 @@ class AlgorithmConfig(_Strict):
     teacher: Optional[str] = Field(None, description="on-policy distillation: a causal LM (the student's "
                                    "tokenizer) scoring the student's samples; its per-token reverse KL joins the advantage")
     distill_coef: float = Field(1.0, ge=0, allow_inf_nan=False, description="weight of the teacher's per-token advantage")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paper_clip_defaults(cls, data: Any) -> Any:
+        """Unset clip bounds take the policy loss's own paper values (GSPO clips at 3e-4/4e-4)."""
+        if isinstance(data, dict):
+            from .losses import clip_defaults
+            lo, hi = clip_defaults(data.get("policy_loss", "ppo_clip"))
+            data = {**data, "clip_low": lo if data.get("clip_low") is None else data["clip_low"],
+                    "clip_high": hi if data.get("clip_high") is None else data["clip_high"]}
+        return data
 
 
 class TrainConfig(_Strict):

@@ -111,6 +111,33 @@ def sapo_loss(logp, old_logp, adv, mask, clip_low: float, clip_high: float,
     return loss, {"clip_high": weak & (r > 1), "clip_low": weak & (r < 1), "ratio": r}
 
 
+# Each loss's own paper defaults, used where a recipe leaves ``algorithm.clip_low`` /
+# ``clip_high`` unset (a user's ``file.py:fn`` gets PPO's).
+LOSS_DEFAULTS: dict[str, tuple[float, float]] = {
+    "ppo_clip": (0.2, 0.2),        # PPO (Schulman et al. 2017); DAPO raises clip_high to 0.28
+    "gspo": (3e-4, 4e-4),          # GSPO (Zheng et al. 2025, sec. 5.1): the ratio is a geometric mean
+    "cispo": (0.2, 4.0),           # CISPO: weight cap 1 + 4 = 5 (ScaleRL's eps_max; TRL's recipe); low unused
+    "sapo": (0.2, 0.2),            # SAPO: no clip; the bounds only name the tokens reported as damped
+}
+
+
+def clip_defaults(name: str) -> tuple[float, float]:
+    """``(clip_low, clip_high)`` for a policy loss by name.
+
+    >>> clip_defaults("gspo"), clip_defaults("my_losses.py:fn")
+    ((0.0003, 0.0004), (0.2, 0.2))
+    """
+    return LOSS_DEFAULTS.get(name, LOSS_DEFAULTS["ppo_clip"])
+
+
+def bind(algo) -> Callable:
+    """The recipe's policy loss with its hyperparameters bound: ``fn(logp, old_logp, adv, mask)``.
+    ``algo``: the recipe's ``algorithm`` section (clip bounds already filled by the config)."""
+    fn = _A.get(POLICY_LOSSES, algo.policy_loss, "policy loss")
+    kw = {"tau_pos": algo.sapo_tau_pos, "tau_neg": algo.sapo_tau_neg} if fn is sapo_loss else {}
+    return lambda logp, old_logp, adv, mask: fn(logp, old_logp, adv, mask, algo.clip_low, algo.clip_high, **kw)
+
+
 # --------------------------------------------------------------------------- rollout correction
 ROLLOUT_CORRECTIONS = ("none", "tis", "mis")
 CORRECTION_LEVELS = ("token", "sequence", "geometric")

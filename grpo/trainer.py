@@ -260,7 +260,7 @@ class Trainer:
         a, t = self.cfg.algorithm, self.cfg.train
         method = self._correction(stale) if behav is not None else "off"
         old = behav if method == "coupled" else None
-        policy_loss = A.get(L.POLICY_LOSSES, a.policy_loss, "policy loss")
+        policy_loss = L.bind(a)                     # the loss with its paper (or the recipe's) hyperparameters
         N = len(batch)
         n_tokens = int(batch.mask.sum().item())
         constant = a.constant_norm or self.cfg.rollout.max_new_tokens
@@ -291,7 +291,7 @@ class Trainer:
                 old_lp = old[idx.to(old.device), :C].to(dev) if old is not None else logp.detach()
                 share = mask.sum().item() / max(n_tokens, 1) / a.mu
                 sub_adv, w = self._token_terms(idx, old_lp, mask, sub_adv, teach, behav, method, share, extra)
-                loss_tok, cm = policy_loss(logp, old_lp, sub_adv, mask, a.clip_low, a.clip_high)
+                loss_tok, cm = policy_loss(logp, old_lp, sub_adv, mask)
                 if w is not None:
                     loss_tok = loss_tok * w
                 if ref is not None:

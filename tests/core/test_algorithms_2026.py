@@ -128,3 +128,64 @@ def test_registry_names_and_user_functions(tmp_path):
     broken.write_text("raise RuntimeError('boom')\n")
     with pytest.raises(ValueError, match="failed to import: RuntimeError: boom"):
         A.get(A.ADVANTAGES, f"{broken}:f", "advantage")
+
+
+# ----------------------------------------------------------------------------- paper defaults
+def test_each_loss_takes_its_paper_clip_when_the_recipe_leaves_it_unset():
+    from grpo.config import AlgorithmConfig
+    got = {n: (AlgorithmConfig(policy_loss=n).clip_low, AlgorithmConfig(policy_loss=n).clip_high)
+           for n in ("ppo_clip", "gspo", "cispo", "sapo")}
+    assert got == {"ppo_clip": (0.2, 0.2), "gspo": (3e-4, 4e-4), "cispo": (0.2, 4.0), "sapo": (0.2, 0.2)}
+    assert AlgorithmConfig(policy_loss="gspo", clip_high=0.28).clip_high == 0.28     # the recipe wins
+    assert AlgorithmConfig(policy_loss="gspo", clip_low=None).clip_low == 3e-4       # explicit null: default
+    assert AlgorithmConfig(policy_loss="grpo.losses:gspo_loss").clip_high == 0.2     # a user's fn: PPO's
+
+
+def test_gspo_at_its_paper_clip_stops_a_sequence_that_moved_by_a_tenth_of_a_percent():
+    """mu 2's second pass: mean log-ratio 1e-3, s = 1.001. GSPO's band (clip_high 4e-4) stops
+    the sequence (A > 0: no gradient); under PPO's 0.2 (the default before) it passed."""
+    from grpo.config import AlgorithmConfig
+    a = AlgorithmConfig(policy_loss="gspo")
+    lp = torch.tensor([[0.0015, 0.0005, 0.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    loss, met = L.bind(a)(lp, torch.zeros(1, 3), torch.tensor([1.0]), mask)
+    (loss * mask).sum().backward()
+    torch.testing.assert_close(loss[:, :2], torch.full((1, 2), -(1 + 4e-4)))       # clipped value
+    assert torch.all(lp.grad == 0) and met["clip_high"][0, :2].all()
+    s = math.exp(1e-3)                                                              # under 0.2: gradient -s A
+    _, g, _ = _grad("gspo", [0.0015, 0.0005, 0.0], [0.0] * 3, 1.0, mask, 0.2, 0.2)
+    torch.testing.assert_close(g, torch.tensor([[-s, -s, 0.0]]))
+
+
+def test_cispo_default_cap_is_five_and_sapo_takes_the_recipes_temperatures():
+    from grpo.config import AlgorithmConfig
+    lp = torch.log(torch.tensor([[6.0, 2.0]])).requires_grad_(True)
+    cispo = L.bind(AlgorithmConfig(policy_loss="cispo"))
+    loss, met = cispo(lp, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2))
+    loss.sum().backward()
+    torch.testing.assert_close(lp.grad, torch.tensor([[-5.0, -2.0]]))               # -min(r, 1 + 4) * A
+    assert met["clip_high"].tolist() == [[True, False]]
+    r, tau = 1.5, 4.0
+    lp = torch.full((1, 2), math.log(r), requires_grad=True)
+    a = AlgorithmConfig(policy_loss="sapo", sapo_tau_pos=tau, sapo_tau_neg=9.0)
+    loss, _ = L.bind(a)(lp, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2))
+    loss.sum().backward()
+    sig = 1 / (1 + math.exp(-tau * (r - 1)))
+    torch.testing.assert_close(lp.grad, torch.full((1, 2), -4 * sig * (1 - sig) * r))   # 4 s(1-s) r: -0.6299
+
+
+def test_sapo_has_no_floor_for_negative_tokens_where_ppo_stops():
+    """Why SAPO at mu 2 unlearns a shared phrase on the tiny model (docs/ALGORITHMS.md): a
+    near-certain token of a negative-advantage sample already pushed to r = 0.5 in the first
+    pass gets no more gradient from PPO (clip_low 0.2), but SAPO's smooth gate keeps 47% of it
+    (tau_neg 1.05), 19% at tau_neg 4.2."""
+    lp = [math.log(0.5)] * 3
+    _, g_ppo, m = _grad("ppo_clip", lp, [0.0] * 3, -1.0)
+    assert torch.all(g_ppo == 0) and m["clip_low"].all()
+    _, g_sapo, _ = _grad("sapo", lp, [0.0] * 3, -1.0)
+    s = 1 / (1 + math.exp(-1.05 * (0.5 - 1)))
+    assert g_sapo[0, 0].item() == pytest.approx(4 * s * (1 - s) * 0.5, abs=1e-6)     # 0.4671 (descent lowers it)
+    x = torch.tensor([lp], requires_grad=True)
+    loss, _ = L.sapo_loss(x, torch.zeros(1, 3), torch.tensor([-1.0]), ONE, 0.2, 0.2, tau_neg=4.2)
+    loss.sum().backward()
+    assert x.grad[0, 0].item() == pytest.approx(0.1944, abs=1e-4)

@@ -54,3 +54,18 @@ def test_the_student_moves_towards_a_different_teacher(tmp_path):
     assert all(k == k for k in kl) and kl[0] > 0.01, kl        # finite, and the teacher differs
     assert not torch.equal(_flat(tr.policy), before)
     assert exact_kl(tr.policy) < 0.9 * kl0                      # the student moved towards the teacher
+
+
+def test_the_shipped_teacher_is_bigger_speaks_the_students_tokens_and_teaches(tmp_path):
+    """data/tiny_teacher (data/build_tiny_teacher.py): another shape, the same token ids; the
+    opd recipes point at it, and a student trained on it moves (different width and depth)."""
+    teacher_dir = ROOT / "data/tiny_teacher"
+    s_tok, student = load_policy(str(TINY), trainable=False)
+    t_tok, teacher = load_policy(str(teacher_dir), trainable=False)
+    assert s_tok.get_vocab() == t_tok.get_vocab()
+    n = lambda m: sum(p.numel() for p in m.parameters())   # noqa: E731
+    assert n(teacher) > 2 * n(student) and teacher.config.hidden_size > student.config.hidden_size
+    assert load_config(ROOT / "recipes/tiny/opd/student.yaml").algorithm.teacher == "data/tiny_teacher"
+    tr = Trainer(_cfg(tmp_path, "shipped", teacher_dir, steps=2))
+    rows = read_metrics(tr.train())
+    assert all(r["distill/reverse_kl"] > 0.01 for r in rows), rows
