@@ -17,8 +17,9 @@ tokens. Build time: about 4.5 minutes on 2 idle cores (400 steps), final loss ~0
 
 ``--tools`` builds the tool-using variant (recipes/tiny/tools.yaml): sums of 3-5 terms,
 ``grpo.tasks.tool_corpus_trace``: at a low base rate (``--tool-rate``, 8%) the trace hands
-the sum to the calculator (``<think><calc>3+7+2</calc><result>12</result></think> ...``,
-the observation written as the calculator env writes it), the rest are quick traces
+every step to the calculator (``<think><calc>3+7</calc><result>10</result> <calc>10+2</calc>
+<result>12</result></think> ...``, observations written as the calculator env writes
+them), the rest are quick traces
 (35% slips per step, 5% untagged, no careful style). Four more tag tokens: <calc>,
 </calc>, <result>, </result>. The default build is unchanged by this flag's existence.
 """

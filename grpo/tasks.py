@@ -87,27 +87,34 @@ def long_arithmetic_problem(rng: random.Random) -> dict:
 
 
 def calculator_trace(problem: dict, rng: random.Random, untagged_rate: float = 0.05) -> str:
-    """A completion that hands the whole sum to the calculator, with the tool's
-    observation written exactly as the calculator env appends it at RL time.
+    """A completion that adds step by step like ``arithmetic_trace`` but hands every step
+    to the calculator, each observation written exactly as the calculator env appends
+    it at RL time. Each call is "running total + next term": the same look-up of the
+    next term that quick traces make, so calls are as well-formed as the model's own
+    steps (a 1M-parameter model does not learn to copy a whole 5-term sum from a few
+    thousand examples); only the results come from the tool, and they are exact.
 
     >>> calculator_trace({"numbers": [3, 7, 2]}, random.Random(0), untagged_rate=0.0)
-    ' <think><calc>3+7+2</calc><result>12</result></think> <answer>12</answer>'
-    >>> calculator_trace({"numbers": [3, 7, 2]}, random.Random(0), untagged_rate=1.0)
-    ' <think><calc>3+7+2</calc><result>12</result></think> The answer is 12.'
+    ' <think><calc>3+7</calc><result>10</result> <calc>10+2</calc><result>12</result></think> <answer>12</answer>'
+    >>> calculator_trace({"numbers": [3, 7, 2]}, random.Random(0), untagged_rate=1.0)[-35:]
+    '</result></think> The answer is 12.'
     """
     nums = problem["numbers"]
-    value = sum(nums)
-    think = f"<calc>{'+'.join(map(str, nums))}</calc><result>{value}</result>"
+    acc, calls = nums[0], []
+    for x in nums[1:]:
+        calls.append(f"<calc>{acc}+{x}</calc><result>{acc + x}</result>")
+        acc += x
+    think = " ".join(calls)
     if rng.random() < untagged_rate:
-        return f" <think>{think}</think> The answer is {value}."
-    return f" <think>{think}</think> <answer>{value}</answer>"
+        return f" <think>{think}</think> The answer is {acc}."
+    return f" <think>{think}</think> <answer>{acc}</answer>"
 
 
 def tool_corpus_trace(problem: dict, rng: random.Random, tool_rate: float = 0.08,
                       slip_rate: float = 0.35, careful_rate: float = 0.0,
                       untagged_rate: float = 0.05) -> str:
     """One pre-training trace of the tools model (``build_tiny_model.py --tools``): with
-    probability ``tool_rate`` a calculator trace, else an ``arithmetic_trace``. The
+    probability ``tool_rate`` a calculator trace (a call per step), else an ``arithmetic_trace``. The
     choice is the first token after ``<think>`` (``<calc>`` or a digit), one decision
     RL can learn to take. No careful style by default: the calculator is the one
     reliable route to the answer, so tool use is what RL has room to raise.
