@@ -87,7 +87,18 @@ class DataConfig(_Strict):
         "error (one line naming the longest), truncate (cut the question, counted) or drop (counted)")
 
 
+class EnvConfig(_Strict):
+    name: str = Field(description="calculator | python | path/file.py:Class | package.module:Class (grpo/envs)")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to the env's constructor")
+    workers: int = Field(16, gt=0, description="episodes whose tool calls run concurrently")
+
+
 class RolloutConfig(_Strict):
+    env: Optional[EnvConfig] = Field(None, description="multi-turn, tool-using rollouts (docs/TOOLS.md): "
+                                     "the model's turns alternate with this environment's observations")
+    max_turns: int = Field(1, ge=1, le=256, description="model turns per episode (with rollout.env)")
+    max_total_tokens: Optional[int] = Field(None, gt=0, description="token budget of one episode: all model "
+                                            "turns and observations (default: max_new_tokens)")
     engine: Literal["auto", "hf", "vllm", "server"] = Field("auto", description="auto: vllm if installed, else hf")
     server_url: str = Field("http://127.0.0.1:8000", description="engine=server: a `grpo vllm-serve` address")
     weight_sync: Literal["http", "broadcast"] = Field(
@@ -114,6 +125,20 @@ class RolloutConfig(_Strict):
         False, description="GPU, engine=vllm: free the engine's KV cache and offload its weights during "
         "each update (vLLM sleep mode), for policies that do not fit next to it; costs a weight round "
         "trip per step; a no-op on CPU")
+
+    @model_validator(mode="after")
+    def _episode_budget(self):
+        if self.max_total_tokens is not None and self.max_total_tokens < self.max_new_tokens:
+            raise ValueError(f"rollout.max_total_tokens ({self.max_total_tokens}) is below rollout.max_new_tokens "
+                             f"({self.max_new_tokens}): an episode's budget holds at least one full turn")
+        if self.env is None and self.max_turns > 1:
+            raise ValueError("rollout.max_turns > 1 needs rollout.env (what answers the model between turns)")
+        return self
+
+    @property
+    def episode_tokens(self) -> int:
+        """Most completion tokens of one episode: max_total_tokens, else max_new_tokens."""
+        return self.max_total_tokens or self.max_new_tokens
 
     @model_validator(mode="after")
     def _overlap_samples_the_policy(self):

@@ -132,3 +132,33 @@ def write_samples(path: Path, rows: list[dict]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     os.replace(tmp, path)
+
+
+def tool_metrics(comps: list, wall_s: float | None = None) -> dict:
+    """``tool/*`` metrics of one step's multi-turn episodes (Completion.tools); {} when no
+    completion has tool stats (single-turn runs log none of them).
+
+    >>> from grpo.rollout.base import Completion, ToolStats
+    >>> c = lambda calls, errors, turns, ended: Completion("", [1], None, "stop", tools=ToolStats(calls, errors, 0.5, turns, ended=ended))
+    >>> m = tool_metrics([c(2, 1, 3, "done"), c(0, 0, 1, "done"), c(1, 0, 2, "turns")], wall_s=0.7)
+    >>> m["tool/calls_per_completion"], m["tool/error_rate"], m["tool/turns"], m["tool/used_frac"], m["tool/ended_turns_frac"]
+    (1.0, 0.3333333333333333, 2.0, 0.6666666666666666, 0.3333333333333333)
+    """
+    st = [c.tools for c in comps if getattr(c, "tools", None) is not None]
+    if not st:
+        return {}
+    n, calls = len(st), sum(s.calls for s in st)
+    out = {
+        "tool/calls_per_completion": calls / n,
+        "tool/error_rate": sum(s.errors for s in st) / calls if calls else 0.0,
+        "tool/time": sum(s.time_s for s in st) / n,          # seconds of tool calls per episode
+        "tool/turns": sum(s.turns for s in st) / n,
+        "tool/used_frac": sum(s.calls > 0 for s in st) / n,
+        "tool/env_failures": sum(s.env_failures for s in st),
+        "tool/env_reward": sum(s.reward for s in st) / n,
+    }
+    for why in ("turns", "tokens"):                            # episodes the budget ended
+        out[f"tool/ended_{why}_frac"] = sum(s.ended == why for s in st) / n
+    if wall_s is not None:
+        out["time/tools"] = wall_s                             # wall clock of the step's tool phases
+    return out

@@ -224,7 +224,14 @@ def micro_batches(batch: "Batch", max_rows: int, max_tokens: int | None = None) 
 
 
 def build_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,
-                group: list[int] | None = None) -> Batch:
+                group: list[int] | None = None, loss_mask: list[list[int] | None] | None = None) -> Batch:
+    """``loss_mask``: per completion, 1 per token to train on and 0 per token that carries
+    no loss (a multi-turn episode's observations), or None (all); it becomes ``mask``.
+
+    >>> b = build_batch([[5, 6]], [[1, 2, 3]], 0, loss_mask=[[1, 0, 1]])
+    >>> b.mask.tolist(), b.attention_mask.tolist()
+    ([[1.0, 0.0, 1.0]], [[1, 1, 1, 1, 1]])
+    """
     P = max(len(p) for p in prompt_ids)
     C = max(max(len(c) for c in completion_ids), 1)
     N = len(prompt_ids)
@@ -234,7 +241,13 @@ def build_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pa
         ids[i, P - len(p):P] = torch.tensor(p)
         ids[i, P:P + len(c)] = torch.tensor(c, dtype=torch.long)
         attn[i, P - len(p):P + len(c)] = 1
-    return Batch(ids, attn, ids[:, P:], attn[:, P:].float(), None if group is None else torch.tensor(group))
+    mask = attn[:, P:].float()                                            # [N, C]
+    for i, m in enumerate(loss_mask or []):
+        if m is not None:
+            if len(m) != len(completion_ids[i]):
+                raise ValueError(f"loss_mask {i} has {len(m)} entries for {len(completion_ids[i])} tokens")
+            mask[i, :len(m)] = torch.tensor(m, dtype=torch.float32).clamp(0, 1)
+    return Batch(ids, attn, ids[:, P:], mask, None if group is None else torch.tensor(group))
 
 
 def _logp_entropy(logits: torch.Tensor, ids: torch.Tensor, with_entropy: bool):

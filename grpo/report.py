@@ -2,7 +2,8 @@
 
 Reads ``metrics.jsonl`` (skipping torn or unparseable lines) and ``samples/step-N.jsonl``,
 and writes ``reward.png``, ``length.png``, ``reflection.png``, ``kl_entropy.png``,
-``overview.png``, ``summary.md`` and ``summary.json`` into ``<run_dir>/report/``.
+``overview.png``, ``summary.md`` and ``summary.json`` into ``<run_dir>/report/``; runs with
+tools (rollout.env) also ``tools.png`` (tool calls, errors, turns, accuracy).
 
 "First"/"last" are the means over the first and last 10% of a metric's logged (non-null)
 points, at least one point each. The *turn-up step* of a metric is the first step from
@@ -31,6 +32,7 @@ from .metrics import ACCURACY_NAMES, reflection_counts
 
 ACCURACY_KEYS = tuple(f"reward/{n}/mean" for n in ACCURACY_NAMES)
 PLOTS = ("overview.png", "reward.png", "length.png", "reflection.png", "kl_entropy.png")
+TOOLS_PLOT = "tools.png"            # runs with rollout.env only
 SNIPPET_CHARS = 400
 
 
@@ -182,6 +184,18 @@ def write_plots(rows: list[dict], out: Path, name: str, turn: dict) -> None:
     reward_total = dict(keys=["reward/mean"], title="Reward (total)", ylabel="reward")
     grid = [accuracy, reward_total, length, refl, kl, ent]
     _figure(out / "overview.png", rows, 3, 2, grid, steps)
+    if has_tools(rows):
+        _figure(out / TOOLS_PLOT, rows, 2, 2, [
+            dict(keys=["tool/calls_per_completion", "tool/used_frac"], title="Tool use", ylabel="per completion",
+                 labels={"tool/calls_per_completion": "calls per completion",
+                         "tool/used_frac": "fraction of completions calling"}),
+            dict(keys=["tool/error_rate"], title="Tool error rate", ylabel="errors / calls"),
+            dict(keys=["tool/turns"], title="Model turns per episode", ylabel="turns"),
+            accuracy], f"{steps} - tools")
+
+
+def has_tools(rows: list[dict]) -> bool:
+    return bool(series(rows, "tool/calls_per_completion")[1])
 
 
 # ------------------------------------------------------------------ samples
@@ -238,7 +252,9 @@ def summarize(rows: list[dict]) -> dict:
         change = None if first is None else last - first
         return {"metric": key, "first": first, "last": last, "change": change}
 
-    return {"steps": len(rows), "accuracy": stats(accuracy_key(rows)),
+    tools = {"tool_calls": stats("tool/calls_per_completion"), "tool_errors": stats("tool/error_rate"),
+             "tool_turns": stats("tool/turns")} if has_tools(rows) else {}
+    return {"steps": len(rows), "accuracy": stats(accuracy_key(rows)), **tools,
             "length": stats("completion_len/mean"), "reflection_rate": stats("reflection/rate"),
             "turn_up_step": {"reflection_rate": turn_up_step(*series(rows, "reflection/rate")),
                              "length": turn_up_step(*series(rows, "completion_len/mean"))}}
@@ -252,7 +268,9 @@ def summary_md(name: str, rows: list[dict], s: dict, run_dir: Path) -> str:
     lines = [f"# Run report: {name}\n", f"- Steps: {s['steps']} (step {rows[0]['step']} to "
              f"{rows[-1]['step']})\n", "| | metric | first 10% | last 10% | change |",
              "|---|---|---|---|---|"]
-    for label in ("accuracy", "length", "reflection_rate"):
+    for label in ("accuracy", "length", "reflection_rate", "tool_calls", "tool_errors", "tool_turns"):
+        if label not in s:
+            continue
         d = s[label]
         change = "n/a" if d["change"] is None else f"{d['change']:+.3g}"
         lines.append(f"| {label.replace('_', ' ')} | `{d['metric']}` | {_num(d['first'])} | "
@@ -264,7 +282,7 @@ def summary_md(name: str, rows: list[dict], s: dict, run_dir: Path) -> str:
               "the first step from which the moving average stays above the first-10% mean plus "
               "half the total rise; \"none\" if it never rose beyond the first window's spread.",
               "", "## Plots", ""]
-    lines += [f"![{p[:-4]}]({p})" for p in PLOTS]
+    lines += [f"![{p[:-4]}]({p})" for p in PLOTS + ((TOOLS_PLOT,) if "tool_calls" in s else ())]
     lines += ["", "## Sample completions", ""] + samples_md(run_dir)
     return "\n".join(lines) + "\n"
 

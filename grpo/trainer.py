@@ -27,7 +27,8 @@ from .config import Config, ConfigError, dump_config, validate_tree
 from .data import (PromptSampler, check_prompt_lengths, load_rows, model_context, prompt_format,
                    render_prompt)
 from .rundir import has_run, open_run
-from .metrics import MetricsLogger, accuracy_reward, reflection_counts, safe_mean, write_samples
+from .envs.wiring import env_columns, episode_prompts, wrap_engine
+from .metrics import MetricsLogger, accuracy_reward, reflection_counts, safe_mean, tool_metrics, write_samples
 from .parallel import Parallel
 from .policy import (build_batch, load_policy, micro_batches, score, score_all, score_shared_prompt,
                      set_threads, to_device)
@@ -99,7 +100,7 @@ class Trainer:
         self.tok, self.policy = load_policy(path, m.dtype, m.lora, trainable=True, adapter=adapter)
         self._prompt(self.rows[0]["prompt"])     # a prompt format error now, not at step 1
         self.policy = to_device(self.policy)     # this process's GPU, if any
-        self.rows = check_prompt_lengths(self.rows, self._prompt, self.tok, model_context(self.policy), cfg.rollout.max_new_tokens, d.overlong_prompts, log=_warn)
+        self.rows = check_prompt_lengths(self.rows, self._prompt, self.tok, model_context(self.policy), cfg.rollout.episode_tokens, d.overlong_prompts, log=_warn)
         self.sampler = PromptSampler(len(self.rows), cfg.train.prompts_per_step, cfg.train.seed)
         if m.gradient_checkpointing:
             if cfg.train.share_prompt:
@@ -116,6 +117,7 @@ class Trainer:
             raise ConfigError(f"algorithm.teacher {t!r} has a vocabulary of {self.teacher.config.vocab_size}, the "
                               f"student {self.policy.config.vocab_size}: on-policy distillation needs the same tokenizer")
         self.engine = make_engine(cfg.rollout, self.policy, self.tok, synced=self.par.enabled)
+        self.engine = wrap_engine(cfg, self.engine, self.tok, self._prompt, _warn)   # rollout.env: multi-turn
         self.engine.record_routing = cfg.algorithm.routing_replay   # MoE routing replay (R3)
         if replay_config_error(cfg, self.engine):
             raise ConfigError(replay_config_error(cfg, self.engine))
@@ -145,7 +147,7 @@ class Trainer:
         cfg, a = self.cfg, self.cfg.algorithm
         G = cfg.rollout.n
         rows = [self.rows[i] for i in self.par.shard(self.sampler.indices(step))]
-        prompts = [self._prompt(r["prompt"]) for r in rows]
+        prompts = episode_prompts(cfg, [self._prompt(r["prompt"]) for r in rows], rows)
         t = {}
 
         # 1. Rollout: G completions per prompt from the current policy; with rollout.overlap,
@@ -154,6 +156,7 @@ class Trainer:
         t0 = time.time()
         groups, stale = self._rollout(step, prompts)
         comps = [c for g in groups for c in g.completions]                  # N = B*G, prompt-major
+        prompts = [g.prompt for g in groups]                                # an env's reset may set them
         t["rollout"] = time.time() - t0 - self._t_sync
 
         # 2. Rewards on every completion; dataset columns repeated G times.
@@ -171,7 +174,7 @@ class Trainer:
             keep &= ~zero_std.repeat_interleave(G)
         batch = build_batch([g.prompt_ids for g in groups for _ in range(G)],
                             [c.token_ids for c in comps], self.tok.pad_token_id,
-                            group=[i // G for i in range(len(comps))])
+                            group=[i // G for i in range(len(comps))], loss_mask=[c.loss_mask for c in comps])
         truncated = torch.tensor([c.finish_reason == "length" for c in comps])
         if a.mask_truncated:                   # DAPO overlong filtering: no signal from cut-off text
             batch.mask[truncated] = 0
@@ -194,6 +197,7 @@ class Trainer:
         if self.par.is_main and ((step + 1) % cfg.output.sample_every == 0 or step == 0):
             self._write_samples(step + 1, prompts, texts, reward, out.per_fn, G)
         return {**out.metrics, **upd, **self._step_metrics(comps, out.per_fn, truncated, zero_std, t),
+                **tool_metrics(comps, getattr(self.engine, "tool_wall", None)),
                 "rollout/stale_steps": stale, "update_skipped": int(skip),
                 "lr": upd.get("lr") or self.opt.param_groups[0]["lr"]}   # the lr this step's update used
 
@@ -203,6 +207,7 @@ class Trainer:
         G = self.cfg.rollout.n
         cols = {k: [r[k] for r in rows for _ in range(G)] for k in rows[0] if k != "prompt"}
         cols["completion_ids"] = [c.token_ids for c in comps]
+        cols.update(env_columns(comps))
         cols["trainer_state"] = rewards_lib.TrainerState(step=step, total_steps=self.cfg.train.steps)
         per_sample = [p for p in prompts for _ in range(G)]
         out = self.rewards(per_sample, [c.text for c in comps], cols)
@@ -239,7 +244,7 @@ class Trainer:
         m = self.cfg.algorithm.rollout_correction
         if m == "auto":
             own = self.cfg.rollout.engine == "hf" or (self.cfg.rollout.engine == "auto" and
-                                                      type(self.engine).__name__ == "HFEngine")
+                                                      type(getattr(self.engine, "inner", self.engine)).__name__ == "HFEngine")
             r = self.cfg.rollout
             plain = r.temperature == 1.0 and r.top_p == 1.0 and not r.top_k   # else the ratio is not the policy's
             m = "tis" if plain and (stale or not own) else "none"
@@ -386,7 +391,8 @@ class Trainer:
             self._sync()
         first = self.prefetch.next_step or step + 1
         for s in range(first, min(step + self.cfg.rollout.staleness, self.cfg.train.steps - 1) + 1):
-            nxt = [self._prompt(self.rows[i]["prompt"]) for i in self.par.shard(self.sampler.indices(s))]
+            rs = [self.rows[i] for i in self.par.shard(self.sampler.indices(s))]
+            nxt = episode_prompts(self.cfg, [self._prompt(r["prompt"]) for r in rs], rs)
             self.prefetch.start(s, nxt, self._sampling(), version=step)
         return groups, step - version
 

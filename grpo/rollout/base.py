@@ -42,6 +42,23 @@ class Completion:
     logprobs: list[float] | None    # sampling log-probs per token, when the engine has them
     finish_reason: Literal["stop", "length"]
     routing: Any = None             # MoE routing replay: [prompt + completion, L, k] expert ids
+    # Multi-turn episodes (grpo/rollout/multiturn.py): 1 per token the model sampled, 0 per
+    # observation (tool output) token, which carries no loss; None: every token is sampled.
+    loss_mask: list[int] | None = None
+    tools: "ToolStats | None" = None
+
+
+@dataclass
+class ToolStats:
+    """One episode's tool use: calls made, failed, their wall time, model turns, the env's
+    summed reward, how the episode ended (done | turns | tokens | length), env exceptions."""
+    calls: int = 0
+    errors: int = 0
+    time_s: float = 0.0
+    turns: int = 0
+    reward: float = 0.0
+    ended: str = "done"
+    env_failures: int = 0
 
 
 @dataclass

@@ -40,37 +40,17 @@ class HFEngine:
         return groups
 
     def _generate(self, prompts: list[str], sp: SamplingParams) -> list[Group]:
-        tok, model = self.tok, self.model
+        tok = self.tok
         tok.padding_side = "left"           # all prompts end at the same column
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(model.device)
-        end_ids = end_token_ids(tok, getattr(model, "generation_config", None), sp.end_of_turn, sp.stop)
-        stopping = None
-        if any(sp.stop):                         # the same test finish_completion applies afterwards
-            stopping = StoppingCriteriaList([StopStrings(tok, sp.stop, enc.input_ids.shape[1])])
-        was_training = model.training
-        model.eval()
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(self.model.device)
+        end_ids = end_token_ids(tok, getattr(self.model, "generation_config", None), sp.end_of_turn, sp.stop)
         from ..moe.replay import start_recording
-        rec = start_recording(model) if self.record_routing else None
+        rec = start_recording(self.model) if self.record_routing else None
         try:
-            inputs, n_ret = self._inputs(enc, sp.n, rec is None)
-            out = model.generate(
-                **inputs, do_sample=True, temperature=sp.temperature, top_p=sp.top_p,
-                # Explicit 0 / 1.0: otherwise a model's generation_config.json defaults (Qwen's
-                # top_k=20, repetition_penalty=1.05) would reshape the sampling distribution.
-                top_k=sp.top_k, repetition_penalty=1.0, max_new_tokens=sp.max_new_tokens,
-                num_return_sequences=n_ret, pad_token_id=tok.pad_token_id,
-                eos_token_id=end_ids or None, stopping_criteria=stopping, return_dict_in_generate=True,
-                output_scores=self.return_logprobs, synced_gpus=self.synced_gpus,
-            )
+            new, logps = self._sample(enc, sp, end_ids, sp.n, may_share=rec is None)
         finally:
-            model.train(was_training)
             if rec is not None:
                 rec.stop()
-        new = out.sequences[:, enc.input_ids.shape[1]:]                  # [B*G, <=max_new]
-        logps = None
-        if self.return_logprobs:
-            scores = torch.stack(out.scores, 1).float().log_softmax(-1)  # processed (temperature, top-p)
-            logps = scores.gather(-1, new.unsqueeze(-1)).squeeze(-1)
         groups = []
         for b, prompt in enumerate(prompts):
             prompt_ids = enc.input_ids[b][enc.attention_mask[b].bool()].tolist()
@@ -84,6 +64,60 @@ class HFEngine:
             for c, r in zip(flat, routing):
                 c.routing = r
         return groups
+
+    @torch.no_grad()
+    def generate_ids(self, ids: list[list[int]], sampling: SamplingParams) -> list[Completion]:
+        """One completion of each token-id sequence (multi-turn rollouts continue an episode
+        from exactly the ids it holds: prompt, sampled turns, observations; nothing is
+        re-tokenized). ``sampling.n`` is ignored (1 per sequence)."""
+        out = []
+        for i in range(0, len(ids), self.max_batch):
+            out += self._generate_ids(ids[i:i + self.max_batch], sampling)
+        return out
+
+    def _generate_ids(self, ids: list[list[int]], sp: SamplingParams) -> list[Completion]:
+        if not ids or any(not x for x in ids):
+            raise ValueError("generate_ids needs a non-empty token-id sequence per row")
+        L = max(len(x) for x in ids)
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+        input_ids = torch.full((len(ids), L), pad, dtype=torch.long)
+        attn = torch.zeros((len(ids), L), dtype=torch.long)
+        for i, x in enumerate(ids):          # left-padded, as the tokenizer pads prompts
+            input_ids[i, L - len(x):] = torch.tensor(x, dtype=torch.long)
+            attn[i, L - len(x):] = 1
+        enc = {"input_ids": input_ids.to(self.model.device), "attention_mask": attn.to(self.model.device)}
+        end_ids = end_token_ids(self.tok, getattr(self.model, "generation_config", None), sp.end_of_turn, sp.stop)
+        new, logps = self._sample(_Enc(enc), sp, end_ids, 1, may_share=False)
+        return [self._completion(new[i], None if logps is None else logps[i], sp, end_ids) for i in range(len(ids))]
+
+    def _sample(self, enc, sp: SamplingParams, end_ids: list[int], n: int, may_share: bool):
+        """``generate`` on left-padded ``enc``: the new tokens ``[rows*n, <=max_new]`` and
+        (return_logprobs) their processed log-probs."""
+        tok, model = self.tok, self.model
+        stopping = None
+        if any(sp.stop):                         # the same test finish_completion applies afterwards
+            stopping = StoppingCriteriaList([StopStrings(tok, sp.stop, enc.input_ids.shape[1])])
+        was_training = model.training
+        model.eval()
+        try:
+            inputs, n_ret = self._inputs(enc, n, may_share)
+            out = model.generate(
+                **inputs, do_sample=True, temperature=sp.temperature, top_p=sp.top_p,
+                # Explicit 0 / 1.0: otherwise a model's generation_config.json defaults (Qwen's
+                # top_k=20, repetition_penalty=1.05) would reshape the sampling distribution.
+                top_k=sp.top_k, repetition_penalty=1.0, max_new_tokens=sp.max_new_tokens,
+                num_return_sequences=n_ret, pad_token_id=tok.pad_token_id,
+                eos_token_id=end_ids or None, stopping_criteria=stopping, return_dict_in_generate=True,
+                output_scores=self.return_logprobs, synced_gpus=self.synced_gpus,
+            )
+        finally:
+            model.train(was_training)
+        new = out.sequences[:, enc.input_ids.shape[1]:]                  # [rows*n, <=max_new]
+        logps = None
+        if self.return_logprobs:
+            scores = torch.stack(out.scores, 1).float().log_softmax(-1)  # processed (temperature, top-p)
+            logps = scores.gather(-1, new.unsqueeze(-1)).squeeze(-1)
+        return new, logps
 
     def _inputs(self, enc, n: int, may_share: bool) -> tuple[dict, int]:
         """generate's inputs and its num_return_sequences. Shared prefill: ``generate`` would
@@ -124,6 +158,12 @@ class HFEngine:
 
     def wake(self) -> None:
         pass
+
+
+class _Enc(dict):
+    """A dict of generate inputs with the attribute access a tokenizer's BatchEncoding has."""
+    input_ids = property(lambda self: self["input_ids"])
+    attention_mask = property(lambda self: self["attention_mask"])
 
 
 class StopStrings(StoppingCriteria):

@@ -22,6 +22,7 @@ vLLM is imported lazily: this module must import (for doctests) where vLLM is ab
 """
 from __future__ import annotations
 
+from dataclasses import replace
 import os
 import random
 import tempfile
@@ -31,7 +32,7 @@ from typing import Iterable
 
 import torch
 
-from .base import Group, SamplingParams, completion_from_vllm, end_token_ids
+from .base import Completion, Group, SamplingParams, completion_from_vllm, end_token_ids
 from .weights import is_peft, vllm_weights
 
 # Wrapper prefixes that training adds to parameter names and vLLM does not know.
@@ -296,6 +297,19 @@ class VLLMEngine:
         end_ids = self._end_ids(sampling)
         return [Group(prompt, p, [completion_from_vllm(o, sampling, self.tok, end_ids) for o in out.outputs])
                 for prompt, p, out in zip(prompts, ids, outs)]
+
+    def generate_ids(self, ids: list[list[int]], sampling: SamplingParams) -> list[Completion]:
+        """One completion of each token-id sequence, one request each (``TokensPrompt``:
+        the ids as they are, nothing re-tokenized; prefix caching reuses an episode's
+        earlier turns). Multi-turn rollouts call this once per turn. ``sampling.n``: 1."""
+        from vllm.inputs import TokensPrompt
+        self.wake()
+        sp = replace(sampling, n=1)
+        with self._threads:
+            outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in ids],
+                                     self._vllm_params(sp), use_tqdm=False)
+        end_ids = self._end_ids(sp)
+        return [completion_from_vllm(out.outputs[0], sp, self.tok, end_ids) for out in outs]
 
     @torch.no_grad()
     def score(self, prompt_ids: list[list[int]], completion_ids: list[list[int]]) -> list[list[float]]:

@@ -1,0 +1,128 @@
+"""The environment interface of multi-turn rollouts, and the loader of recipe env specs.
+
+One ``Env`` instance per episode (trajectory): ``reset(row)`` once, then ``step(action)``
+after every model turn until it says done or the episode's turn/token budget runs out
+(grpo/rollout/multiturn.py runs the loop). A recipe names an env like a reward:
+``rollout.env: {name: calculator | python | path/file.py:Class | package.module:Class,
+kwargs: {...}}``; the class is called with ``**kwargs`` once per episode.
+
+An env needs no base class (any object with ``reset`` and ``step``); subclassing ``Env``
+gives the defaults below and the ``calls``/``errors`` counters the ``tool/*`` metrics read.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Any, Callable
+
+from ..config import ConfigError
+
+
+class Env:
+    """``stop``: the strings that end a model turn to hand it to ``step`` (tool-call end
+    markers, e.g. ``</calc>``); they are added to the recipe's ``rollout.stop`` and kept in
+    the turn's text. ``calls``/``errors``: tool calls made and failed this episode."""
+
+    stop: list[str] = []
+
+    def __init__(self, **kwargs: Any):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} takes no arguments (got {', '.join(sorted(kwargs))})")
+        self.calls = 0
+        self.errors = 0
+
+    def reset(self, row: dict) -> Any:
+        """The question of this episode: the dataset row's ``prompt`` (a string or chat
+        messages) by default. The caller renders it with the recipe's prompt template
+        (``grpo.data.render_prompt``), so an env returns the raw question, not a template.
+        Must depend on ``row`` only: the G episodes of a group share one prompt."""
+        return row["prompt"]
+
+    def step(self, action: str) -> tuple[str | None, float, bool]:
+        """``action``: the text of the model's latest turn (up to and including the stop
+        string that ended it). Returns (observation text appended after it, None when
+        done; a reward contribution, summed over the episode into the ``env_reward``
+        column; done)."""
+        raise NotImplementedError
+
+
+def _load_file(path: str, spec: str):
+    full = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isfile(full):
+        raise ConfigError(f"rollout.env: file {path!r} not found (from {spec!r}; looked at {full})")
+    stem = os.path.splitext(os.path.basename(full))[0]
+    modname = f"_grpo_user_env_{stem}_{hashlib.sha1(full.encode()).hexdigest()[:8]}"
+    mspec = importlib.util.spec_from_file_location(modname, full)
+    if mspec is None or mspec.loader is None:
+        raise ConfigError(f"rollout.env: file {path!r} cannot be imported as Python")
+    module = importlib.util.module_from_spec(mspec)
+    sys.modules[modname] = module
+    try:
+        mspec.loader.exec_module(module)
+    except Exception as e:
+        sys.modules.pop(modname, None)
+        raise ConfigError(f"rollout.env: file {path!r} failed to import: {type(e).__name__}: {e}") from None
+    return module
+
+
+def builtin_envs() -> dict[str, Callable]:
+    from .calculator import Calculator
+    from .python_tool import PythonTool
+    return {"calculator": Calculator, "python": PythonTool}
+
+
+def load_env(spec: str) -> Callable:
+    """The env class (or factory) a recipe's ``rollout.env.name`` names.
+
+    >>> load_env("calculator").__name__
+    'Calculator'
+    >>> load_env("calculater")
+    Traceback (most recent call last):
+    ...
+    grpo.config.ConfigError: rollout.env: unknown env 'calculater'; did you mean 'calculator'? (built in: calculator, python)
+    """
+    spec = (spec or "").strip()
+    table = builtin_envs()
+    if ":" not in spec:
+        if spec in table:
+            return table[spec]
+        hint = difflib.get_close_matches(spec, list(table), n=1, cutoff=0.5)
+        raise ConfigError(f"rollout.env: unknown env {spec!r}{f'; did you mean {hint[0]!r}?' if hint else ''} "
+                          f"(built in: {', '.join(sorted(table))})")
+    target, _, attr = spec.rpartition(":")
+    if not attr.isidentifier():
+        raise ConfigError(f"rollout.env {spec!r}: {attr!r} after ':' is not a class name")
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        module = _load_file(target, spec)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as e:
+            raise ConfigError(f"rollout.env: cannot import module {target!r} ({spec!r}): {e}") from None
+    cls = getattr(module, attr, None)
+    if cls is None or not callable(cls):
+        public = sorted(n for n, v in vars(module).items() if isinstance(v, type) and not n.startswith("_"))
+        raise ConfigError(f"rollout.env: {target!r} has no class {attr!r} (defines: {', '.join(public) or 'nothing'})")
+    return cls
+
+
+def make_env_factory(env_cfg) -> Callable[[], Any]:
+    """A no-argument constructor of one episode's env, checked once now (bad kwargs, a
+    missing ``reset``/``step``: one line at start-up, not at step 1)."""
+    cls, kwargs = load_env(env_cfg.name), dict(env_cfg.kwargs)
+    factory = lambda: cls(**kwargs)  # noqa: E731
+    try:
+        probe = factory()
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"rollout.env {env_cfg.name!r}: {e}") from None
+    for m in ("reset", "step"):
+        if not callable(getattr(probe, m, None)):
+            raise ConfigError(f"rollout.env {env_cfg.name!r}: the env has no {m}() method")
+    stops = getattr(probe, "stop", [])
+    if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) for s in stops):
+        raise ConfigError(f"rollout.env {env_cfg.name!r}: env.stop must be a list of strings, not {stops!r}")
+    return factory

@@ -1,0 +1,102 @@
+"""The ``python`` env (tool-integrated reasoning, ToRL / SimpleTIR style): the model writes
+a fenced ```python block, it runs in ``sandbox`` (time and memory limits, no network, no
+host files), and its output comes back as an ```output block, after which the model goes on.
+
+Each call is a fresh interpreter (nothing carries over between calls: a block restates
+what it needs). The observation holds stdout, then the last ``err_lines`` lines of stderr
+when the code failed, cut to ``max_output_chars`` (the cut said in the text); a timeout,
+memory or output-limit run, or a kill, is an ``error: ...`` observation, never an
+exception: the episode and the run go on.
+"""
+from __future__ import annotations
+
+import re
+
+from .base import Env
+
+_OPEN = re.compile(r"```(?:python|py)[ \t]*\n")
+_CLOSE = re.compile(r"\n?```\s*$")
+
+
+def code_block(action: str) -> str | None:
+    r"""The code of the python block that ends ``action`` (the last one opened), or None.
+
+    >>> code_block("x ```python\nprint(1)\n```\n"), code_block("```python\na\n``` b ```py\nb\n```")
+    ('print(1)', 'b')
+    >>> code_block("```python\nprint(1)"), code_block("no code")
+    (None, None)
+    """
+    opens = list(_OPEN.finditer(action))
+    if not opens:
+        return None
+    body = action[opens[-1].end():]
+    close = _CLOSE.search(body)
+    return body[:close.start()] if close else None
+
+
+def clip(text: str, max_chars: int) -> str:
+    """``text`` cut to about ``max_chars`` characters, head and tail kept, the cut said.
+
+    >>> clip("abcdefghij", 6)
+    'abc\\n...[4 characters cut]...\\nhij'
+    >>> clip("abc", 6)
+    'abc'
+    """
+    if len(text) <= max_chars:
+        return text
+    head, tail = max_chars // 2, max_chars - max_chars // 2
+    return f"{text[:head]}\n...[{len(text) - head - tail} characters cut]...\n{text[len(text) - tail:]}"
+
+
+def _stderr_tail(stderr: str, n: int) -> str:
+    lines = [ln.removeprefix("[sandbox] ") for ln in stderr.splitlines() if ln.strip()]
+    lines = [ln for i, ln in enumerate(lines) if i == 0 or ln != lines[i - 1]]   # a fork bomb's 60 alike
+    return "\n".join(lines[-n:])
+
+
+class PythonTool(Env):
+    r"""kwargs: ``timeout_s`` / ``memory_mb`` (per call), ``max_output_chars``,
+    ``err_lines``, ``stop`` (what ends a turn; default: a closing fence on its own line),
+    ``template`` (the observation around ``{output}``: a chat model's tool turn, e.g.
+    ``"<|im_end|>\n<|im_start|>user\n<output>{output}</output><|im_end|>\n<|im_start|>assistant\n"``)."""
+
+    def __init__(self, timeout_s: float = 5.0, memory_mb: int = 512, max_output_chars: int = 1000,
+                 err_lines: int = 4, stop: list[str] | None = None,
+                 template: str = "```output\n{output}\n```\n"):
+        super().__init__()
+        if not 0 < float(timeout_s) <= 120 or not 16 <= int(memory_mb) <= 16384:
+            raise ValueError("python: timeout_s must be in (0, 120] and memory_mb in [16, 16384]")
+        self.timeout_s, self.memory_mb = float(timeout_s), int(memory_mb)
+        self.max_output_chars, self.err_lines = int(max_output_chars), int(err_lines)
+        self.stop = list(stop) if stop is not None else ["\n```\n"]
+        if "{output}" not in template:
+            raise ValueError("python: template must contain {output}")
+        self.template = template
+
+    def step(self, action: str) -> tuple[str | None, float, bool]:
+        code = code_block(action)
+        if code is None:                 # no code block ends the turn: the model has answered
+            return None, 0.0, True
+        self.calls += 1
+        return self.observation(self.run(code)), 0.0, False
+
+    def run(self, code: str) -> str:
+        """The text of one call's output (stdout, and the error when there was one)."""
+        import sandbox
+        try:
+            r = sandbox.run(code, [], timeout_s=self.timeout_s, memory_mb=self.memory_mb)
+        except Exception as e:           # the sandbox itself failed: an observation, counted
+            self.errors += 1
+            return f"error: sandbox failed: {type(e).__name__}: {str(e)[:200]}"
+        if r.status == "ok":
+            return r.stdout
+        self.errors += 1
+        why = {"timeout": f"timed out after {self.timeout_s:g} s", "memory": "out of memory",
+               "output_limit": "output too large", "killed": "killed", "error": "the code raised"}
+        err = _stderr_tail(r.stderr, self.err_lines)
+        out = clip(r.stdout, self.max_output_chars // 2)
+        return f"{out}{'' if not out or out.endswith(chr(10)) else chr(10)}error: {why.get(r.status, r.status)}" + \
+            (f"\n{err}" if err else "")
+
+    def observation(self, out: str) -> str:
+        return self.template.replace("{output}", clip(out.rstrip(), self.max_output_chars))

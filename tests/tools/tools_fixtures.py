@@ -1,0 +1,70 @@
+"""Helpers of the multi-turn tests (a module, not a conftest.py: tests/*/conftest.py names
+clash when several test dirs run in one command)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grpo.rollout.base import Completion, Group, SamplingParams
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "data" / "tiny_model"
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    if (SHIPPED / "config.json").is_file():
+        return SHIPPED
+    out = tmp_path_factory.mktemp("tiny_model")
+    subprocess.run([sys.executable, str(ROOT / "data" / "build_tiny_model.py"), "--steps", "10", "--batch", "16",
+                    "--out", str(out)], check=True, capture_output=True, timeout=600)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_tok(tiny_dir):
+    from grpo.policy import load_tokenizer
+    return load_tokenizer(str(tiny_dir))
+
+
+class ScriptedEngine:
+    """An engine whose k-th turn of every episode is ``turns[k]`` (the last one repeats),
+    encoded with the tokenizer, cut at ``max_new_tokens`` (finish "length"). Records the
+    token-id sequences each turn continued from."""
+
+    def __init__(self, tok, turns: list[str]):
+        self.tok, self.turns, self.calls = tok, turns, []
+        self.turn = 0
+
+    def _one(self, sp: SamplingParams) -> Completion:
+        text = self.turns[min(self.turn, len(self.turns) - 1)]
+        ids = self.tok(text, add_special_tokens=False).input_ids
+        finish = "stop"
+        if len(ids) > sp.max_new_tokens:
+            ids, finish = ids[:sp.max_new_tokens], "length"
+            text = self.tok.decode(ids, skip_special_tokens=True)
+        return Completion(text, ids, [-0.5] * len(ids), finish)
+
+    def generate(self, prompts, sp):
+        self.turn = 0
+        groups = [Group(p, self.tok(p).input_ids, [self._one(sp) for _ in range(sp.n)]) for p in prompts]
+        self.turn = 1
+        return groups
+
+    def generate_ids(self, ids, sp):
+        self.calls.append([list(x) for x in ids])
+        out = [self._one(sp) for _ in ids]
+        self.turn += 1
+        return out
+
+    def update_weights(self, named=()):
+        pass
+
+    def sleep(self):
+        pass
+
+    def wake(self):
+        pass
