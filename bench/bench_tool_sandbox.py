@@ -13,9 +13,9 @@ rate and its ratio to sequential.  The call goes through the ``python`` env's
 is importable, else straight to ``sandbox.run`` (said in the output).
 
 Workload: a small ToRL-style computation (a loop and a print), the kind a math
-model writes.  ``--hostile F``: that share of calls is an infinite loop (each ends
-at the per-call timeout with an error observation) mixed in, to show what hostile
-calls cost the others.  The load average is printed: the machine may be shared.
+model writes.  ``--hostile F``: that share of calls is hostile (an infinite loop, a
+fork bomb, a flood of output, in turn; each ends with an error observation) mixed
+in, to show what hostile calls cost the others.  The load average is printed: the machine may be shared.
 """
 from __future__ import annotations
 
@@ -32,7 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sandbox  # noqa: E402
 
 CODE = "total = 0\nfor i in range(1, 2001):\n    total += i * i\nprint(total)"
-HOSTILE = "while True:\n    pass"
+EXPECTED = str(sum(i * i for i in range(1, 2001)))
+HOSTILE = ["while True:\n    pass",                                    # infinite loop
+           "import os\nwhile True:\n    os.fork()",                     # fork bomb
+           "while True:\n    print('x' * 10**6)"]                        # huge output
 
 
 def tool_call(timeout_s: float):
@@ -46,14 +49,14 @@ def tool_call(timeout_s: float):
         def via_env(code: str) -> tuple[bool, float]:
             env = PythonTool(timeout_s=timeout_s)        # one env per episode, as in a rollout
             t0 = time.perf_counter()
-            env.step(f"Let me compute.\n```python\n{code}\n```\n")
-            return env.errors == 0, time.perf_counter() - t0
+            obs, _, _ = env.step(f"Let me compute.\n```python\n{code}\n```\n")
+            return env.errors == 0 and EXPECTED in obs, time.perf_counter() - t0
         return via_env, "grpo.envs python env (PythonTool.step -> sandbox.run)"
 
     def direct(code: str) -> tuple[bool, float]:
         t0 = time.perf_counter()
         r = sandbox.run(code, [], timeout_s=timeout_s)
-        return r.status == "ok", time.perf_counter() - t0
+        return r.status == "ok" and r.stdout.strip() == EXPECTED, time.perf_counter() - t0
     return direct, "sandbox.run directly (grpo.envs python env not importable)"
 
 
@@ -82,7 +85,8 @@ def main() -> None:
     if args.n < 1 or not 0 <= args.hostile <= 1 or min(args.concurrency) < 1:
         raise SystemExit("need -n >= 1, 0 <= --hostile <= 1 and --concurrency values >= 1")
     every = round(1 / args.hostile) if args.hostile else 0
-    codes = [HOSTILE if every and i % every == every - 1 else CODE for i in range(args.n)]
+    codes = [HOSTILE[(i // every) % 3] if every and i % every == every - 1 else CODE
+             for i in range(args.n)]
 
     call, label = tool_call(args.timeout)
     caps = sandbox.capabilities()
@@ -90,8 +94,9 @@ def main() -> None:
     print(f"isolation: backend={caps['backend']} launch={caps['launch']} seccomp={caps['seccomp']}")
     print("machine:   %d usable CPUs, load average %.1f %.1f %.1f (before)"
           % (len(os.sched_getaffinity(0)), *os.getloadavg()))
-    print(f"workload:  {args.n} calls, {codes.count(HOSTILE)} hostile (infinite loop, "
-          f"{args.timeout:g} s limit)")
+    hostile = sum(c in HOSTILE for c in codes)
+    print(f"workload:  {args.n} calls, {hostile} hostile (infinite loop, fork bomb, huge "
+          f"output; {args.timeout:g} s limit); 'failed' counts calls without the right output")
     top = max(args.concurrency)
     timed(call, [CODE] * (2 * top), top)              # warm the zygote pool to its full size
     base = timed(call, codes, 0)
@@ -100,7 +105,7 @@ def main() -> None:
     for name, s in rows:
         print(f"{name:14} {s['per_s']:8.1f} calls/s  x{s['per_s'] / base['per_s']:5.2f} vs "
               f"sequential   p50 {s['p50_ms']:6.1f} ms  p95 {s['p95_ms']:7.1f} ms  "
-              f"errors {s['errors']}")
+              f"failed {s['errors']}")
     print("load average %.1f %.1f %.1f (after)" % os.getloadavg())
 
 
