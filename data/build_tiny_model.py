@@ -90,12 +90,15 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads (fixed: the weights depend on it; the shipped tools "
+                         "model used 1, faster on a shared machine)")
     args = ap.parse_args(argv)
 
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(args.seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     tok = build_tokenizer(TOOL_TAGS if args.tools else ())
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=384,
