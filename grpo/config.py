@@ -133,6 +133,9 @@ class RolloutConfig(_Strict):
                              f"({self.max_new_tokens}): an episode's budget holds at least one full turn")
         if self.env is None and self.max_turns > 1:
             raise ValueError("rollout.max_turns > 1 needs rollout.env (what answers the model between turns)")
+        if self.env is not None and self.engine == "server":
+            raise ValueError("rollout.env needs rollout.engine hf or vllm (the server engine cannot continue "
+                             "an episode from token ids yet)")
         return self
 
     @property

@@ -25,9 +25,13 @@ from ..config import ConfigError
 class Env:
     """``stop``: the strings that end a model turn to hand it to ``step`` (tool-call end
     markers, e.g. ``</calc>``); they are added to the recipe's ``rollout.stop`` and kept in
-    the turn's text. ``calls``/``errors``: tool calls made and failed this episode."""
+    the turn's text. ``calls``/``errors``: tool calls made and failed this episode.
+    ``special_tokens``: the policy tokenizer's special-token texts (the rollout sets them):
+    an observation is tokenized as text, so ``<|im_end|>`` printed by a tool would become
+    the control token itself; pass untrusted text through ``escape_specials``."""
 
     stop: list[str] = []
+    special_tokens: frozenset[str] = frozenset()   # set by the rollout before reset (escape_specials)
 
     def __init__(self, **kwargs: Any):
         if kwargs:
@@ -48,6 +52,19 @@ class Env:
         done; a reward contribution, summed over the episode into the ``env_reward``
         column; done)."""
         raise NotImplementedError
+
+
+def escape_specials(text: str, specials) -> str:
+    """``text`` with every special-token text in it broken by a zero-width space, so a
+    tool's output can never tokenize to a control token (end of turn, a chat role).
+
+    >>> escape_specials("a<|im_end|>b</s>", {"<|im_end|>", "</s>"}) == "a<\u200b|im_end|>b<\u200b/s>"
+    True
+    """
+    for s in sorted((s for s in specials if len(s) > 1), key=len, reverse=True):
+        if s in text:
+            text = text.replace(s, s[0] + "\u200b" + s[1:])
+    return text
 
 
 def _load_file(path: str, spec: str):

@@ -85,6 +85,13 @@ END_OF_TURN = ("<|im_end|>", "<|im_start|>", "<|endoftext|>", "<|eot_id|>", "<|e
                "<|user|>", "<\uff5cend\u2581of\u2581sentence\uff5c>", "<\uff5cUser\uff5c>")
 
 
+def special_tokens(tok) -> set[str]:
+    """The texts of the tokenizer's special tokens (its named ones and added special ones)."""
+    special = set(getattr(tok, "all_special_tokens", []) or [])
+    return special | {t.content for t in (getattr(tok, "added_tokens_decoder", {}) or {}).values()
+                      if getattr(t, "special", False)}
+
+
 def end_token_ids(tok, generation_config=None, end_of_turn: bool = True, stops=()) -> list[int]:
     """Token ids that end a completion: the tokenizer's EOS, generation_config's EOS ids,
     (``end_of_turn``) the chat template's end-of-turn special tokens that the vocabulary has,
@@ -100,9 +107,7 @@ def end_token_ids(tok, generation_config=None, end_of_turn: bool = True, stops=(
         add(getattr(generation_config, "eos_token_id", None))
     candidates = (list(END_OF_TURN) if end_of_turn else []) + list(stops or [])
     if candidates:                   # those the vocabulary has as special tokens stop by id
-        special = set(getattr(tok, "all_special_tokens", []) or [])
-        special |= {t.content for t in (getattr(tok, "added_tokens_decoder", {}) or {}).values()
-                    if getattr(t, "special", False)}
+        special = special_tokens(tok)
         for t in candidates:
             if t in special:
                 add(tok.convert_tokens_to_ids(t))

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from .base import Completion, Group, SamplingParams, ToolStats
+from .base import Completion, Group, SamplingParams, ToolStats, special_tokens
 
 
 class EnvPrompt(str):
@@ -116,6 +116,10 @@ class MultiTurnEngine:
         G = sampling.n
         budget = self.max_total_tokens or sampling.max_new_tokens
         envs = [self.make_env() for _ in range(len(prompts) * G)]
+        specials = frozenset(special_tokens(self.tok))
+        for env in envs:
+            if hasattr(env, "special_tokens"):       # grpo.envs.Env: escape them in tool output
+                env.special_tokens = specials
         rendered = [self._reset(p, envs[b * G:(b + 1) * G]) for b, p in enumerate(prompts)]
         stops = list(dict.fromkeys([*sampling.stop, *(s for s in getattr(envs[0], "stop", []) if s)]))
         sp = replace(sampling, stop=stops, max_new_tokens=min(sampling.max_new_tokens, budget))

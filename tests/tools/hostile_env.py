@@ -21,11 +21,11 @@ _count = itertools.count()
 
 
 class Hostile(PythonTool):
-    stop = ["</answer>"]
+    """kwargs as PythonTool's; ``stop`` defaults to a space, so nearly every first turn
+    ends early and makes its (hostile) call."""
 
     def __init__(self, **kw):
-        super().__init__(**{"timeout_s": 1.0, "memory_mb": 256, "max_output_chars": 300, **kw})
-        self.stop = ["</answer>"]
+        super().__init__(**{"timeout_s": 1.0, "memory_mb": 256, "max_output_chars": 200, "stop": [" "], **kw})
         self.attack = list(ATTACKS)[next(_count) % len(ATTACKS)]
         self.n = 0
 

@@ -53,10 +53,15 @@ def test_user_env_from_a_file_and_its_observations_carry_no_loss(tmp_path, tiny_
 
 def test_a_run_whose_tool_calls_are_all_hostile_finishes(tmp_path, tiny_dir):
     rows = run(tmp_path, recipe(tmp_path, tiny_dir, f"{HERE / 'hostile_env.py'}:Hostile",
-                                "rewards=[{name: math_accuracy}]", "rollout.stop=['</answer>']"))
+                                "rewards=[{name: math_accuracy}]", "rollout.n=8", "rollout.max_total_tokens=400"))
     assert len(rows) == 2
-    calls = sum(r["tool/calls_per_completion"] for r in rows)
-    assert calls > 0 and all(r["tool/error_rate"] >= 0.75 for r in rows if r["tool/calls_per_completion"])
+    for r in rows:                     # 16 episodes a step, nearly all calling; all calls fail
+        assert r["tool/calls_per_completion"] >= 0.5 and r["tool/error_rate"] >= 0.85, r
+    texts = [json.loads(ln)["completion"] for ln in (tmp_path / "t" / "samples" / "step-1.jsonl").read_text().splitlines()]
+    seen = "\n".join(texts)
+    for what in ("error: killed", "error: timed out", "error: output too large", "error: out of memory"):
+        assert what in seen, what      # the fork bomb, the loop, 100 MB, 8 GiB: each an observation
+    assert "root:" not in seen and max(len(t) for t in texts) < 2000
 
 
 @pytest.mark.parametrize("env, msg", [
@@ -71,13 +76,12 @@ def test_bad_env_specs_are_one_line_errors(tmp_path, tiny_dir, env, msg):
         Trainer(load_config(None, recipe(tmp_path, tiny_dir, env)), overwrite=True)
 
 
-def test_cli_reports_bad_env_kwargs_and_turns_without_env_in_one_line(tmp_path, tiny_dir):
-    base = recipe(tmp_path, tiny_dir, "calculator")
+def test_cli_reports_bad_env_kwargs_in_one_line(tmp_path, tiny_dir):
+    """One subprocess (the in-process recipe errors are in test_envs.py)."""
     y = tmp_path / "r.yaml"
     y.write_text(f"model: {{path: {tiny_dir}}}\ndata: {{source: 'builtin:arithmetic'}}\n")
-    for sets, msg in [([*base, "rollout.env.kwargs={colour: red}"], "unexpected keyword argument 'colour'"),
-                      ([s for s in base if not s.startswith("rollout.env")], "rollout.max_turns > 1 needs rollout.env"),
-                      ([*base, "rollout.max_total_tokens=8"], "max_total_tokens (8) is below")]:
-        p = subprocess.run([sys.executable, "-m", "grpo.cli", "train", str(y), *sum((["--set", s] for s in sets), [])],
-                           capture_output=True, text=True, timeout=300, cwd=ROOT)
-        assert p.returncode != 0 and msg in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]
+    sets = [*recipe(tmp_path, tiny_dir, "calculator"), "rollout.env.kwargs={colour: red}"]
+    p = subprocess.run([sys.executable, "-m", "grpo.cli", "train", str(y), *sum((["--set", s] for s in sets), [])],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert p.returncode != 0 and "unexpected keyword argument 'colour'" in p.stderr, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) <= 3, p.stderr[-2000:]
