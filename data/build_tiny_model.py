@@ -19,8 +19,8 @@ tokens. Build time: about 4.5 minutes on 2 idle cores (400 steps), final loss ~0
 ``grpo.tasks.tool_corpus_trace``: at a low base rate (``--tool-rate``, 8%) the trace hands
 every step to the calculator (``<think><calc>3+7</calc><result>10</result> <calc>10+2</calc>
 <result>12</result></think> ...``, observations written as the calculator env writes
-them), the rest are quick traces (35% slips per step, 5% untagged, no careful style). Four more tag tokens: <calc>,
-</calc>, <result>, </result>. The shipped data/tiny_tools_model is
+them), the rest are quick traces (35% slips per step, 5% untagged, no careful style).
+Four more tag tokens: <calc>, </calc>, <result>, </result>. The shipped data/tiny_tools_model is
 ``--tools --threads 1`` (400 steps, final loss 0.219, 583 s on the shared 2-core box).
 The default build is byte-identical to what it was before --tools existed.
 """
