@@ -2,6 +2,7 @@
 
     python data/build_tiny_model.py            # writes data/tiny_model/ (a few minutes on 2 cores)
     python data/build_tiny_model.py --steps 50 --out /tmp/m   # a quick smoke build
+    python data/build_tiny_model.py --tools    # writes data/tiny_tools_model/ (see below)
 
 Deterministic: fixed seeds, a fixed thread count and deterministic torch algorithms,
 so the same torch version on the same CPU type rebuilds the same weights.
@@ -13,6 +14,15 @@ answer outside <answer> tags. The model therefore starts as a base model should 
 R1-Zero: it mostly follows the format, is right about a third of the time at
 temperature 1, and rarely verifies. The tokenizer is character level plus four tag
 tokens. Build time: about 4.5 minutes on 2 idle cores (400 steps), final loss ~0.18.
+
+``--tools`` builds the tool-using variant (recipes/tiny/tools.yaml): sums of 3-5 terms,
+``grpo.tasks.tool_corpus_trace``: at a low base rate (``--tool-rate``, 8%) the trace hands
+every step to the calculator (``<think><calc>3+7</calc><result>10</result> <calc>10+2</calc>
+<result>12</result></think> ...``, observations written as the calculator env writes
+them), the rest are quick traces (35% slips per step, 5% untagged, no careful style).
+Four more tag tokens: <calc>, </calc>, <result>, </result>. The shipped data/tiny_tools_model is
+``--tools --threads 1`` (400 steps, final loss 0.219, 583 s on the shared 2-core box).
+The default build is byte-identical to what it was before --tools existed.
 """
 from __future__ import annotations
 
@@ -26,13 +36,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from grpo.data import apply_template  # noqa: E402
-from grpo.tasks import arithmetic_problem, arithmetic_trace  # noqa: E402
+from grpo.tasks import (TOOL_TAGS, arithmetic_problem, arithmetic_trace,  # noqa: E402
+                        tool_corpus_trace)
 
 TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
 SPECIAL = ["<pad>", "<s>", "</s>", "<unk>"]
 
 
-def build_tokenizer():
+def build_tokenizer(extra_tags=()):
     from tokenizers import Tokenizer, decoders, models, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -45,7 +56,7 @@ def build_tokenizer():
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
                                  eos_token="</s>", unk_token="<unk>")
-    hf.add_tokens(TAGS)  # single tokens: the format is one decision, not seven characters
+    hf.add_tokens(TAGS + list(extra_tags))  # single tokens: the format is one decision
     return hf
 
 
@@ -58,21 +69,39 @@ def corpus(n: int, seed: int) -> list[str]:
     return out
 
 
+def tools_corpus(n: int, seed: int, tool_rate: float) -> list[str]:
+    """The --tools corpus: sums of 3-5 terms, calculator traces at ``tool_rate``."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        p = arithmetic_problem(rng, n_terms=(3, 5))
+        out.append(apply_template("r1_zero_tiny", p["prompt"])
+                   + tool_corpus_trace(p, rng, tool_rate=tool_rate))
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=str(Path(__file__).parent / "tiny_model"))
+    ap.add_argument("--out", default=None,
+                    help="default: data/tiny_model, or data/tiny_tools_model with --tools")
+    ap.add_argument("--tools", action="store_true", help="the calculator-using variant")
+    ap.add_argument("--tool-rate", type=float, default=0.08,
+                    help="--tools: share of traces that call the calculator")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads (fixed: the weights depend on it; the shipped tools "
+                         "model used 1, faster on a shared machine)")
     args = ap.parse_args(argv)
 
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(args.seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
-    tok = build_tokenizer()
+    tok = build_tokenizer(TOOL_TAGS if args.tools else ())
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=384,
                       num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
                       max_position_embeddings=512, tie_word_embeddings=True,
@@ -80,7 +109,8 @@ def main(argv=None) -> None:
                       pad_token_id=tok.pad_token_id)
     model = LlamaForCausalLM(cfg)
     n_params = sum(p.numel() for p in model.parameters())
-    texts = corpus(args.steps * args.batch, args.seed)
+    n = args.steps * args.batch
+    texts = tools_corpus(n, args.seed, args.tool_rate) if args.tools else corpus(n, args.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps,
                                                 pct_start=0.05)
@@ -97,7 +127,8 @@ def main(argv=None) -> None:
         opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
         if step % 100 == 0 or step == args.steps - 1:
             print(f"step {step:5d}  loss {loss.item():.4f}  {time.time() - t0:6.1f}s", flush=True)
-    out = Path(args.out)
+    out = Path(args.out or Path(__file__).parent / ("tiny_tools_model" if args.tools
+                                                    else "tiny_model"))
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     model.generation_config.save_pretrained(out)

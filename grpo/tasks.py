@@ -69,6 +69,66 @@ def arithmetic_trace(problem: dict, rng: random.Random, slip_rate: float = 0.35,
     return f" <think>{think}</think> <answer>{acc}</answer>"
 
 
+# The calculator tool's protocol (grpo/envs' calculator env writes the same observation):
+# the model writes <calc>EXPR</calc>, generation stops at </calc>, the env appends
+# <result>VALUE</result>, and generation goes on.
+TOOL_TAGS = ["<calc>", "</calc>", "<result>", "</result>"]
+
+
+def long_arithmetic_problem(rng: random.Random) -> dict:
+    """A sum of 4-5 one-digit numbers: 3-4 steps where a quick trace can slip, so that
+    the calculator matters (the tools recipe's RL prompts).
+
+    >>> p = long_arithmetic_problem(random.Random(0))
+    >>> 4 <= len(p["numbers"]) <= 5 and p["answer"] == str(sum(p["numbers"]))
+    True
+    """
+    return arithmetic_problem(rng, n_terms=(4, 5))
+
+
+def calculator_trace(problem: dict, rng: random.Random, untagged_rate: float = 0.05) -> str:
+    """A completion that adds step by step like ``arithmetic_trace`` but hands every step
+    to the calculator, each observation written exactly as the calculator env appends
+    it at RL time. Each call is "running total + next term": the same look-up of the
+    next term that quick traces make, so calls are as well-formed as the model's own
+    steps (a 1M-parameter model does not learn to copy a whole 5-term sum from a few
+    thousand examples); only the results come from the tool, and they are exact.
+
+    >>> calculator_trace({"numbers": [3, 7, 2]}, random.Random(0), untagged_rate=0.0)
+    ' <think><calc>3+7</calc><result>10</result> <calc>10+2</calc><result>12</result></think> <answer>12</answer>'
+    >>> calculator_trace({"numbers": [3, 7, 2]}, random.Random(0), untagged_rate=1.0)[-35:]
+    '</result></think> The answer is 12.'
+    """
+    nums = problem["numbers"]
+    acc, calls = nums[0], []
+    for x in nums[1:]:
+        calls.append(f"<calc>{acc}+{x}</calc><result>{acc + x}</result>")
+        acc += x
+    think = " ".join(calls)
+    if rng.random() < untagged_rate:
+        return f" <think>{think}</think> The answer is {acc}."
+    return f" <think>{think}</think> <answer>{acc}</answer>"
+
+
+def tool_corpus_trace(problem: dict, rng: random.Random, tool_rate: float = 0.08,
+                      slip_rate: float = 0.35, careful_rate: float = 0.0,
+                      untagged_rate: float = 0.05) -> str:
+    """One pre-training trace of the tools model (``build_tiny_model.py --tools``): with
+    probability ``tool_rate`` a calculator trace (a call per step), else an ``arithmetic_trace``. The
+    choice is the first token after ``<think>`` (``<calc>`` or a digit), one decision
+    RL can learn to take. No careful style by default: the calculator is the one
+    reliable route to the answer, so tool use is what RL has room to raise.
+
+    >>> rng = random.Random(0)
+    >>> ts = [tool_corpus_trace(arithmetic_problem(rng), rng) for _ in range(2000)]
+    >>> 0.06 < sum("<calc>" in t for t in ts) / len(ts) < 0.10
+    True
+    """
+    if rng.random() < tool_rate:
+        return calculator_trace(problem, rng, untagged_rate)
+    return arithmetic_trace(problem, rng, slip_rate, careful_rate, untagged_rate)
+
+
 def countdown_problem(rng: random.Random, n_numbers: int = 3) -> dict:
     """TinyZero-style countdown: reach ``target`` with + - * on the given numbers."""
     nums = [rng.randint(1, 20) for _ in range(n_numbers)]
@@ -81,7 +141,8 @@ def countdown_problem(rng: random.Random, n_numbers: int = 3) -> dict:
             "target": target, "numbers": nums}
 
 
-GENERATORS = {"arithmetic": arithmetic_problem, "countdown": countdown_problem}
+GENERATORS = {"arithmetic": arithmetic_problem, "arithmetic_long": long_arithmetic_problem,
+              "countdown": countdown_problem}
 
 
 def generate(task: str, n: int, seed: int) -> Iterator[dict]:
