@@ -26,7 +26,7 @@ from . import checkpoint
 from .config import Config, ConfigError, dump_config, validate_tree
 from .data import (PromptSampler, check_prompt_lengths, load_rows, model_context, prompt_format,
                    render_prompt)
-from .rundir import has_run, open_run
+from .rundir import open_run_ranks
 from .metrics import MetricsLogger, accuracy_reward, reflection_counts, safe_mean, write_samples
 from .parallel import Parallel
 from .policy import (build_batch, load_policy, micro_batches, score, score_all, score_shared_prompt,
@@ -57,8 +57,6 @@ class Trainer:
         self.ckpt_root = self.run_dir / "checkpoints"
         set_threads(cfg.train.threads)
         self.par = Parallel(cfg)
-        if resume and self.par.enabled:
-            raise ConfigError("--resume with several processes is not supported yet")
         torch.manual_seed(cfg.train.seed + self.par.rank)   # ranks sample different completions
 
         # Validate everything cheap before anything expensive: data and rewards, then models.
@@ -74,22 +72,19 @@ class Trainer:
                               f"({', '.join(self.rewards.names) or 'none'})")
         self.accuracy = accuracy_reward(self.rewards.names, cfg.accuracy_reward)
         self.failures = rewards_lib.FailureStreak(cfg.reward_max_failed_steps)
-        self.lock = None
-        if self.par.is_main:              # one writer per run directory; no run replaced by accident
-            self.lock = open_run(self.run_dir, cfg.model_dump(mode="json"), resume, overwrite,
-                                 normalize=lambda t: validate_tree(Config, t).model_dump(mode="json"), log=_warn)
+        # One writer per run directory (rank 0's lock), no run replaced by accident; every rank
+        # resumes from the checkpoint rank 0 picked.
+        self.lock, ckpt = open_run_ranks(self.run_dir, cfg.model_dump(mode="json"), resume, overwrite, log=_warn,
+                                         normalize=lambda t: validate_tree(Config, t).model_dump(mode="json"))
         try:
-            self._init_rest(cfg, bool(resume) and has_run(self.run_dir))
+            self._init_rest(cfg, ckpt)
         except BaseException:
             if self.lock is not None:
                 self.lock.release()
             raise
 
-    def _init_rest(self, cfg: Config, resume: bool) -> None:
+    def _init_rest(self, cfg: Config, ckpt: Path | None) -> None:
         d = cfg.data
-        ckpt = checkpoint.latest_resumable(self.ckpt_root, log=_warn) if resume else None
-        if resume and ckpt is None:
-            _warn(f"grpo: note: no checkpoint in {self.ckpt_root} yet; the run starts again from step 0")
         m = cfg.model
         if m.precision == "fp8":          # fail before loading anything
             from .fp8 import check_fp8_support
@@ -132,7 +127,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         warm = max(cfg.train.warmup_steps, 1)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm))
-        self.start_step = checkpoint.restore_trainer_state(ckpt, self.opt, self.sched) if ckpt else 0
+        self.start_step = checkpoint.restore(ckpt, self.policy, self.opt, self.sched, cfg.train.seed, _warn) if ckpt else 0
 
         self.log = None
         if self.par.is_main:              # one writer: rank 0 logs its own shard's metrics
@@ -458,12 +453,10 @@ class Trainer:
 
     def _save(self, step: int) -> None:
         full = self.par.full_state_dict(self.policy)   # collective when experts are sharded
-        if self.par.is_main:
-            every = self.cfg.output.full_checkpoint_every
-            checkpoint.save(self.ckpt_root, step, self.policy, self.tok, self.opt, self.sched,
-                            self.cfg.output.keep_checkpoints, state_dict=full,
-                            full=every is None or step % every == 0 or step == self.cfg.train.steps)
-        self.par.barrier()
+        every = self.cfg.output.full_checkpoint_every  # every rank writes its shard (collective)
+        checkpoint.save(self.ckpt_root, step, self.policy, self.tok, self.opt, self.sched,
+                        self.cfg.output.keep_checkpoints, state_dict=full,
+                        full=every is None or step % every == 0 or step == self.cfg.train.steps)
 
 
 def _accumulate(sums: dict, loss, ent, cm: dict, mask, n_tokens: int, mu: int) -> None:
