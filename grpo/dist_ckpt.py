@@ -138,6 +138,8 @@ def _quiet():
 def _state_dicts(model, optimizer) -> dict:
     from torch.distributed.checkpoint.state_dict import get_state_dict
     sd, osd = get_state_dict(model, optimizer, options=_options())
+    frozen = {n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+    sd = {k: v for k, v in sd.items() if k not in frozen}   # a tied alias of a frozen weight too
     names, tag = _ep_names(model)
     _rename(sd, osd, names, tag)
     return {"model": sd, "optim": osd}
