@@ -61,10 +61,24 @@ def shard_model(model: nn.Module, mp: MixedPrecisionPolicy | None = None,
     layers = decoder_layers(model)
     if not layers:
         raise ValueError(f"parallel.fsdp: found no decoder layers to shard in {type(model).__name__}")
+    broadcast_from_rank0(model, skip=ignored)
     for layer in layers:
         fully_shard(layer, mesh=mesh, mp_policy=mp, ignored_params=ignored or None)
     fully_shard(model, mesh=mesh, mp_policy=mp, ignored_params=ignored or None)
     return model
+
+
+@torch.no_grad()
+def broadcast_from_rank0(model: nn.Module, skip: set = frozenset()) -> None:
+    """Rank 0's parameters and buffers on every rank (as DDP does on construction): weights
+    drawn at random after loading (a LoRA adapter's A, a new head) differ by rank otherwise,
+    since every rank seeds its sampling differently. ``skip``: per-rank shards (experts)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return
+    ids = {id(p) for p in skip}
+    for t in [*model.parameters(), *model.buffers()]:
+        if id(t) not in ids:
+            dist.broadcast(t.data, src=0)
 
 
 def is_sharded(model: nn.Module | None) -> bool:

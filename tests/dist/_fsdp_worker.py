@@ -33,9 +33,9 @@ def digits(prompts, completions, **kw):
     """The share of digits: varies within a group of random completions."""
     return [sum(ch.isdigit() for ch in c) / max(len(c), 1) for c in completions]
 
-def half_flat(prompts, completions, **kw):
-    """digits, but constant (a zero-variance group) for the prompts whose crc32 is even."""
-    return [0.5 if zlib.crc32(p.encode()) % 2 == 0 else sum(ch.isdigit() for ch in c) / max(len(c), 1)
+def some_flat(prompts, completions, **kw):
+    """digits, but constant (a zero-variance group) for the prompts whose crc32 is divisible by 3."""
+    return [0.5 if zlib.crc32(p.encode()) % 3 == 0 else sum(ch.isdigit() for ch in c) / max(len(c), 1)
             for p, c in zip(prompts, completions)]
 
 def flat_on_rank1(prompts, completions, **kw):
@@ -80,15 +80,20 @@ def run(scenario: dict, tmp: Path) -> dict | None:
     tr = Trainer(cfg, overwrite=True)
     if scenario.get("fixed", True):
         tr.engine = FixedEngine(tr.tok, cfg.rollout.max_new_tokens)
+    rows = []                                     # rows each update trained on, this rank
+    update = tr._update
+    tr._update = lambda batch, *a, **k: rows.append(len(batch)) or update(batch, *a, **k)
     before = tr.par.full_state_dict(tr.policy) or {k: v.detach().clone() for k, v in tr.policy.state_dict().items()}
     metrics = [tr.step(s) for s in range(cfg.train.steps)]
     mem = tr.par.gather_objects(F.shard_bytes(tr.policy, tr.opt))
+    rows = tr.par.gather_objects(rows)
     after = tr.par.full_state_dict(tr.policy) or {k: v.detach().clone() for k, v in tr.policy.state_dict().items()}
     if tr.lock is not None:
         tr.lock.release()
     if not tr.par.is_main:
         return None
-    return {"metrics": metrics, "before": before, "after": after, "mem": mem, "world": tr.par.world}
+    return {"metrics": metrics, "before": before, "after": after, "mem": mem, "rows": rows,
+            "world": tr.par.world}
 
 
 def main() -> None:
