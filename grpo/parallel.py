@@ -49,6 +49,10 @@ class Parallel:
         if self.world > 1 and cfg.train.prompts_per_step % self.world:
             raise ConfigError(f"train.prompts_per_step={cfg.train.prompts_per_step} must be divisible "
                               f"by the number of processes ({self.world})")
+        r = cfg.rollout
+        if self.world > 1 and r.engine == "server" and r.weight_sync == "broadcast":
+            raise ConfigError("rollout.weight_sync=broadcast joins one trainer process to the server; with "
+                              "several processes use weight_sync=http")
         if self.expert > 1 and cfg.algorithm.dynamic_sampling:
             # Expert-parallel forwards are all-to-alls even without grad: the no-grad scoring of
             # ranks with different batch sizes would not line up.
@@ -146,7 +150,8 @@ class Parallel:
             sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         else:
             sd = model.state_dict()
-        sd = {k: v for k, v in sd.items() if k not in experts and "balancer" not in k}
+        own = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}   # tied once
+        sd = {k: v for k, v in sd.items() if k in own and k not in experts and "balancer" not in k}
         return {**sd, **experts} if self.is_main or not self.fsdp else {}
 
     def named_full_parameters(self, model):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -83,17 +84,27 @@ def run(scenario: dict, tmp: Path) -> dict | None:
     rows = []                                     # rows each update trained on, this rank
     update = tr._update
     tr._update = lambda batch, *a, **k: rows.append(len(batch)) or update(batch, *a, **k)
-    before = tr.par.full_state_dict(tr.policy) or {k: v.detach().clone() for k, v in tr.policy.state_dict().items()}
+    weights = scenario.get("weights", True)
+    before = _weights(tr) if weights else {}
     metrics = [tr.step(s) for s in range(cfg.train.steps)]
     mem = tr.par.gather_objects(F.shard_bytes(tr.policy, tr.opt))
     rows = tr.par.gather_objects(rows)
-    after = tr.par.full_state_dict(tr.policy) or {k: v.detach().clone() for k, v in tr.policy.state_dict().items()}
+    after = _weights(tr) if weights else {}
+    t0 = time.perf_counter()
+    for _ in range(3):                            # what unsharding for generation costs
+        with tr.par.gathered(tr.policy):
+            pass
+    gather_s = (time.perf_counter() - t0) / 3
     if tr.lock is not None:
         tr.lock.release()
     if not tr.par.is_main:
         return None
     return {"metrics": metrics, "before": before, "after": after, "mem": mem, "rows": rows,
-            "world": tr.par.world}
+            "world": tr.par.world, "gather_s": gather_s}
+
+
+def _weights(tr) -> dict:
+    return tr.par.full_state_dict(tr.policy) or {k: v.detach().clone() for k, v in tr.policy.state_dict().items()}
 
 
 def main() -> None:
