@@ -50,7 +50,7 @@ def models(names: list[str]) -> dict[str, str]:
 
 
 def launch(world: int, path: str, args, tmp: Path) -> dict:
-    sets = [f"model.path={path}", "rewards=[{name: '@RW:digits'}]", f"train.prompts_per_step={args.prompts}",
+    sets = [f"model.path={path}", "rewards=[{name: '@RW:chars'}]", f"train.prompts_per_step={args.prompts}",
             f"rollout.n={args.n}", f"rollout.max_new_tokens={args.max_new}", "train.micro_batch_size=8",
             "train.micro_batch_tokens=null", "train.share_prompt=true", "algorithm.track_kl=false"]
     spec = tmp / f"spec-{world}.json"
@@ -70,6 +70,8 @@ def launch(world: int, path: str, args, tmp: Path) -> dict:
 
 
 def row(res: dict) -> dict:
+    if any(m["update_skipped"] for m in res["metrics"]):
+        raise SystemExit("bench_scaling: a step had nothing to learn (no update): not a step time")
     later = res["metrics"][1:] or res["metrics"]
     med = lambda k: statistics.median(m[k] for m in later)  # noqa: E731
     mem = max(m["params"] + m["optimizer"] for m in res["mem"])

@@ -34,6 +34,10 @@ def digits(prompts, completions, **kw):
     """The share of digits: varies within a group of random completions."""
     return [sum(ch.isdigit() for ch in c) / max(len(c), 1) for c in completions]
 
+def chars(prompts, completions, **kw):
+    """Text length: varies within any group of random-length completions, whatever the vocabulary."""
+    return [len(c) / 100 for c in completions]
+
 def some_flat(prompts, completions, **kw):
     """digits, but constant (a zero-variance group) for the prompts whose crc32 is divisible by 3."""
     return [0.5 if zlib.crc32(p.encode()) % 3 == 0 else sum(ch.isdigit() for ch in c) / max(len(c), 1)

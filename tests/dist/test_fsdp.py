@@ -55,6 +55,10 @@ SCENARIOS = {  # name -> (world sizes, overrides); FixedEngine unless "fixed": F
     # the hf engine sampling from the sharded policy (gathered), dynamic sampling, 2 steps
     "hf_dyn": ((2,), [*_COMMON, "algorithm.dynamic_sampling=true", "train.share_prompt=true",
                       "train.steps=2"], False),
+    # parallel.fsdp=true on one process (a world of one: the path the bf16 GPU check takes); last,
+    # since it initialises torch.distributed in the 1-process launch
+    "fsdp1": ((1,), [*_COMMON, "train.micro_batch_size=3", "train.micro_batch_tokens=null",
+                     "train.share_prompt=true", "algorithm.track_kl=false", "parallel.fsdp=true"]),
     # overlapped rollouts (a private unsharded copy synced with full tensors), 3 steps
     "overlap": ((2,), [*_COMMON, "rollout.overlap=true", "algorithm.dynamic_sampling=true", "train.steps=3"], False),
 }
@@ -117,6 +121,11 @@ def _assert_same_metrics(one: list[dict], many: list[dict], what: str) -> None:
 def test_step_matches_single_process(runs, name):
     for world in SCENARIOS[name][0][1:]:
         _assert_same_update(runs[1][name], runs[world][name], f"{name} x{world}")
+
+
+def test_fsdp_on_one_process(runs):
+    _assert_same_update(runs[1]["base"], runs[1]["fsdp1"], "fsdp on 1 process")
+    _assert_same_metrics(runs[1]["base"]["metrics"], runs[1]["fsdp1"]["metrics"], "fsdp on 1 process")
 
 
 @pytest.mark.parametrize("name", ["base", "kl_mu2", "dyn"])
