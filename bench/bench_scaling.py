@@ -82,10 +82,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="tiny,smollm2")
     ap.add_argument("--worlds", default="1,2,4")
-    ap.add_argument("--steps", type=int, default=4)
-    ap.add_argument("--prompts", type=int, default=8, help="prompts per step (divisible by every world size)")
-    ap.add_argument("--n", type=int, default=4, help="completions per prompt")
-    ap.add_argument("--max-new", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--prompts", type=int, default=4, help="prompts per step (divisible by every world size)")
+    ap.add_argument("--n", type=int, default=2, help="completions per prompt")
+    ap.add_argument("--max-new", type=int, default=16)
     args = ap.parse_args()
     worlds = [int(w) for w in args.worlds.split(",")]
     print(f"# {os.cpu_count()} CPU cores; global batch {args.prompts} x {args.n} completions of 1..{args.max_new} "

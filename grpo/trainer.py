@@ -309,7 +309,7 @@ class Trainer:
             grad_norm, stepped_lr = self._optimizer_step(losses)
             skipped, lr = skipped + (stepped_lr is None), lr if stepped_lr is None else stepped_lr
         sums, extra = self.par.reduce_sums(sums), self.par.reduce_sums(extra)   # shares summed over ranks
-        if ref is None:
+        if self.ref is None:                   # (a rank with no rows scores no reference: ref None)
             sums["kl"] = None
         if method not in ("tis", "mis"):
             extra.update(dict.fromkeys(CORRECTION_KEYS))
