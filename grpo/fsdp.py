@@ -104,9 +104,9 @@ def gathered(model: nn.Module | None) -> Iterator[None]:
     try:
         yield
     finally:
-        for m in mods:
+        for m in mods:          # back to FSDP's defaults: layers reshard after forward, the root not
             m.reshard()
-            m.set_reshard_after_forward(True, recurse=False)
+            m.set_reshard_after_forward(m is not model, recurse=False)
 
 
 def local(t: torch.Tensor) -> torch.Tensor:

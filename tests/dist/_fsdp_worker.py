@@ -43,9 +43,9 @@ def some_flat(prompts, completions, **kw):
     return [0.5 if zlib.crc32(p.encode()) % 3 == 0 else sum(ch.isdigit() for ch in c) / max(len(c), 1)
             for p, c in zip(prompts, completions)]
 
-def flat_on_rank1(prompts, completions, **kw):
-    """Every group on rank 1 zero-variance (it has nothing to train on), digits elsewhere."""
-    if os.environ.get("RANK") == "1":
+def flat_on_rank0(prompts, completions, **kw):
+    """Every group on rank 0 zero-variance (the rank that logs has nothing to train on), digits elsewhere."""
+    if os.environ.get("RANK", "0") == "0":
         return [0.0] * len(completions)
     return [sum(ch.isdigit() for ch in c) / max(len(c), 1) for c in completions]
 '''
@@ -88,10 +88,12 @@ def run(scenario: dict, tmp: Path) -> dict | None:
     rows = []                                     # rows each update trained on, this rank
     update = tr._update
     tr._update = lambda batch, *a, **k: rows.append(len(batch)) or update(batch, *a, **k)
+    grads = []                                    # gradient shard bytes at each optimizer step
+    tr.opt.register_step_pre_hook(lambda *_: grads.append(F.shard_bytes(tr.policy)["grads"]))
     weights = scenario.get("weights", True)
     before = _weights(tr) if weights else {}
     metrics = [tr.step(s) for s in range(cfg.train.steps)]
-    mem = tr.par.gather_objects(F.shard_bytes(tr.policy, tr.opt))
+    mem = tr.par.gather_objects({**F.shard_bytes(tr.policy, tr.opt), "grads": max(grads, default=0)})
     rows = tr.par.gather_objects(rows)
     after = _weights(tr) if weights else {}
     t0 = time.perf_counter()

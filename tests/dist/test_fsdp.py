@@ -48,8 +48,8 @@ SCENARIOS = {  # name -> (world sizes, overrides); FixedEngine unless "fixed": F
                       "train.lr=1e-2"]),
     "grad_ckpt": ((1, 2), [*_COMMON, "model.gradient_checkpointing=true", "train.share_prompt=false",
                            "algorithm.track_kl=false"]),
-    # rank 1's groups all flat: it trains on nothing and runs zero-weight micro-batches only
-    "rank1_flat": ((2,), ["rewards=[{name: '@RW:flat_on_rank1'}]", "train.prompts_per_step=4", "rollout.n=4",
+    # rank 0's groups all flat: the rank that logs trains on nothing, runs zero-weight micro-batches only
+    "rank0_flat": ((2,), ["rewards=[{name: '@RW:flat_on_rank0'}]", "train.prompts_per_step=4", "rollout.n=4",
                           "algorithm.dynamic_sampling=true", "train.micro_batch_size=2",
                           "train.micro_batch_tokens=null", "algorithm.mu=2", "algorithm.beta=0.04"]),
     # the hf engine sampling from the sharded policy (gathered), dynamic sampling, 2 steps
@@ -140,12 +140,12 @@ def test_metrics_reduced_over_ranks(runs, name):
 
 
 def test_shard_memory_is_one_nth(runs):
-    """Parameter + gradient + AdamW bytes held per rank (local shards, after one step)."""
+    """Parameter + gradient (at the optimizer step) + AdamW bytes held per rank (local shards)."""
     single = runs[1]["base"]["mem"][0]
-    total1 = single["params"] + single["optimizer"]
-    assert single["optimizer"] == 2 * single["params"]            # AdamW: exp_avg + exp_avg_sq
+    total1 = single["params"] + single["grads"] + single["optimizer"]
+    assert single["optimizer"] == 2 * single["params"] == 2 * single["grads"]   # AdamW: exp_avg, exp_avg_sq
     for world in (2, 4):
-        per_rank = [m["params"] + m["optimizer"] for m in runs[world]["base"]["mem"]]
+        per_rank = [m["params"] + m["grads"] + m["optimizer"] for m in runs[world]["base"]["mem"]]
         assert len(per_rank) == world
         for b in per_rank:
             assert total1 / world <= b <= 1.05 * total1 / world, (world, b, total1)
@@ -159,8 +159,8 @@ def test_dynamic_sampling_uneven_split(runs):
 
 
 def test_rank_with_nothing_to_train(runs):
-    r = runs[2]["rank1_flat"]
-    assert r["rows"][1] == [0] and r["rows"][0][0] > 0               # rank 1 kept no row
+    r = runs[2]["rank0_flat"]
+    assert r["rows"][0] == [0] and r["rows"][1][0] > 0               # rank 0 kept no row
     m = r["metrics"][0]
     assert m["update_skipped"] == 0 and m["zero_std_frac"] == 0.5 and m["kl"] is not None
     assert any(not torch.equal(r["before"][k], r["after"][k]) for k in r["before"])
