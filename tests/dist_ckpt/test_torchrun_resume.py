@@ -50,6 +50,12 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
+def _errors(stderr: str) -> str:
+    """The lines that say what failed (torchrun's own summary ends every failed run)."""
+    keep = [ln for ln in stderr.splitlines() if "Error" in ln or "error:" in ln or "what()" in ln]
+    return "\n".join(keep[-15:]) or stderr[-3000:]
+
+
 def _rows(run: Path) -> list[dict]:
     rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     return [{k: v for k, v in r.items() if not k.startswith(TIMING)} for r in rows]
@@ -83,7 +89,7 @@ def runs(tmp_path_factory):
     """The uninterrupted 2-process run, and one whose rank 1 was SIGKILLed then resumed."""
     out = tmp_path_factory.mktemp("dist_resume")
     r = subprocess.run(_args(out, "full"), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == 0, _errors(r.stderr)
 
     run = out / "k"
     proc = subprocess.Popen(_args(out, "k"), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
@@ -101,7 +107,7 @@ def runs(tmp_path_factory):
     assert killed_at and killed_at[-1] < STEPS, (killed_at, err[-2000:])
     r = subprocess.run(_args(out, "k", extra=["--resume"]), cwd=ROOT, env=_env(), capture_output=True,
                        text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == 0, _errors(r.stderr)
     return out, killed_at[-1], r.stderr
 
 
