@@ -1,14 +1,20 @@
-"""Atomic checkpoints and exact resume.
+"""Atomic, sharded checkpoints and exact resume, for one process or many (``torchrun``).
 
-A checkpoint is written to ``checkpoints/.tmp-step-N`` and renamed to ``step-N`` only
-when complete, so a run killed at any instant (SIGKILL included) leaves either a whole
-checkpoint or none: ``latest()`` never sees a half-written one. Each holds the model
-(a loadable Hugging Face directory, or the LoRA adapter), tokenizer, optimizer and
-scheduler state, and every RNG state, so a resumed run samples exactly what the
-uninterrupted run would have sampled. ``trainer_state.json`` records each file's size.
+``step-N/`` holds a plain Hugging Face directory (config, tokenizer, ``model.safetensors``
+or the LoRA adapter: what eval, sample, the pipeline and ``from_pretrained`` load), and,
+in a full checkpoint, what a resume needs: ``dcp/`` (model and optimizer state written by
+``torch.distributed.checkpoint``, each rank its own shard: dist_ckpt.py), ``rng-R.pt``
+(rank R's RNG states), ``trainer.pt`` (scheduler, world size); ``trainer_state.json`` is
+the size manifest of every file. The prompts of a step are a function of (seed, step)
+(data.PromptSampler), so they need no state.
 
-Never saved: non-finite weights (a CheckpointError instead). A full disk gives a
-one-line CheckpointError and leaves no partial directory. A weights-only checkpoint
+Atomic: every rank writes into ``checkpoints/.tmp-step-N``; when all are done (agreed
+collectively), rank 0 writes the manifest and renames it to ``step-N``, so a run killed at
+any instant (SIGKILL of any rank included) leaves either a whole checkpoint or none. A
+failure on any rank (a full disk, an exception) is agreed on, the partial directory
+removed and one CheckpointError raised on every rank; earlier checkpoints are untouched.
+
+Never saved: non-finite weights (a CheckpointError instead). A weights-only checkpoint
 (``full=False``: no optimizer state) can be evaluated but not resumed from; rotation
 always keeps the newest full one. On resume, :func:`latest_resumable` skips (with a
 warning) checkpoints that are damaged: missing or truncated files, unreadable state,
@@ -19,15 +25,15 @@ from __future__ import annotations
 import errno
 import json
 import os
-import random
 import re
 import shutil
 import sys
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from . import dist_ckpt as D
 
 STATE = "trainer_state.json"
 
@@ -49,37 +55,102 @@ def _fsync_dir(path: Path) -> None:
 
 
 def non_finite(tensors) -> list[str]:
-    """Names of the tensors in ``(name, tensor)`` pairs holding inf or nan."""
-    return [n for n, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    """Names of the tensors in ``(name, tensor)`` pairs holding inf or nan (of a DTensor:
+    this rank's shard)."""
+    return [n for n, t in tensors if t.is_floating_point() and not bool(torch.isfinite(D.local(t)).all())]
 
 
 def save(ckpt_root: Path, step: int, model, tokenizer, optimizer, scheduler, keep: int,
          state_dict: dict | None = None, full: bool = True) -> Path:
-    """``state_dict`` overrides the model's own (the unsharded weights of an expert-parallel model)."""
-    weights = state_dict if state_dict is not None else dict(model.named_parameters())
-    bad = non_finite(weights.items())
-    if bad:
-        raise CheckpointError(f"not saving step {step}: {len(bad)} weight tensor(s) are non-finite "
-                              f"(first: {bad[0]}); earlier checkpoints in {ckpt_root} are untouched")
+    """Every rank calls it (one process: no communication). ``state_dict`` overrides the
+    weights exported for eval (the unsharded weights of an expert-parallel model)."""
+    main = D.rank() == 0
+    export = state_dict if state_dict is not None else D.full_model_state_dict(model)   # collective
+    weights = [(n, D.local(p.detach())) for n, p in model.named_parameters()]
+    bad = non_finite([*weights, *((export or {}).items() if main else ())])
+    if D.agree(bool(bad)):
+        first = f"first: {bad[0]}" if bad else "on another rank"
+        raise CheckpointError(f"not saving step {step}: {len(bad) or 'some'} weight tensor(s) are non-finite "
+                              f"({first}); earlier checkpoints in {ckpt_root} are untouched")
     final = ckpt_root / f"step-{step}"
     tmp = ckpt_root / f".tmp-step-{step}"
     try:
-        ckpt_root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        _write(tmp, step, model, tokenizer, optimizer, scheduler, state_dict, full)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        _fsync_dir(ckpt_root)
-    except Exception as e:  # noqa: BLE001 -- torch and safetensors report a full disk as their own errors
-        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or _disk_full(ckpt_root)
-        shutil.rmtree(tmp, ignore_errors=True)      # a partial checkpoint must not keep the disk full
-        why = "no space left on device" if full else f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        _phase(lambda: main and _fresh(ckpt_root, tmp))
+        _phase(lambda: _write(tmp, step, model, tokenizer, optimizer, scheduler, export, full))
+        _phase(lambda: main and _publish(ckpt_root, tmp, final, step, full))
+    except BaseException as e:  # noqa: BLE001 -- torch, safetensors, DCP: their own errors
+        if not _is_error(e):
+            raise
+        full_disk = _disk_full_error(e) or _disk_full(ckpt_root)
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)  # a partial checkpoint must not keep the disk full
+        why = "no space left on device" if full_disk else _one_line(e)
         raise CheckpointError(f"could not save checkpoint step-{step} in {ckpt_root}: {why}; the partial "
                               "checkpoint was removed, earlier ones are intact; free some space, then continue "
                               "with --resume") from None
-    _rotate(ckpt_root, keep)
+    if main:
+        _rotate(ckpt_root, keep)
     return final
+
+
+class _RankFailed(RuntimeError):
+    """A save phase failed on some rank; ``errors``: (rank, exception or its text) of each."""
+    def __init__(self, errors: list):
+        self.errors = errors
+        r, e = errors[0]
+        super().__init__(f"on rank {r}: {_one_line(e)}" if D.world() > 1 else _one_line(e))
+
+
+def _phase(fn) -> None:
+    """Run this rank's part of a save phase, then agree (collective): when any rank failed,
+    every rank raises _RankFailed naming the failures, so none waits in a later collective."""
+    err = None
+    try:
+        fn()
+    except BaseException as e:  # noqa: BLE001 -- reported to every rank below
+        if not _is_error(e):
+            raise
+        err = e
+    if not D.agree(err is not None):
+        return
+    if D.world() == 1:
+        raise _RankFailed([(0, err)])
+    import torch.distributed as dist
+    texts = [None] * D.world()
+    dist.all_gather_object(texts, None if err is None else ("ENOSPC" if _disk_full_error(err) else _one_line(err)))
+    errors = [(r, err if r == D.rank() else t) for r, t in enumerate(texts) if t is not None]
+    raise _RankFailed(errors)
+
+
+def _is_error(e: BaseException) -> bool:
+    """An error of the save (DCP's CheckpointException is a BaseException), not Ctrl-C or exit;
+    told by name so that importing this module does not import DCP (1.6 s)."""
+    return isinstance(e, Exception) or type(e).__name__ == "CheckpointException"
+
+
+def _one_line(e) -> str:
+    if isinstance(e, str):
+        return e
+    if isinstance(e, _RankFailed):
+        return str(e)
+    text = str(e).splitlines()[0][:200] if str(e) else ""
+    return f"{type(e).__name__}: {text}"
+
+
+def _disk_full_error(e) -> bool:
+    """Whether a full disk is behind ``e`` (its causes, DCP's per-rank failures, other ranks' reports)."""
+    seen, todo = set(), [e]
+    while todo:
+        x = todo.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if x == "ENOSPC" or isinstance(x, OSError) and x.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(x, BaseException):
+            todo += [x.__cause__, x.__context__, *(v for _, v in getattr(x, "errors", ())),
+                     *(v[0] if isinstance(v, tuple) else v for v in getattr(x, "failures", {}).values())]
+    return False
 
 
 def _disk_full(path: Path) -> bool:
@@ -89,22 +160,47 @@ def _disk_full(path: Path) -> bool:
         return False
 
 
-def _write(tmp: Path, step, model, tokenizer, optimizer, scheduler, state_dict, full: bool) -> None:
-    if state_dict is None:
+def _fresh(ckpt_root: Path, tmp: Path) -> None:
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+
+
+def _write(tmp: Path, step, model, tokenizer, optimizer, scheduler, export, full: bool) -> None:
+    """This rank's files: its DCP shard and RNG state; rank 0 also the HF export and trainer.pt."""
+    if full:
+        D.save_sharded(tmp / D.DCP_DIR, model, optimizer)           # collective
+        _save_synced(D.rng_state(), tmp / f"rng-{D.rank()}.pt")
+    if D.rank() != 0:
+        return
+    if export is None:
         model.save_pretrained(tmp, safe_serialization=True)
     else:
-        model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        model.save_pretrained(tmp, state_dict=export, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     if full:
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                            "numpy": np.random.get_state()}}, tmp / "trainer.pt")
-    files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir()) if f.is_file()}
-    (tmp / STATE).write_text(json.dumps({"step": step, "full": full, "files": files}))
-    for f in tmp.iterdir():               # data on disk before the rename makes it visible
+        _save_synced({"scheduler": scheduler.state_dict(), "world": D.world(), "step": step}, tmp / "trainer.pt")
+
+
+def _save_synced(obj, path: Path) -> None:
+    torch.save(obj, path)
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _publish(ckpt_root: Path, tmp: Path, final: Path, step: int, full: bool) -> None:
+    """Rank 0, once every rank wrote its part: the size manifest, then the rename."""
+    files = {str(f.relative_to(tmp)): f.stat().st_size for f in sorted(tmp.rglob("*")) if f.is_file()}
+    (tmp / STATE).write_text(json.dumps({"step": step, "full": full, "world": D.world(), "files": files}))
+    for f in tmp.iterdir():               # data on disk before the rename makes it visible (DCP syncs its own)
         if f.is_file():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+    if (tmp / D.DCP_DIR).is_dir():
+        _fsync_dir(tmp / D.DCP_DIR)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    _fsync_dir(ckpt_root)
 
 
 def _rotate(ckpt_root: Path, keep: int) -> None:
@@ -167,6 +263,13 @@ def damage(ckpt: Path, need_full: bool = True) -> str | None:
             return f"{name} has {f.stat().st_size} bytes, {size} were written"
     if need_full and not (ckpt / "trainer.pt").is_file():
         return "trainer.pt is missing"
+    if need_full and "world" in state:    # the sharded format: every rank's RNG and the DCP directory
+        missing = [f"rng-{r}.pt" for r in range(state["world"]) if not (ckpt / f"rng-{r}.pt").is_file()]
+        if missing:
+            return f"{missing[0]} is missing"
+        why = D.metadata_error(ckpt / D.DCP_DIR)
+        if why:
+            return why
     for js in sorted(ckpt.glob("*.json")):
         try:
             json.loads(js.read_text())
@@ -206,11 +309,32 @@ def latest_resumable(ckpt_root: Path, log=None) -> Path | None:
     return None
 
 
-def restore_trainer_state(ckpt: Path, optimizer, scheduler) -> int:
-    state = torch.load(ckpt / "trainer.pt", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    random.setstate(state["rng"]["python"])
-    np.random.set_state(state["rng"]["numpy"])
-    return json.loads((ckpt / STATE).read_text())["step"]
+def restore(ckpt: Path, model, optimizer, scheduler, seed: int = 0, log=None) -> int:
+    """Load ``ckpt`` into the (already wrapped) model, the optimizer, the scheduler and this
+    rank's RNG (collective); returns its step. Another world size: DCP reshards the model and
+    optimizer, and each rank's RNG restarts from (seed, step, rank), with a note: the data
+    order is the same, the sampled completions are not those of an uninterrupted run."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    state = _state(ckpt)
+    step = state["step"]
+    tp = torch.load(ckpt / "trainer.pt", weights_only=False)
+    if "optimizer" in tp:                 # a single-process checkpoint written before DCP
+        optimizer.load_state_dict(tp["optimizer"])
+        scheduler.load_state_dict(tp["scheduler"])
+        D.set_rng_state(tp["rng"])
+        return step
+    saved = state.get("world", 1)
+    if saved != D.world() and D._ep_names(model)[0]:
+        raise CheckpointError(f"{ckpt} was written by {saved} processes with expert parallelism; resume it "
+                              f"with {saved} processes (torchrun --nproc-per-node {saved})")
+    D.load_sharded(ckpt / D.DCP_DIR, model, optimizer)
+    scheduler.load_state_dict(tp["scheduler"])
+    if saved == D.world():
+        D.set_rng_state(torch.load(ckpt / f"rng-{D.rank()}.pt", weights_only=False))
+    else:
+        D.reseed(seed, step)
+        if D.rank() == 0:
+            log(f"grpo: note: {ckpt} was written by {saved} process(es), this run has {D.world()}: weights and "
+                "optimizer state are resharded, the prompts of each step are the same, but the sampling RNG "
+                "restarts, so completions differ from an uninterrupted run")
+    return step

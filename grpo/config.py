@@ -265,6 +265,12 @@ class ParallelConfig(_Strict):
     expert: int = Field(1, ge=1, description="expert-parallel degree for MoE policies")
     expert_balance_rate: float = Field(0.0, ge=0, description="aux-loss-free balancing: per-step bias change "
                                        "gamma (DeepSeek-V3: 0.001; steps DeepSeek-V3's own e_score_correction_bias); 0 = off")
+    fsdp: Optional[bool] = Field(None, description="shard the policy, reference and teacher with FSDP2 "
+                                 "(fully_shard per decoder layer); None: on whenever WORLD_SIZE > 1")
+    param_dtype: Optional[Literal["float32", "bfloat16", "float16"]] = Field(
+        None, description="FSDP mixed precision: the dtype layers compute in; None: the weights' own (model.dtype)")
+    reduce_dtype: Optional[Literal["float32", "bfloat16", "float16"]] = Field(
+        "float32", description="FSDP mixed precision: the dtype gradients are reduced in; None: param_dtype")
 
 
 # ------------------------------------------------------- shared by the stage recipes

@@ -144,7 +144,13 @@ def tool_metrics(comps: list, wall_s: float | None = None) -> dict:
     >>> m["tool/calls_per_completion"], m["tool/error_rate"], m["tool/turns"], m["tool/used_frac"], m["tool/ended_turns_frac"]
     (1.0, 0.3333333333333333, 2.0, 0.6666666666666666, 0.3333333333333333)
     """
-    st = [c.tools for c in comps if getattr(c, "tools", None) is not None]
+    return tool_stats_metrics([getattr(c, "tools", None) for c in comps], wall_s)
+
+
+def tool_stats_metrics(stats: list, wall_s: float | None = None) -> dict:
+    """``tool_metrics`` on the episodes' ToolStats (None for single-turn completions): the
+    trainer passes all ranks' stats, gathered by ``dist_metrics.gather_step``."""
+    st = [s for s in stats if s is not None]
     if not st:
         return {}
     n, calls = len(st), sum(s.calls for s in st)

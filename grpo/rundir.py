@@ -199,6 +199,33 @@ def open_run(run_dir: Path, new_tree: dict, resume: bool | str = False, overwrit
         raise
 
 
+def open_run_ranks(run_dir: Path, new_tree: dict, resume: bool | str = False, overwrite: bool = False,
+                   normalize=None, log=None) -> tuple[RunLock | None, Path | None]:
+    """:func:`open_run` for every rank of a run (one process: just that): rank 0 takes the
+    lock, applies the start policy and picks the checkpoint to resume from; the other ranks
+    wait for its decision (collective) and get the same checkpoint, or raise its error.
+    Returns (the lock on rank 0, else None; the checkpoint or None)."""
+    from . import dist_ckpt
+    from .checkpoint import CheckpointError, latest_resumable
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    lock = None
+
+    def decide() -> str | None:
+        nonlocal lock
+        lock = open_run(run_dir, new_tree, resume, overwrite, normalize, log)
+        try:
+            ckpt = latest_resumable(run_dir / "checkpoints", log=log) if resume and has_run(run_dir) else None
+        except BaseException:
+            lock.release()
+            raise
+        if resume and ckpt is None and has_run(run_dir):
+            log(f"grpo: note: no checkpoint in {run_dir / 'checkpoints'} yet; the run starts again from step 0")
+        return None if ckpt is None else str(ckpt)
+
+    ckpt = dist_ckpt.one_decides(decide, errors=(RunError, CheckpointError))
+    return lock, None if ckpt is None else Path(ckpt)
+
+
 def resume_changes(run_dir: Path, new_tree: dict, normalize=None) -> dict:
     """Compare the recipe with the run's config.yaml: refuse changes outside MAY_CHANGE,
     record the others in resume_changes.jsonl. Returns {key: [old, new]}."""

@@ -26,9 +26,10 @@ from . import checkpoint
 from .config import Config, ConfigError, dump_config, validate_tree
 from .data import (PromptSampler, check_prompt_lengths, load_rows, model_context, prompt_format,
                    render_prompt)
-from .rundir import has_run, open_run
+from .rundir import open_run_ranks
 from .envs.wiring import env_columns, episode_prompts, wrap_engine
-from .metrics import MetricsLogger, accuracy_reward, reflection_counts, safe_mean, tool_metrics, write_samples
+from .metrics import MetricsLogger, accuracy_reward, reflection_counts, safe_mean, tool_stats_metrics, write_samples
+from .dist_metrics import gather_step
 from .parallel import Parallel
 from .policy import (build_batch, load_policy, micro_batches, score, score_all, score_shared_prompt,
                      set_threads, to_device)
@@ -58,8 +59,6 @@ class Trainer:
         self.ckpt_root = self.run_dir / "checkpoints"
         set_threads(cfg.train.threads)
         self.par = Parallel(cfg)
-        if resume and self.par.enabled:
-            raise ConfigError("--resume with several processes is not supported yet")
         torch.manual_seed(cfg.train.seed + self.par.rank)   # ranks sample different completions
 
         # Validate everything cheap before anything expensive: data and rewards, then models.
@@ -75,22 +74,19 @@ class Trainer:
                               f"({', '.join(self.rewards.names) or 'none'})")
         self.accuracy = accuracy_reward(self.rewards.names, cfg.accuracy_reward)
         self.failures = rewards_lib.FailureStreak(cfg.reward_max_failed_steps)
-        self.lock = None
-        if self.par.is_main:              # one writer per run directory; no run replaced by accident
-            self.lock = open_run(self.run_dir, cfg.model_dump(mode="json"), resume, overwrite,
-                                 normalize=lambda t: validate_tree(Config, t).model_dump(mode="json"), log=_warn)
+        # One writer per run directory (rank 0's lock), no run replaced by accident; every rank
+        # resumes from the checkpoint rank 0 picked.
+        self.lock, ckpt = open_run_ranks(self.run_dir, cfg.model_dump(mode="json"), resume, overwrite, log=_warn,
+                                         normalize=lambda t: validate_tree(Config, t).model_dump(mode="json"))
         try:
-            self._init_rest(cfg, bool(resume) and has_run(self.run_dir))
+            self._init_rest(cfg, ckpt)
         except BaseException:
             if self.lock is not None:
                 self.lock.release()
             raise
 
-    def _init_rest(self, cfg: Config, resume: bool) -> None:
+    def _init_rest(self, cfg: Config, ckpt: Path | None) -> None:
         d = cfg.data
-        ckpt = checkpoint.latest_resumable(self.ckpt_root, log=_warn) if resume else None
-        if resume and ckpt is None:
-            _warn(f"grpo: note: no checkpoint in {self.ckpt_root} yet; the run starts again from step 0")
         m = cfg.model
         if m.precision == "fp8":          # fail before loading anything
             from .fp8 import check_fp8_support
@@ -109,22 +105,23 @@ class Trainer:
         if m.precision == "fp8":
             from .fp8 import enable_fp8_training
             enable_fp8_training(self.policy)
-        self.par.prepare(self.policy)
+        self.par.prepare(self.policy, fsdp=False)     # FSDP after the engine took its copy
         self.ref: Reference | None = load_reference(cfg, self.policy, self.par.prepare)
         t = cfg.algorithm.teacher               # on-policy distillation (distill.py)
         self.teacher = self.par.prepare(to_device(load_policy(t, m.dtype, None, trainable=False)[1])) if t else None
         if self.teacher is not None and self.teacher.config.vocab_size != self.policy.config.vocab_size:
             raise ConfigError(f"algorithm.teacher {t!r} has a vocabulary of {self.teacher.config.vocab_size}, the "
                               f"student {self.policy.config.vocab_size}: on-policy distillation needs the same tokenizer")
-        self.engine = make_engine(cfg.rollout, self.policy, self.tok, synced=self.par.enabled)
+        self.engine = make_engine(cfg.rollout, self.policy, self.tok, synced=self.par.expert > 1)
         self.engine = wrap_engine(cfg, self.engine, self.tok, self._prompt, _warn)   # rollout.env: multi-turn
+        self.policy = self.par.shard_policy(self.policy)   # FSDP2 (parallel.fsdp)
         self.engine.record_routing = cfg.algorithm.routing_replay   # MoE routing replay (R3)
         if replay_config_error(cfg, self.engine):
             raise ConfigError(replay_config_error(cfg, self.engine))
         self._routing = None
         k = cfg.rollout.staleness
-        if k and self.par.enabled:
-            raise ConfigError("rollout.overlap / max_staleness with several processes is not supported yet")
+        if k and self.par.expert > 1:
+            raise ConfigError("rollout.overlap / max_staleness with parallel.expert > 1 is not supported yet")
         self.prefetch = Prefetcher(self.engine, k) if k else None
         if cfg.algorithm.rollout_correction in ("tis", "mis") and hasattr(self.engine, "return_logprobs"):
             self.engine.return_logprobs = True     # the hf engine computes them only when asked
@@ -134,7 +131,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         warm = max(cfg.train.warmup_steps, 1)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm))
-        self.start_step = checkpoint.restore_trainer_state(ckpt, self.opt, self.sched) if ckpt else 0
+        self.start_step = checkpoint.restore(ckpt, self.policy, self.opt, self.sched, cfg.train.seed, _warn) if ckpt else 0
 
         self.log = None
         if self.par.is_main:              # one writer: rank 0 logs its own shard's metrics
@@ -184,6 +181,7 @@ class Trainer:
         behav = behaviour_logprobs(groups, batch.mask.shape[1])[keep] if self._correction(stale) != "off" else None
         self._routing = [c.routing for c, k in zip(comps, keep.tolist()) if k] if a.routing_replay else None
         skip = nothing_to_learn(adv[keep], batch.mask[keep], a.beta, teacher=self.teacher is not None)
+        skip = not self.par.any(not skip)      # ranks update together (FSDP forwards are collectives)
         upd = dict.fromkeys(UPDATE_KEYS) if skip else self._update(batch.slice(keep), adv[keep], behav, stale)
         t["update"] = time.time() - t0
 
@@ -196,8 +194,9 @@ class Trainer:
         texts = [c.text for c in comps]
         if self.par.is_main and ((step + 1) % cfg.output.sample_every == 0 or step == 0):
             self._write_samples(step + 1, prompts, texts, reward, out.per_fn, G)
-        return {**out.metrics, **upd, **self._step_metrics(comps, out.per_fn, truncated, zero_std, t),
-                **tool_metrics(comps, getattr(self.engine, "tool_wall", None)),
+        g = gather_step(self.par, self.rewards.names, out, comps, truncated, zero_std)   # all ranks'
+        return {**g.reward_metrics, **upd, **self._step_metrics(g, t),
+                **tool_stats_metrics(g.tools, getattr(self.engine, "tool_wall", None)),
                 "rollout/stale_steps": stale, "update_skipped": int(skip),
                 "lr": upd.get("lr") or self.opt.param_groups[0]["lr"]}   # the lr this step's update used
 
@@ -214,12 +213,12 @@ class Trainer:
         self._reward_health(step + 1, out, per_sample)
         return out
 
-    def _step_metrics(self, comps: list, per_fn: dict, truncated, zero_std, t: dict) -> dict:
-        """Lengths, truncation, reflection and timing of one step (the update's own metrics
-        come from _update)."""
-        lengths = [len(c.token_ids) for c in comps]
-        correct = self._correct(per_fn)
-        n_refl = reflection_counts([c.text for c in comps], self.cfg.output.reflection_words)
+    def _step_metrics(self, g, t: dict) -> dict:
+        """Lengths, truncation, reflection and timing of one step, over all ranks' completions
+        ``g`` (dist_metrics.StepRecords; the update's own metrics come from _update)."""
+        lengths, truncated, zero_std = g.lengths, g.truncated, g.zero_std
+        correct = self._correct(g.per_fn)
+        n_refl = reflection_counts(g.texts, self.cfg.output.reflection_words)
         dt = sum(t.values())
         return {
             "completion_len/mean": sum(lengths) / len(lengths),
@@ -233,7 +232,7 @@ class Trainer:
             **{f"time/{k}": v for k, v in t.items()}, "time/step": dt,
             "time/rollout_sampling": self._t_sampling,
             "tokens_per_s": sum(lengths) / max(t["rollout"] + t["update"], 1e-9),
-            "completions_per_s": len(comps) / max(dt, 1e-9),
+            "completions_per_s": len(lengths) / max(dt, 1e-9),
         }
 
     def _correction(self, stale: int) -> str:
@@ -262,16 +261,17 @@ class Trainer:
         old = behav if method == "coupled" else None
         policy_loss = L.bind(a)                     # the loss with its paper (or the recipe's) hyperparameters
         N = len(batch)
-        n_tokens = int(batch.mask.sum().item())
+        n_tokens, N = self.par.global_counts(int(batch.mask.sum().item()), N)   # the loss divides by global counts
         constant = a.constant_norm or self.cfg.rollout.max_new_tokens
         agg = A.get(A.AGGREGATIONS, a.loss_agg, "loss aggregation")
         kl_fn = A.get(A.KL_ESTIMATORS, a.kl_estimator, "KL estimator")
-        mbs = micro_batches(batch, t.micro_batch_size, t.micro_batch_tokens)
+        mbs = self.par.pad_micro_batches(micro_batches(batch, t.micro_batch_size, t.micro_batch_tokens))
         score_fn = score_shared_prompt if t.share_prompt else score
         # With mu=1 the rollout policy *is* the current policy: old log-probs are the current
         # ones detached (ratio 1), saving a forward pass. With mu>1 they are fixed up front.
         if old is None and a.mu > 1:                # the proximal policy
-            old = score_all(self.policy, batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
+            with self.par.gathered(self.policy):
+                old = score_all(self.policy, batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
         ref = self._ref_logprobs(batch) if self.ref is not None else None
         teach = self._score_frozen(self.teacher, batch) if self.teacher is not None else None
         sums = dict.fromkeys(("loss", "kl", "entropy", "clip_frac", "clip_low_frac", "clip_high_frac"), 0.0)
@@ -281,6 +281,9 @@ class Trainer:
         for _ in range(a.mu):
             losses = []
             for idx in mbs:
+                if idx is None:                        # this rank has fewer micro-batches than another
+                    self.par.zero_backward(self.policy, score_fn, self.tok.pad_token_id)
+                    continue
                 sub = batch.slice(idx).trim()          # [n, C'], C' <= C
                 C = sub.mask.shape[1]
                 with replay_batch(self.policy, sub, self._routing and [self._routing[i] for i in idx.tolist()]) as rep:
@@ -300,12 +303,13 @@ class Trainer:
                         loss_tok = loss_tok + a.beta * kl
                     sums["kl"] += (kl.detach() * mask).sum().item() / max(n_tokens, 1) / a.mu
                 loss = agg(loss_tok, mask, n_tokens, N, constant)
-                loss.backward()
+                (loss * self.par.loss_scale).backward()
                 losses.append(loss.detach())
                 _accumulate(sums, loss, ent, cm, mask, n_tokens, a.mu)
             grad_norm, stepped_lr = self._optimizer_step(losses)
             skipped, lr = skipped + (stepped_lr is None), lr if stepped_lr is None else stepped_lr
-        if ref is None:
+        sums, extra = self.par.reduce_sums(sums), self.par.reduce_sums(extra)   # shares summed over ranks
+        if self.ref is None:                   # (a rank with no rows scores no reference: ref None)
             sums["kl"] = None
         if method not in ("tis", "mis"):
             extra.update(dict.fromkeys(CORRECTION_KEYS))
@@ -352,7 +356,7 @@ class Trainer:
     def _check_weights(self, lr: float) -> None:
         """Finite gradients can still step the weights out of range (an lr far too high):
         stop before such weights sample, train or are saved."""
-        bad = checkpoint.non_finite((n, p.detach()) for n, p in self.policy.named_parameters() if p.requires_grad)
+        bad = checkpoint.non_finite(self.par.local_parameters(self.policy))
         if bad:
             have = checkpoint.all_steps(self.ckpt_root)
             raise checkpoint.NonFiniteError(
@@ -362,10 +366,12 @@ class Trainer:
 
     def _score_frozen(self, model, batch) -> torch.Tensor:
         t = self.cfg.train
-        return score_all(model, batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
+        with self.par.gathered(model):
+            return score_all(model, batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
 
     def _ref_logprobs(self, batch) -> torch.Tensor:
-        return self.ref.logprobs(batch, self.cfg.train)
+        with self.par.gathered(getattr(self.ref, "model", self.policy)):
+            return self.ref.logprobs(batch, self.cfg.train)
 
     # ------------------------------------------------------------------ rollout, sync
     def _rollout(self, step: int, prompts: list[str]) -> tuple[list, int]:
@@ -375,7 +381,8 @@ class Trainer:
         the next step's, which then runs while this step's rewards and update do."""
         if not self.prefetch:
             t0 = time.time()
-            groups = self.engine.generate(prompts, self._sampling())
+            with self.par.gathered(self.policy if getattr(self.engine, "model", None) is self.policy else None):
+                groups = self.engine.generate(prompts, self._sampling())
             if self.cfg.rollout.sleep:    # its memory goes to the update; the sync/next generate wake it
                 self.engine.sleep()
             self._t_sampling = time.time() - t0
@@ -386,7 +393,7 @@ class Trainer:
             got = self.engine.generate(prompts, self._sampling()), time.time() - t0, step
         groups, self._t_sampling, version = got
         if self.prefetch.busy:            # generations still queued: the sync queues behind them
-            self.prefetch.sync([(n, p.detach().clone()) for n, p in self.policy.named_parameters()])
+            self.prefetch.sync([(n, p.detach().clone()) for n, p in self.par.named_full_parameters(self.policy)])
         else:
             self._sync()
         first = self.prefetch.next_step or step + 1
@@ -398,7 +405,7 @@ class Trainer:
 
     def _sync(self) -> None:
         t0 = time.time()
-        self.engine.update_weights(self.policy.named_parameters())
+        self.engine.update_weights(self.par.named_full_parameters(self.policy))
         self._t_sync += time.time() - t0
 
     # ------------------------------------------------------------------ helpers
@@ -464,12 +471,10 @@ class Trainer:
 
     def _save(self, step: int) -> None:
         full = self.par.full_state_dict(self.policy)   # collective when experts are sharded
-        if self.par.is_main:
-            every = self.cfg.output.full_checkpoint_every
-            checkpoint.save(self.ckpt_root, step, self.policy, self.tok, self.opt, self.sched,
-                            self.cfg.output.keep_checkpoints, state_dict=full,
-                            full=every is None or step % every == 0 or step == self.cfg.train.steps)
-        self.par.barrier()
+        every = self.cfg.output.full_checkpoint_every  # every rank writes its shard (collective)
+        checkpoint.save(self.ckpt_root, step, self.policy, self.tok, self.opt, self.sched,
+                        self.cfg.output.keep_checkpoints, state_dict=full,
+                        full=every is None or step % every == 0 or step == self.cfg.train.steps)
 
 
 def _accumulate(sums: dict, loss, ent, cm: dict, mask, n_tokens: int, mu: int) -> None:

@@ -222,16 +222,8 @@ class RewardSet:
             for i, v in enumerate(per_fn[name]):
                 if v is not None:
                     total[i] += w * v
-        metrics = {"reward/mean": _mean(total), "reward/std": _std(total)}
-        for name in self.names:
-            vals = [v for v in per_fn[name] if v is not None]
-            metrics[f"reward/{name}/mean"] = _mean(vals)
-            metrics[f"reward/{name}/std"] = _std(vals)
-            metrics[f"reward/{name}/none_frac"] = (n - len(vals)) / n if n else 0.0
-            metrics[f"reward/{name}/errors"] = float(sum(e["reward"] == name for e in errors))
-            metrics[f"reward/{name}/nonfinite"] = float(sum(e["reward"] == name and e.get("kind") == "nonfinite"
-                                                            for e in errors))
-        return RewardOutput(total=total, per_fn=per_fn, metrics=metrics, errors=errors)
+        return RewardOutput(total=total, per_fn=per_fn, metrics=reward_metrics(self.names, total, per_fn, errors),
+                            errors=errors)
 
     def _score(self, name, fn, prompts, completions, columns, errors) -> list:
         n = len(completions)
@@ -353,6 +345,22 @@ def _suggest_only(spec, named) -> None:
             close = difflib.get_close_matches(k, named, n=1, cutoff=0.8)
             if close:
                 raise RewardError(f"reward {spec.name!r}: unknown kwarg {k!r}; did you mean {close[0]!r}?")
+
+
+def reward_metrics(names: list[str], total: list[float], per_fn: dict[str, list], errors: list[dict]) -> dict:
+    """Mean and std of the total and of each function's applicable values, its None share and
+    its error counts (also over several ranks' completions gathered: grpo.dist_metrics)."""
+    n = len(total)
+    metrics = {"reward/mean": _mean(total), "reward/std": _std(total)}
+    for name in names:
+        vals = [v for v in per_fn[name] if v is not None]
+        metrics[f"reward/{name}/mean"] = _mean(vals)
+        metrics[f"reward/{name}/std"] = _std(vals)
+        metrics[f"reward/{name}/none_frac"] = (n - len(vals)) / n if n else 0.0
+        metrics[f"reward/{name}/errors"] = float(sum(e["reward"] == name for e in errors))
+        metrics[f"reward/{name}/nonfinite"] = float(sum(e["reward"] == name and e.get("kind") == "nonfinite"
+                                                        for e in errors))
+    return metrics
 
 
 def _mean(xs: list) -> float:
