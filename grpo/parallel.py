@@ -148,6 +148,8 @@ class Parallel:
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
             sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            if self.world == 1:    # a one-shard DTensor's "full" tensor on CPU is the live parameter
+                sd = {k: v.detach().clone() for k, v in sd.items()}
         else:
             sd = model.state_dict()
         own = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}   # tied once

@@ -110,7 +110,10 @@ def run(scenario: dict, tmp: Path) -> dict | None:
 
 
 def _weights(tr) -> dict:
-    return tr.par.full_state_dict(tr.policy) or {k: v.detach().clone() for k, v in tr.policy.state_dict().items()}
+    """The full weights, each tied tensor once (as Parallel.full_state_dict gives them)."""
+    own = {n for n, _ in tr.policy.named_parameters()} | {n for n, _ in tr.policy.named_buffers()}
+    return tr.par.full_state_dict(tr.policy) or {k: v.detach().clone() for k, v in tr.policy.state_dict().items()
+                                                 if k in own}
 
 
 def main() -> None:
