@@ -35,18 +35,37 @@ def _one_error_line(r) -> str:
     return lines[0]
 
 
+GATE = '''
+import os, time
+
+def gated(prompts, completions, **kw):
+    """Holds the first run in its first reward call until the test opens the gate."""
+    gate = os.path.join(os.path.dirname(__file__), "gate")
+    deadline = time.time() + 120
+    while not os.path.exists(gate) and time.time() < deadline:
+        time.sleep(0.05)
+    return [float(len(c) % 2) for c in completions]
+'''
+
+
 def test_second_concurrent_run_is_refused_and_the_first_finishes(tiny_overrides, tmp_path):
-    first = _cli(tiny_overrides + ["train.steps=6"], wait=False)
+    (tmp_path / "gate_reward.py").write_text(GATE)     # no race with the first run's speed
+    sets = tiny_overrides + ["train.steps=6", "reward_timeout_s=300",
+                             f"rewards=[{{name: '{tmp_path / 'gate_reward.py'}:gated', weight: 1.0}}]"]
+    first = _cli(sets, wait=False)
     lock = tmp_path / "t" / ".lock"
     deadline = time.time() + 120
     while not (lock.exists() and lock.read_text()):
         assert first.poll() is None and time.time() < deadline, first.stderr.read() if first.poll() is not None else "no lock"
         time.sleep(0.05)
-    second = _cli(tiny_overrides + ["train.steps=6"])
-    line = _one_error_line(second)
-    assert "in use by another run" in line and f"pid {first.pid}" in line
-    resume = _cli(tiny_overrides + ["train.steps=6"], "--resume")          # also refused: one writer
-    assert "in use by another run" in _one_error_line(resume)
+    try:
+        line = _one_error_line(_cli(sets))
+        assert "in use by another run" in line and f"pid {first.pid}" in line
+        resume = _cli(sets, "--resume")          # also refused: one writer
+        assert "in use by another run" in _one_error_line(resume)
+        assert first.poll() is None              # still held in its first reward call
+    finally:
+        (tmp_path / "gate").touch()
     _, err = first.communicate(timeout=600)
     assert first.returncode == 0, err[-2000:]
     assert [r["step"] for r in read_metrics(tmp_path / "t")] == [1, 2, 3, 4, 5, 6]
