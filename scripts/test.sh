@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up, then run the default test suite (CPU; slow, GPU and real-model tests are deselected)
-# and then the real-model tier (SmolLM2-135M-Instruct from PyPI, a few minutes on 2 cores).
+# and then the real-model tier (tests/real and the tool rollouts re-scored on a BPE model in tests/tools) (SmolLM2-135M-Instruct from PyPI, a few minutes on 2 cores).
 # With arguments, only `pytest "$@"` runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,4 +10,4 @@ if [ $# -gt 0 ]; then
 fi
 python3 -m pytest -q
 python3 scripts/build_real_model.py          # once per machine (cached in ~/.cache/grpo)
-OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" python3 -m pytest -q -m real tests/real
+OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" python3 -m pytest -q -m real tests/real tests/tools
