@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -77,7 +76,7 @@ def _launch(world: int, out: Path) -> dict:
         env.pop("WORLD_SIZE", None)
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(world),
-               "--master-port", str(random.randint(20000, 60000)), str(WORKER), str(out), str(spec)]
+               "--standalone", str(WORKER), str(out), str(spec)]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
     return torch.load(out, weights_only=False)

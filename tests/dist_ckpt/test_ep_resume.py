@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "moe"))
 from test_ep_train import REWARD, _tiny_moe  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_torchrun_resume import ROOT, RECIPE, TIMING, _env, _errors, _port  # noqa: E402
+from test_torchrun_resume import ROOT, RECIPE, TIMING, _env, _errors  # noqa: E402
 
 
 def _run(tmp_path, name: str, steps: int, *extra):
@@ -22,7 +22,7 @@ def _run(tmp_path, name: str, steps: int, *extra):
             f"train.steps={steps}", "train.prompts_per_step=4", "rollout.n=4", "rollout.max_new_tokens=16",
             f"rewards=[{{name: '{tmp_path}/rw.py:digits'}}]", "algorithm.track_kl=false", "output.save_every=2",
             "output.tensorboard=false", "data.num_samples=32", "train.lr=1e-3", "train.threads=1"]
-    cmd = ["torchrun", "--nproc-per-node", "2", "--master-port", str(_port()), "-m", "grpo.cli", "train", str(RECIPE)]
+    cmd = ["torchrun", "--standalone", "--nproc-per-node", "2", "-m", "grpo.cli", "train", str(RECIPE)]
     for s in sets:
         cmd += ["--set", s]
     r = subprocess.run(cmd + list(extra), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)

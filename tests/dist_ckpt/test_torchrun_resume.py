@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,18 +26,13 @@ TIMING = ("time/", "tokens_per_s", "completions_per_s")
 pytestmark = pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _args(out: Path, name: str, nproc: int = 2, extra=()) -> list[str]:
     sets = [f"model.path={ROOT / 'data/tiny_model'}", f"output.dir={out}", f"output.name={name}",
             f"train.steps={STEPS}", "train.prompts_per_step=4", "rollout.n=4", "rollout.max_new_tokens=24",
             "output.save_every=2", "output.tensorboard=false", "data.num_samples=64", "train.threads=1",
             "train.lr=3e-4", "algorithm.beta=0.01"]
-    launch = ["torchrun", "--nproc-per-node", str(nproc), "--master-port", str(_port()), "-m", "grpo.cli"] \
+    # --standalone: torchrun binds a free port itself (no race between picking one and binding it)
+    launch = ["torchrun", "--standalone", "--nproc-per-node", str(nproc), "-m", "grpo.cli"] \
         if nproc > 1 else [sys.executable, "-m", "grpo.cli"]
     cmd = [*launch, "train", str(RECIPE)]
     for s in sets:
