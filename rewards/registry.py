@@ -125,23 +125,29 @@ def _load_registered(name: str) -> Callable:
 
 
 def _load_file(path: str, spec: str):
+    return import_user_file(path, f"spec {spec!r}", "_grpo_user_reward", RewardLoadError, "reward file")
+
+
+def import_user_file(path: str, origin: str, prefix: str, error: type[Exception], label: str):
+    """Import the user's Python file ``path`` as a module (rewards, envs: ``file.py:name``
+    specs); failures are one ``error`` line ``"{label} {path!r} ..."`` naming ``origin``.
+    A stable, unique module name per file (``prefix`` + stem + path hash) so that pickling
+    and re-loading work and two user files both called rewards.py do not clash in sys.modules."""
     full = os.path.abspath(os.path.expanduser(path))
     if not os.path.isfile(full):
-        raise RewardLoadError(f"reward file {path!r} not found (from spec {spec!r}; looked at {full})")
-    # A stable, unique module name per file so that pickling/re-loading works and
-    # two user files both called rewards.py do not clash in sys.modules.
+        raise error(f"{label} {path!r} not found (from {origin}; looked at {full})")
     stem = os.path.splitext(os.path.basename(full))[0]
-    modname = f"_grpo_user_reward_{stem}_{hashlib.sha1(full.encode()).hexdigest()[:8]}"
+    modname = f"{prefix}_{stem}_{hashlib.sha1(full.encode()).hexdigest()[:8]}"
     mspec = importlib.util.spec_from_file_location(modname, full)
     if mspec is None or mspec.loader is None:
-        raise RewardLoadError(f"reward file {path!r} cannot be imported as Python")
+        raise error(f"{label} {path!r} cannot be imported as Python")
     module = importlib.util.module_from_spec(mspec)
     sys.modules[modname] = module
     try:
         mspec.loader.exec_module(module)
     except Exception as e:
         sys.modules.pop(modname, None)
-        raise RewardLoadError(f"reward file {path!r} failed to import: {type(e).__name__}: {e}") from e
+        raise error(f"{label} {path!r} failed to import: {type(e).__name__}: {e}") from e
     return module
 
 

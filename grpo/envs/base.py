@@ -12,11 +12,8 @@ gives the defaults below and the ``calls``/``errors`` counters the ``tool/*`` me
 from __future__ import annotations
 
 import difflib
-import hashlib
 import importlib
-import importlib.util
 import os
-import sys
 from typing import Any, Callable
 
 from ..config import ConfigError
@@ -68,22 +65,8 @@ def escape_specials(text: str, specials) -> str:
 
 
 def _load_file(path: str, spec: str):
-    full = os.path.abspath(os.path.expanduser(path))
-    if not os.path.isfile(full):
-        raise ConfigError(f"rollout.env: file {path!r} not found (from {spec!r}; looked at {full})")
-    stem = os.path.splitext(os.path.basename(full))[0]
-    modname = f"_grpo_user_env_{stem}_{hashlib.sha1(full.encode()).hexdigest()[:8]}"
-    mspec = importlib.util.spec_from_file_location(modname, full)
-    if mspec is None or mspec.loader is None:
-        raise ConfigError(f"rollout.env: file {path!r} cannot be imported as Python")
-    module = importlib.util.module_from_spec(mspec)
-    sys.modules[modname] = module
-    try:
-        mspec.loader.exec_module(module)
-    except Exception as e:
-        sys.modules.pop(modname, None)
-        raise ConfigError(f"rollout.env: file {path!r} failed to import: {type(e).__name__}: {e}") from None
-    return module
+    from rewards.registry import import_user_file     # the one loader of users' files
+    return import_user_file(path, repr(spec), "_grpo_user_env", ConfigError, "rollout.env: file")
 
 
 def builtin_envs() -> dict[str, Callable]:
