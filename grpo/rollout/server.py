@@ -175,6 +175,7 @@ def _handler(engine):
         def do_POST(self):
             self._answer("POST")
 
+    Handler.service = service
     return Handler
 
 
@@ -186,7 +187,8 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, ready=None
     from ..policy import load_tokenizer
     from .vllm import VLLMEngine
     engine = VLLMEngine(model_path, load_tokenizer(model_path), **engine_kwargs)
-    httpd = HTTPServer((host, port), _handler(engine))
+    handler = _handler(engine)
+    httpd = HTTPServer((host, port), handler)
     print(f"grpo vllm-serve: {model_path} on http://{host}:{httpd.server_port}", flush=True)
     if ready is not None:
         ready(httpd.server_address)
@@ -196,6 +198,8 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, ready=None
         pass
     finally:
         httpd.server_close()
+        if handler.service.channel is not None:
+            handler.service.channel.close()
         engine.close()
 
 
@@ -286,6 +290,12 @@ class ServerEngine:
         if "err" in box:
             raise box["err"]
         return box["res"]
+
+    def close(self) -> None:
+        """Leave the weight group (the server keeps serving)."""
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]] = ()) -> None:
         from .weights import vllm_weights           # LoRA merge and name clean-up

@@ -92,8 +92,13 @@ class WeightChannel:
             raise ValueError(f"backend must be gloo or nccl, not {self.backend!r}")
         self.bucket_bytes = int(bucket_mb * 2 ** 20)
 
-    def _broadcast(self, buf: torch.Tensor) -> None:
-        self.pg.broadcast([buf], _root0()).wait()
+    def _broadcast(self, buf: torch.Tensor, root: int = 0) -> None:
+        self.pg.broadcast([buf], _root(root)).wait()
+
+    def _ack(self) -> None:
+        """The receiver's word that every bucket arrived (one byte from rank 1): ``send``
+        returns only then, so neither side tears the group down under a transfer."""
+        self._broadcast(torch.ones(1, dtype=torch.uint8, device=self.device), root=1)
 
     # ----------------------------------------------------------------- trainer (rank 0)
     @staticmethod
@@ -112,6 +117,7 @@ class WeightChannel:
                 buf[off:off + b.numel()].copy_(b)
                 off += _slot(b.numel())
             self._broadcast(buf)
+        self._ack()
 
     # ----------------------------------------------------------------- server (rank 1)
     def receive(self, meta: list[tuple[str, str, list[int]]]) -> Iterator[tuple[str, torch.Tensor]]:
@@ -125,16 +131,26 @@ class WeightChannel:
                 name, dtype, shape = meta[i]
                 yield name, buf[off:off + n].view(WIRE_DTYPES[dtype]).reshape(shape)
                 off += _slot(n)
+        self._ack()
 
     def close(self) -> None:
-        if hasattr(self.pg, "shutdown"):
+        """Shut the group down now. Left to interpreter exit, gloo's destructor can abort the
+        process ("terminate called without an active exception") when the peer is gone."""
+        pg, self.pg = getattr(self, "pg", None), None
+        if pg is not None and hasattr(pg, "shutdown"):
             try:
-                self.pg.shutdown()
+                pg.shutdown()
             except Exception:  # noqa: BLE001 -- best effort at exit
                 pass
 
+    def __enter__(self) -> "WeightChannel":
+        return self
 
-def _root0():
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _root(rank: int):
     opts = dist.BroadcastOptions()
-    opts.rootRank = 0
+    opts.rootRank = rank
     return opts
