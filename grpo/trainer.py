@@ -8,7 +8,6 @@ Departures from vanilla GRPO are options, each citing its paper in algorithms.py
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from tqdm.auto import tqdm
 import rewards as rewards_lib
 
 from . import algorithms as A
-from . import distill
+from . import update
 from . import losses as L
 from . import reward_model  # noqa: F401  (registers the "reward_model" reward for recipes)
 from . import checkpoint
@@ -31,19 +30,14 @@ from .envs.wiring import env_columns, episode_prompts, wrap_engine
 from .metrics import MetricsLogger, accuracy_reward, reflection_counts, safe_mean, tool_stats_metrics, write_samples
 from .dist_metrics import gather_step
 from .parallel import Parallel
-from .policy import (build_batch, load_policy, micro_batches, score, score_all, score_shared_prompt,
-                     set_threads, to_device)
+from .policy import build_batch, load_policy, score_all, set_threads, to_device
 from .reference import Reference, load_reference
 from .rollout import make_engine
 from .rollout.base import SamplingParams
-from .moe.replay import ReplayStats, replay_batch, replay_config_error
+from .moe.replay import replay_config_error
 from .rollout.overlap import Prefetcher, behaviour_logprobs
 
-# Logged as null on a step whose groups were all filtered out (no update happened).
-CORRECTION_KEYS = ("rollout_correction/mismatch_kl", "rollout_correction/is_ratio_max",
-                   "rollout_correction/is_ratio_mean", "rollout_correction/masked_frac")
-UPDATE_KEYS = ("loss", "kl", "entropy", "clip_frac", "clip_low_frac", "clip_high_frac", "grad_norm",
-               "update_tokens", "micro_batches", *CORRECTION_KEYS)
+from .update import UPDATE_KEYS, nothing_to_learn
 
 
 def _warn(msg: str) -> None:
@@ -252,117 +246,8 @@ class Trainer:
         return m
 
     def _update(self, batch, adv: torch.Tensor, behav: torch.Tensor | None = None, stale: int = 0) -> dict:
-        """mu optimizer steps on one batch. ``behav``: the sampler's per-token log-probs
-        ``[N, C]`` (the behaviour policy: another engine's kernels, or weights ``stale`` steps
-        old); with a rollout correction they enter only through its IS weight (decoupled PPO:
-        the clip is anchored at the proximal policy, the weights before this update)."""
-        a, t = self.cfg.algorithm, self.cfg.train
-        method = self._correction(stale) if behav is not None else "off"
-        old = behav if method == "coupled" else None
-        policy_loss = L.bind(a)                     # the loss with its paper (or the recipe's) hyperparameters
-        N = len(batch)
-        n_tokens, N = self.par.global_counts(int(batch.mask.sum().item()), N)   # the loss divides by global counts
-        constant = a.constant_norm or self.cfg.rollout.max_new_tokens
-        agg = A.get(A.AGGREGATIONS, a.loss_agg, "loss aggregation")
-        kl_fn = A.get(A.KL_ESTIMATORS, a.kl_estimator, "KL estimator")
-        mbs = self.par.pad_micro_batches(micro_batches(batch, t.micro_batch_size, t.micro_batch_tokens))
-        score_fn = score_shared_prompt if t.share_prompt else score
-        # With mu=1 the rollout policy *is* the current policy: old log-probs are the current
-        # ones detached (ratio 1), saving a forward pass. With mu>1 they are fixed up front.
-        if old is None and a.mu > 1:                # the proximal policy
-            with self.par.gathered(self.policy):
-                old = score_all(self.policy, batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
-        ref = self._ref_logprobs(batch) if self.ref is not None else None
-        teach = self._score_frozen(self.teacher, batch) if self.teacher is not None else None
-        sums = dict.fromkeys(("loss", "kl", "entropy", "clip_frac", "clip_low_frac", "clip_high_frac"), 0.0)
-        extra = dict.fromkeys(CORRECTION_KEYS, 0.0) | ({"distill/reverse_kl": 0.0} if teach is not None else {})
-        grad_norm, skipped, lr = 0.0, 0, self.opt.param_groups[0]["lr"]
-        replayed = ReplayStats()
-        for _ in range(a.mu):
-            losses = []
-            for idx in mbs:
-                if idx is None:                        # this rank has fewer micro-batches than another
-                    self.par.zero_backward(self.policy, score_fn, self.tok.pad_token_id)
-                    continue
-                sub = batch.slice(idx).trim()          # [n, C'], C' <= C
-                C = sub.mask.shape[1]
-                with replay_batch(self.policy, sub, self._routing and [self._routing[i] for i in idx.tolist()]) as rep:
-                    logp, ent = score_fn(self.policy, sub, with_entropy=True)
-                replayed.add(rep)
-                dev = logp.device
-                mask, sub_adv = sub.mask.to(dev), adv[idx].to(dev)
-                old_lp = old[idx.to(old.device), :C].to(dev) if old is not None else logp.detach()
-                share = mask.sum().item() / max(n_tokens, 1) / a.mu
-                sub_adv, w = self._token_terms(idx, old_lp, mask, sub_adv, teach, behav, method, share, extra)
-                loss_tok, cm = policy_loss(logp, old_lp, sub_adv, mask)
-                if w is not None:
-                    loss_tok = loss_tok * w
-                if ref is not None:
-                    kl = kl_fn(logp, ref[idx.to(ref.device), :C].to(dev))
-                    if a.beta > 0:
-                        loss_tok = loss_tok + a.beta * kl
-                    sums["kl"] += (kl.detach() * mask).sum().item() / max(n_tokens, 1) / a.mu
-                loss = agg(loss_tok, mask, n_tokens, N, constant)
-                (loss * self.par.loss_scale).backward()
-                losses.append(loss.detach())
-                _accumulate(sums, loss, ent, cm, mask, n_tokens, a.mu)
-            grad_norm, stepped_lr = self._optimizer_step(losses)
-            skipped, lr = skipped + (stepped_lr is None), lr if stepped_lr is None else stepped_lr
-        sums, extra = self.par.reduce_sums(sums), self.par.reduce_sums(extra)   # shares summed over ranks
-        if self.ref is None:                   # (a rank with no rows scores no reference: ref None)
-            sums["kl"] = None
-        if method not in ("tis", "mis"):
-            extra.update(dict.fromkeys(CORRECTION_KEYS))
-        return {**sums, **extra, "grad_norm": grad_norm, "update_tokens": n_tokens, "micro_batches": len(mbs),
-                "skipped_steps": skipped, "lr": lr,
-                **({"moe/routing_mismatch": replayed.value()} if a.routing_replay else {})}
-
-    def _optimizer_step(self, losses: list[torch.Tensor]) -> tuple[float, float | None]:
-        """Reduce and clip the gradients, then step, unless the loss or the gradient norm is
-        non-finite: no non-finite value reaches the weights; the step (and the lr schedule)
-        is skipped and said. Returns the grad norm and the lr stepped with (None: skipped)."""
-        grad_norm = self.par.sync_and_clip(self.policy, self.cfg.train.max_grad_norm)
-        bad_loss = not all(bool(torch.isfinite(x)) for x in losses)
-        lr = None
-        if (bad_loss and not self.par.enabled) or not math.isfinite(float(grad_norm)):
-            _warn(f"grpo: warning: non-finite {'loss' if bad_loss else 'gradient norm'} "
-                  f"(grad norm {float(grad_norm)}); optimizer step skipped")
-        else:
-            lr = self.opt.param_groups[0]["lr"]
-            self.opt.step()
-            self.sched.step()
-            self._check_weights(lr)
-        self.opt.zero_grad(set_to_none=True)
-        return grad_norm, lr
-
-    def _token_terms(self, idx, old_lp, mask, adv, teach, behav, method: str, share: float, stats: dict):
-        """One micro-batch's advantage, plus the teacher's per-token term (on-policy
-        distillation), and its rollout-correction weights (None: no correction); their
-        metrics accumulate into ``stats``, each weighted by the micro-batch's token ``share``."""
-        a, C, dev = self.cfg.algorithm, mask.shape[1], old_lp.device
-        if teach is not None:
-            t_lp = teach[idx.to(teach.device), :C].to(dev)
-            adv = adv.unsqueeze(-1) + distill.distill_advantage(old_lp, t_lp, mask, a.distill_coef)
-            stats["distill/reverse_kl"] += distill.reverse_kl(old_lp, t_lp, mask) * share
-        if method not in ("tis", "mis"):
-            return adv, None
-        w, met = L.rollout_correction(old_lp, behav[idx.to(behav.device), :C].to(dev), mask, method,
-                                      a.rollout_correction_level, a.rollout_is_low, a.rollout_is_high)
-        for k in ("mismatch_kl", "is_ratio_mean", "masked_frac"):
-            stats[f"rollout_correction/{k}"] += met[k] * share
-        stats["rollout_correction/is_ratio_max"] = max(stats["rollout_correction/is_ratio_max"], met["is_ratio_max"])
-        return adv, w
-
-    def _check_weights(self, lr: float) -> None:
-        """Finite gradients can still step the weights out of range (an lr far too high):
-        stop before such weights sample, train or are saved."""
-        bad = checkpoint.non_finite(self.par.local_parameters(self.policy))
-        if bad:
-            have = checkpoint.all_steps(self.ckpt_root)
-            raise checkpoint.NonFiniteError(
-                f"the weights became non-finite in an optimizer step with lr {lr:g} ({len(bad)} tensors, first "
-                f"{bad[0]}); nothing was saved; the last checkpoint is "
-                f"{f'step-{have[-1]}' if have else 'none'}: lower train.lr and start over with --overwrite")
+        """mu optimizer steps on one batch (grpo/update.py)."""
+        return update.update(self, batch, adv, behav, stale)
 
     def _score_frozen(self, model, batch) -> torch.Tensor:
         t = self.cfg.train
@@ -475,35 +360,6 @@ class Trainer:
         checkpoint.save(self.ckpt_root, step, self.policy, self.tok, self.opt, self.sched,
                         self.cfg.output.keep_checkpoints, state_dict=full,
                         full=every is None or step % every == 0 or step == self.cfg.train.steps)
-
-
-def _accumulate(sums: dict, loss, ent, cm: dict, mask, n_tokens: int, mu: int) -> None:
-    """Add one micro-batch's loss and token-weighted entropy / clip fractions to ``sums``, so
-    they end as per-token means over the update's ``n_tokens`` and its ``mu`` iterations."""
-    share = lambda x: (x.float() * mask).sum().item() / max(n_tokens, 1) / mu  # noqa: E731
-    sums["loss"] += loss.item() / mu
-    sums["entropy"] += share(ent)
-    sums["clip_low_frac"] += share(cm["clip_low"])
-    sums["clip_high_frac"] += share(cm["clip_high"])
-    sums["clip_frac"] += share(cm["clip_low"] | cm["clip_high"])
-
-
-def nothing_to_learn(adv: torch.Tensor, mask: torch.Tensor, beta: float, teacher: bool = False) -> bool:
-    """True when an update could not change the policy's loss: no completion token left to
-    train on, or (without a KL term or a teacher's distillation term) every advantage zero
-    (all groups zero-variance). The forward and backward are skipped and the update metrics
-    logged as null; a zero-gradient AdamW step would still move the weights by its momentum.
-
-    >>> nothing_to_learn(torch.zeros(4), torch.ones(4, 3), 0.0), nothing_to_learn(torch.zeros(4), torch.ones(4, 3), 0.1)
-    (True, False)
-    >>> nothing_to_learn(torch.zeros(4), torch.ones(4, 3), 0.0, teacher=True)
-    False
-    >>> nothing_to_learn(torch.tensor([1., -1.]), torch.zeros(2, 3), 0.0), nothing_to_learn(torch.zeros(0), torch.zeros(0, 3), 0.0)
-    (True, True)
-    """
-    if adv.numel() == 0 or not bool(mask.sum() > 0):
-        return True
-    return beta == 0 and not teacher and not bool(adv.abs().max() > 0)
 
 
 def train(cfg: Config, resume: bool | str = False, overwrite: bool = False) -> Path:
