@@ -13,11 +13,8 @@ tensor([ 1.0000, -0.3333])
 from __future__ import annotations
 
 import difflib
-import hashlib
 import importlib
-import importlib.util
 import os
-import sys
 from typing import Callable
 
 import torch
@@ -195,26 +192,21 @@ def get(table: dict, name: str, kind: str) -> Callable:
     return _load_user_fn(name, kind)
 
 
+_USER_FILES: dict[str, object] = {}     # absolute path -> module: a user's file runs once per process
+
+
 def _load_user_fn(spec: str, kind: str) -> Callable:
+    from rewards.registry import import_user_file       # the one loader of users' files (rewards, envs)
     target, _, attr = spec.strip().rpartition(":")
     if not attr.isidentifier():
         raise ValueError(f"{kind} {spec!r}: {attr!r} after ':' is not a function name")
     if target.endswith(".py") or "/" in target or os.sep in target:
         full = os.path.abspath(os.path.expanduser(target))
-        if not os.path.isfile(full):
-            raise ValueError(f"{kind} file {target!r} not found (looked at {full})")
-        modname = f"_grpo_user_{kind.replace(' ', '_')}_{hashlib.sha1(full.encode()).hexdigest()[:8]}"
-        module = sys.modules.get(modname)
+        module = _USER_FILES.get(full)
         if module is None:
-            mspec = importlib.util.spec_from_file_location(modname, full)
-            if mspec is None or mspec.loader is None:
-                raise ValueError(f"{kind} file {target!r} cannot be imported as Python")
-            module = importlib.util.module_from_spec(mspec)
-            try:
-                mspec.loader.exec_module(module)
-            except Exception as e:  # noqa: BLE001 -- the user's file: one line, not a traceback
-                raise ValueError(f"{kind} file {target!r} failed to import: {type(e).__name__}: {e}") from None
-            sys.modules[modname] = module
+            module = import_user_file(target, spec, f"_grpo_user_{kind.replace(' ', '_')}", ValueError,
+                                      f"{kind} file")
+            _USER_FILES[full] = module
     else:
         try:
             module = importlib.import_module(target)
