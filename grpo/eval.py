@@ -125,12 +125,17 @@ def _has_split_column(path) -> bool:
 
 
 def eval_config(cfg, model: str | None = None, k: int = 4, n: int | None = None,
-                on_train_rows: bool = False, **kw) -> dict:
+                on_train_rows: bool = False, seed: int | None = 0, **kw) -> dict:
     """Evaluate what ``grpo train`` trains: the recipe's prompt format (render_prompt, as the
-    trainer), stop strings and end-of-turn tokens, threads, on its held-out rows."""
+    trainer), stop strings and end-of-turn tokens, threads, on its held-out rows. ``seed``
+    seeds the sampling (None: unseeded)."""
+    import torch
+
     from .policy import load_policy, set_threads, to_device
     from .rollout.hf import HFEngine
     set_threads(cfg.train.threads)
+    if seed is not None:
+        torch.manual_seed(seed)
     rows = held_out_rows(cfg, n, on_train_rows)          # data errors before loading a model
     tok, policy = load_policy(model or cfg.model.path, cfg.model.dtype, trainable=False)
     policy = to_device(policy)
