@@ -136,7 +136,8 @@ def select(texts: list[str], correct: list[bool], formatted: list[bool], f: Filt
 
 # --------------------------------------------------------------------------- the run
 def generate_and_score(cfg: SampleConfig, rows: list[dict], progress: bool = True):
-    """Sample ``rollout.n`` completions per row; yield (row, prompt, texts, correct, formatted)."""
+    """Sample ``rollout.n`` completions per row; yield (row, prompt, texts, correct, formatted,
+    generated tokens)."""
     from tqdm.auto import tqdm
 
     from .policy import load_policy
@@ -158,7 +159,7 @@ def generate_and_score(cfg: SampleConfig, rows: list[dict], progress: bool = Tru
             ok = acc([prompt] * len(texts), texts, cols).per_fn[acc.names[0]]
             formatted = fmt([prompt] * len(texts), texts, **cols)
             yield row, prompt, texts, [v is not None and v > 0.5 for v in ok], \
-                [v is not None and v > 0.5 for v in formatted]
+                [v is not None and v > 0.5 for v in formatted], sum(len(c.token_ids) for c in g.completions)
 
 
 def sample(cfg: SampleConfig, progress: bool = True, log=print) -> dict:
@@ -173,8 +174,9 @@ def sample(cfg: SampleConfig, progress: bool = True, log=print) -> dict:
     mix_rows = load_source(cfg.mix) if cfg.mix else []          # data errors before the model
     t0 = time.time()
     kept_rows, first, failed = [], Counter(), Counter()
-    n_samples = n_correct = prompts_with_kept = 0
-    for row, prompt, texts, correct, formatted in generate_and_score(cfg, rows, progress):
+    n_samples = n_correct = prompts_with_kept = n_tokens = 0
+    for row, prompt, texts, correct, formatted, n_gen in generate_and_score(cfg, rows, progress):
+        n_tokens += n_gen
         kept, reasons, fails = select(texts, correct, formatted, cfg.filters, prompt)
         first.update(r for r in reasons if r)
         failed.update(fails)
@@ -187,6 +189,7 @@ def sample(cfg: SampleConfig, progress: bool = True, log=print) -> dict:
     stats = _stats(rows, n_samples, n_correct, prompts_with_kept, kept_rows, first, failed)
     data = kept_rows + _mix(cfg.mix, mix_rows, len(kept_rows), stats)
     stats["dataset_rows"] = len(data)
+    stats["generated_tokens"] = n_tokens           # the sampler's cost: every token, kept or rejected
     stats["time_s"] = round(time.time() - t0, 1)
     out = _write(cfg.run_dir(), data, stats)
     log(format_stats(stats))

@@ -46,7 +46,7 @@ class ScriptedEngine:
     def generate(self, prompts, sp):
         texts = list(SCRIPT) + [GOOD]
         assert sp.n == len(texts)
-        return [Group(p, [1], [Completion(t, [1], None, "stop") for t in texts]) for p in prompts]
+        return [Group(p, [1], [Completion(t, [1] * len(t), None, "stop") for t in texts]) for p in prompts]
 
 
 def test_sample_keeps_only_correct_and_counts_reasons(tmp_path, monkeypatch, write_jsonl):
@@ -66,6 +66,7 @@ def test_sample_keeps_only_correct_and_counts_reasons(tmp_path, monkeypatch, wri
     reasoning = [r for r in rows if r["kind"] == "reasoning"]
     assert [r["completion"] for r in reasoning] == [GOOD] * 3 and all(r["answer"] == "17" for r in reasoning)
     assert stats["kept"] == 3 and stats["samples"] == 3 * (len(SCRIPT) + 1)
+    assert stats["generated_tokens"] == 3 * sum(len(t) for t in [*SCRIPT, GOOD])   # rejected ones too
     want = {c: 0 for c in stats["rejected"]}
     for reason in SCRIPT.values():
         if reason:
