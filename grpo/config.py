@@ -211,7 +211,10 @@ class AlgorithmConfig(_Strict):
     rollout_is_low: float = Field(0.5, ge=0, lt=1, description="mis lower bound")
     teacher: Optional[str] = Field(None, description="on-policy distillation: a causal LM (the student's "
                                    "tokenizer) scoring the student's samples; its per-token reverse KL joins the advantage")
-    distill_coef: float = Field(1.0, ge=0, allow_inf_nan=False, description="weight of the teacher's per-token advantage")
+    distill_coef: float = Field(1.0, ge=0, allow_inf_nan=False, description="weight of the teacher's per-token term")
+    distill_loss: Literal["sampled", "full"] = Field(
+        "sampled", description="sampled: log q - log pi of the sampled token as its advantage (any vocabulary); "
+        "full: the exact KL(pi || q) over the vocabulary at each position, added to the loss (GKD, beta 1)")
 
     @model_validator(mode="before")
     @classmethod

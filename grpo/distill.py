@@ -15,10 +15,19 @@ reward per sequence.
 tensor([[0.0000, 0.6931]])
 >>> round(reverse_kl(s, t, torch.ones(1, 2)), 4)         # mean over tokens of log pi - log q
 -0.3466
+
+Two forms, ``algorithm.distill_loss``: ``sampled`` (above: the sampled token's log-ratio as
+its advantage, through the policy loss; needs only the teacher's log-prob of that token, so
+any vocabulary size) and ``full`` (:func:`full_reverse_kl`: the exact KL(pi || q) over the
+whole vocabulary at every position the student visited, added to the loss: GKD's on-policy
+objective with beta = 1, Agarwal et al. 2024, sec. 3; no sampling noise in the per-position
+term, at the cost of the teacher's ``[n, C, V]`` logits per micro-batch).
 """
 from __future__ import annotations
 
 import torch
+
+from .algorithms import entropy_from_logits, token_logprobs
 
 
 def distill_advantage(student_logp: torch.Tensor, teacher_logp: torch.Tensor, mask: torch.Tensor,
@@ -32,3 +41,42 @@ def reverse_kl(student_logp: torch.Tensor, teacher_logp: torch.Tensor, mask: tor
     quantity on-policy distillation drives to 0; a single-sample estimate, so it can be < 0)."""
     mask = mask.float()
     return (((student_logp - teacher_logp).detach() * mask).sum() / mask.sum().clamp(min=1)).item()
+
+
+def full_reverse_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Per-position KL(pi || q) = sum_v pi_v (log pi_v - log q_v) ``[n, C]`` from logits
+    ``[n, C, V]``; the gradient flows into the student's logits only.
+
+    >>> st = torch.log(torch.tensor([[[0.5, 0.5]]])); te = torch.log(torch.tensor([[[0.9, 0.1]]]))
+    >>> full_reverse_kl(st, te)      # 0.5 log(0.5/0.9) + 0.5 log(0.5/0.1)
+    tensor([[0.5108]])
+    >>> full_reverse_kl(te, te)
+    tensor([[0.]])
+    """
+    logp = torch.log_softmax(student_logits.float(), dim=-1)
+    logq = torch.log_softmax(teacher_logits.float().detach(), dim=-1)
+    c = (logp.exp() * (logp - logq)).detach()                            # [n, C, V]
+    kl = c.sum(-1)
+    # The gradient through sum_v c_v log pi_v is pi_k (d_k - KL), KL's exact gradient; unlike
+    # autograd through pi * (log pi - log q) it is exactly 0 where the two agree (that form
+    # leaves float noise ~1e-8, which Adam's normalisation turns into steps of ~lr/10).
+    surrogate = (c * logp).sum(-1)
+    return surrogate - surrogate.detach() + kl
+
+
+def score_with_teacher(logits_fn, policy, teacher, sub, cache: dict | None = None, key=None):
+    """One micro-batch ``sub`` for ``distill_loss: full``: the student's log-probs of the
+    sampled tokens ``[n, C]`` (with grad), its entropies (no grad) and the per-position
+    KL(pi || q) ``[n, C]`` (grad into the student only). ``logits_fn(model, batch)``: e.g.
+    policy.completion_logits. ``cache``: the teacher's logits by ``key``, so that ``mu > 1``
+    passes over one batch score it with the teacher once (``[n, C, V]`` kept per micro-batch)."""
+    logits = logits_fn(policy, sub)
+    with torch.no_grad():
+        ent = entropy_from_logits(logits)
+        t_logits = cache.get(key) if cache is not None else None
+        if t_logits is None:
+            t_logits = logits_fn(teacher, sub).to(logits.device)
+            if cache is not None:
+                cache[key] = t_logits
+    ids = sub.completion_ids.to(logits.device)
+    return token_logprobs(logits, ids), ent, full_reverse_kl(logits, t_logits)

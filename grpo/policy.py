@@ -261,18 +261,34 @@ def _logp_entropy(logits: torch.Tensor, ids: torch.Tensor, with_entropy: bool):
 
 def score(model, batch: Batch, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs ``[N, C]`` of the completion tokens (and entropies, without grad)."""
+    return _logp_entropy(completion_logits(model, batch), batch.completion_ids.to(_device(model)), with_entropy)
+
+
+def score_shared_prompt(model, batch: Batch, with_entropy: bool = False):
+    """:func:`score` with each distinct prompt run once for all its completions
+    (:func:`completion_logits_shared_prompt`): the same log-probs and gradients."""
+    return _logp_entropy(completion_logits_shared_prompt(model, batch), batch.completion_ids.to(_device(model)),
+                         with_entropy)
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def completion_logits(model, batch: Batch) -> torch.Tensor:
+    """The float logits ``[N, C, V]`` that predict each completion token (position j predicts
+    token j; with grad when the caller has it on)."""
     C = batch.completion_ids.shape[1]
     # Positions from the mask, so left padding does not shift absolute-position models.
     pos = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
     device = next(model.parameters()).device
     logits = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
                    position_ids=pos.to(device), logits_to_keep=C + 1, use_cache=False).logits
-    logits = logits[:, :-1].float()                                      # [N, C, V] predicts completion
-    return _logp_entropy(logits, batch.completion_ids.to(device), with_entropy)
+    return logits[:, :-1].float()                                        # [N, C, V] predicts completion
 
 
-def score_shared_prompt(model, batch: Batch, with_entropy: bool = False):
-    """:func:`score`, with each distinct prompt run once for all its completions.
+def completion_logits_shared_prompt(model, batch: Batch) -> torch.Tensor:
+    """:func:`completion_logits`, with each distinct prompt run once for all its completions.
 
     A GRPO batch holds every prompt G times. Here the prompts of ``batch.group`` run alone
     (with grad), their KV cache is repeated per completion and the completions attend to it:
@@ -304,8 +320,7 @@ def score_shared_prompt(model, batch: Batch, with_entropy: bool = False):
     logits = model(input_ids=batch.completion_ids.to(device), attention_mask=batch.attention_mask.to(device),
                    position_ids=pos.to(device), past_key_values=cache, use_cache=True).logits
     # The prompt's last position predicts completion token 0; completion position j, token j+1.
-    logits = torch.cat([out.logits[inv], logits[:, :-1]], dim=1).float()    # [N, C, V]
-    return _logp_entropy(logits, batch.completion_ids.to(device), with_entropy)
+    return torch.cat([out.logits[inv], logits[:, :-1]], dim=1).float()      # [N, C, V]
 
 
 @torch.no_grad()

@@ -1,6 +1,7 @@
 """On-policy distillation: algorithm.teacher scores the student's own samples."""
 from pathlib import Path
 
+import pytest
 import torch
 
 from grpo.config import load_config
@@ -12,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "data/tiny_model"
 
 
-def _cfg(tmp_path, name, teacher, steps=3):
-    return load_config(ROOT / "recipes/tiny/opd/student.yaml", [
+def _cfg(tmp_path, name, teacher, steps=3, mode="sampled"):
+    return load_config(ROOT / "recipes/tiny/opd/student.yaml", [f"algorithm.distill_loss={mode}",
         f"model.path={TINY}", f"algorithm.teacher={teacher}", f"output.dir={tmp_path}", f"output.name={name}",
         f"train.steps={steps}", "train.prompts_per_step=2", "rollout.n=4", "rollout.max_new_tokens=24",
         "output.tensorboard=false", "data.num_samples=16", "train.lr=1e-3"])
@@ -23,15 +24,20 @@ def _flat(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
-def test_a_teacher_equal_to_the_student_teaches_nothing(tmp_path):
-    tr = Trainer(_cfg(tmp_path, "same", TINY, steps=2))
+@pytest.mark.parametrize("mode", ["sampled", "full"])
+def test_a_teacher_equal_to_the_student_teaches_nothing(tmp_path, mode):
+    tr = Trainer(_cfg(tmp_path, "same", TINY, steps=2, mode=mode))
     before = _flat(tr.policy).clone()
     rows = read_metrics(tr.train())
     assert all(abs(r["distill/reverse_kl"]) < 1e-5 for r in rows)
-    torch.testing.assert_close(_flat(tr.policy), before, atol=1e-6, rtol=0)
+    if mode == "sampled":                # the teacher's log-prob of each token is the student's, bit for bit
+        torch.testing.assert_close(_flat(tr.policy), before, atol=1e-6, rtol=0)
+    else:   # the full distributions agree to ~1e-6 only (the no-grad forward rounds differently):
+        assert rows[0]["grad_norm"] < 1e-9, rows[0]   # a gradient of float noise (Adam still steps on it)
 
 
-def test_the_student_moves_towards_a_different_teacher(tmp_path):
+@pytest.mark.parametrize("mode", ["sampled", "full"])
+def test_the_student_moves_towards_a_different_teacher(tmp_path, mode):
     tok, teacher = load_policy(str(TINY), trainable=False)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -46,7 +52,7 @@ def test_the_student_moves_towards_a_different_teacher(tmp_path):
             s, t = (torch.log_softmax(m(ids).logits.float(), -1) for m in (student, teacher))
         return (s.exp() * (s - t)).sum(-1).mean().item()
 
-    tr = Trainer(_cfg(tmp_path, "diff", tmp_path / "teacher", steps=10))
+    tr = Trainer(_cfg(tmp_path, "diff", tmp_path / "teacher", steps=10, mode=mode))
     before = _flat(tr.policy).clone()
     kl0 = exact_kl(tr.policy)
     rows = read_metrics(tr.train())
@@ -69,3 +75,55 @@ def test_the_shipped_teacher_is_bigger_speaks_the_students_tokens_and_teaches(tm
     tr = Trainer(_cfg(tmp_path, "shipped", teacher_dir, steps=2))
     rows = read_metrics(tr.train())
     assert all(r["distill/reverse_kl"] > 0.01 for r in rows), rows
+
+
+def test_full_reverse_kl_has_the_analytic_gradient():
+    """d KL(pi || q) / d z = pi * (log pi - log q - KL) for the student's logits z; nothing
+    reaches the teacher's."""
+    from grpo.distill import full_reverse_kl
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 3, 7, generator=g, requires_grad=True)
+    zt = torch.randn(2, 3, 7, generator=g, requires_grad=True)
+    kl = full_reverse_kl(z, zt)
+    kl.sum().backward()
+    logp, logq = torch.log_softmax(z.detach(), -1), torch.log_softmax(zt.detach(), -1)
+    pi = logp.exp()
+    want_kl = (pi * (logp - logq)).sum(-1)
+    torch.testing.assert_close(kl.detach(), want_kl)
+    torch.testing.assert_close(z.grad, pi * (logp - logq - want_kl.unsqueeze(-1)))
+    assert zt.grad is None and bool((kl >= 0).all())
+
+
+def test_full_mode_logs_the_exact_kl_and_matches_the_sampled_form_in_expectation(tmp_path):
+    """distill_loss: full reports KL(pi || q) over the vocabulary (>= 0 always), the sampled
+    form its one-sample estimate: on the same first batch they agree on the sign and scale."""
+    tok, teacher = load_policy(str(TINY), trainable=False)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    teacher.save_pretrained(tmp_path / "teacher")
+    tok.save_pretrained(tmp_path / "teacher")
+    got = {}
+    for mode in ("sampled", "full"):
+        tr = Trainer(_cfg(tmp_path, mode, tmp_path / "teacher", steps=1, mode=mode))
+        got[mode] = read_metrics(tr.train())[0]["distill/reverse_kl"]
+    assert got["full"] > 0.01 and got["sampled"] > 0
+    assert 0.3 < got["sampled"] / got["full"] < 3, got
+
+
+def test_full_mode_with_mu_2_scores_each_micro_batch_with_the_teacher_once(tmp_path):
+    """mu passes over one batch reuse the teacher's logits: teacher tokens stay those of the
+    samples, not mu times them."""
+    cfg = _cfg(tmp_path, "mu2", TINY, steps=2, mode="full")
+    cfg.algorithm.mu = 2
+    tr = Trainer(cfg)
+    calls = []
+    real = tr.teacher.forward
+    tr.teacher.forward = lambda *a, **k: calls.append(1) or real(*a, **k)
+    n_mb = []
+    upd = tr._update
+    tr._update = lambda batch, *a, **k: (lambda out: n_mb.append(out["micro_batches"]) or out)(upd(batch, *a, **k))
+    tr.train()
+    # share_prompt: two forwards (the prompts, then the completions) per teacher scoring
+    assert len(calls) == 2 * sum(n_mb) and sum(n_mb) >= 2, (len(calls), n_mb)
