@@ -42,8 +42,20 @@ def cmd_train(args) -> int:
     from .trainer import train
     cfg = load_config(args.recipe, args.overrides)
     run_dir = train(cfg, resume=args.resume, overwrite=args.overwrite)
+    _leave_process_group()       # after a run that failed, the process exits as it is (a peer may hang in NCCL)
     print(f"run finished: {run_dir}")
     return 0
+
+
+def _leave_process_group() -> None:
+    """Shut the process group down before exit: left to interpreter teardown, gloo can abort
+    the process ("terminate called without an active exception") once a peer has exited."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # noqa: BLE001 -- best effort at exit; the run's outcome stands
+            pass
 
 
 def cmd_eval(args) -> int:
