@@ -96,44 +96,61 @@ def main(argv=None) -> None:
                          "model used 1, faster on a shared machine)")
     args = ap.parse_args(argv)
 
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     tok = build_tokenizer(TOOL_TAGS if args.tools else ())
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=384,
-                      num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
+    model = llama(tok, hidden=128, layers=4, heads=4)
+    n = args.steps * args.batch
+    texts = tools_corpus(n, args.seed, args.tool_rate) if args.tools else corpus(n, args.seed)
+    print(f"tiny model: {n_params(model) / 1e6:.2f}M parameters, {len(texts)} traces, {args.steps} steps")
+    pretrain(model, tok, texts, args.steps, args.batch, args.lr, log_every=100)
+    out = Path(args.out or Path(__file__).parent / ("tiny_tools_model" if args.tools
+                                                    else "tiny_model"))
+    save(model, tok, out)
+    print(f"saved to {out}")
+
+
+def llama(tok, hidden: int, layers: int, heads: int):
+    """A small Llama over ``tok``'s vocabulary: MLP 3x wide, tied embeddings, 512 positions
+    (the tiny model and the tiny teacher)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=3 * hidden,
+                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
                       max_position_embeddings=512, tie_word_embeddings=True,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.pad_token_id)
-    model = LlamaForCausalLM(cfg)
-    n_params = sum(p.numel() for p in model.parameters())
-    n = args.steps * args.batch
-    texts = tools_corpus(n, args.seed, args.tool_rate) if args.tools else corpus(n, args.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps,
-                                                pct_start=0.05)
-    print(f"tiny model: {n_params / 1e6:.2f}M parameters, {len(texts)} traces, {args.steps} steps")
+    return LlamaForCausalLM(cfg)
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def pretrain(model, tok, texts: list[str], steps: int, batch: int, lr: float, log_every: int) -> float:
+    """Next-token pre-training on ``texts`` in order, ``batch`` per step (AdamW, one-cycle
+    schedule, clip 1.0); returns the last loss."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     t0 = time.time()
     model.train()
-    for step in range(args.steps):
-        batch = [t + tok.eos_token for t in texts[step * args.batch:(step + 1) * args.batch]]
-        enc = tok(batch, return_tensors="pt", padding=True)       # adds <s>
+    for step in range(steps):
+        texts_b = [t + tok.eos_token for t in texts[step * batch:(step + 1) * batch]]
+        enc = tok(texts_b, return_tensors="pt", padding=True)       # adds <s>
         labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)
         loss = model(**enc, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
-        if step % 100 == 0 or step == args.steps - 1:
+        if step % log_every == 0 or step == steps - 1:
             print(f"step {step:5d}  loss {loss.item():.4f}  {time.time() - t0:6.1f}s", flush=True)
-    out = Path(args.out or Path(__file__).parent / ("tiny_tools_model" if args.tools
-                                                    else "tiny_model"))
+    return loss.item()
+
+
+def save(model, tok, out: Path) -> None:
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     model.generation_config.save_pretrained(out)
-    print(f"saved to {out}")
-
 
 if __name__ == "__main__":
     main()

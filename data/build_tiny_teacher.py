@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_tiny_model import build_tokenizer  # noqa: E402
+from build_tiny_model import build_tokenizer, llama, n_params, pretrain, save  # noqa: E402
 from grpo.data import apply_template  # noqa: E402
 from grpo.tasks import arithmetic_problem, arithmetic_trace  # noqa: E402
 
@@ -57,42 +57,18 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
 
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     tok = build_tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=args.hidden, intermediate_size=3 * args.hidden,
-                      num_hidden_layers=args.layers, num_attention_heads=args.hidden // 32,
-                      num_key_value_heads=args.hidden // 32,
-                      max_position_embeddings=512, tie_word_embeddings=True,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
-    model = LlamaForCausalLM(cfg)
-    n_params = sum(p.numel() for p in model.parameters())
+    model = llama(tok, hidden=args.hidden, layers=args.layers, heads=args.hidden // 32)
     texts = careful_corpus(args.steps * args.batch, args.seed, args.slip, args.careful, args.untagged)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
-    print(f"tiny teacher: {n_params / 1e6:.2f}M parameters, {len(texts)} traces, {args.steps} steps")
+    print(f"tiny teacher: {n_params(model) / 1e6:.2f}M parameters, {len(texts)} traces, {args.steps} steps")
     t0 = time.time()
-    model.train()
-    for step in range(args.steps):
-        batch = [t + tok.eos_token for t in texts[step * args.batch:(step + 1) * args.batch]]
-        enc = tok(batch, return_tensors="pt", padding=True)       # adds <s>
-        labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)
-        loss = model(**enc, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
-        if step % 50 == 0 or step == args.steps - 1:
-            print(f"step {step:5d}  loss {loss.item():.4f}  {time.time() - t0:6.1f}s", flush=True)
+    pretrain(model, tok, texts, args.steps, args.batch, args.lr, log_every=50)
     out = Path(args.out)
-    model.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    model.generation_config.save_pretrained(out)
+    save(model.to(torch.bfloat16), tok, out)
     print(f"saved to {out} in {time.time() - t0:.0f}s")
-
 
 if __name__ == "__main__":
     main()
