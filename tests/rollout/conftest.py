@@ -1,24 +1,6 @@
-"""Fixtures for the rollout engines: the tiny model (built quickly when data/tiny_model is
-absent) and the overrides that make recipes/tiny/r1_zero.yaml run in seconds."""
-import subprocess
-import sys
-from pathlib import Path
-
+"""Fixtures for the rollout engines: the overrides that make recipes/tiny/r1_zero.yaml run in
+seconds on the tiny model (tests/conftest.py's ``tiny_model_dir``)."""
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "data" / "tiny_model"
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    if (SHIPPED / "config.json").is_file():
-        return SHIPPED
-    # Same architecture and tokenizer, barely trained: enough for engine plumbing tests.
-    out = tmp_path_factory.mktemp("tiny_model")
-    subprocess.run([sys.executable, str(ROOT / "data" / "build_tiny_model.py"), "--steps", "10", "--batch", "16",
-                    "--out", str(out)], check=True, capture_output=True, timeout=600)
-    return out
 
 
 @pytest.fixture

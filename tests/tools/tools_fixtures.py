@@ -2,8 +2,6 @@
 clash when several test dirs run in one command)."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,17 +9,11 @@ import pytest
 from grpo.rollout.base import Completion, Group, SamplingParams
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "data" / "tiny_model"
 
 
 @pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory) -> Path:
-    if (SHIPPED / "config.json").is_file():
-        return SHIPPED
-    out = tmp_path_factory.mktemp("tiny_model")
-    subprocess.run([sys.executable, str(ROOT / "data" / "build_tiny_model.py"), "--steps", "10", "--batch", "16",
-                    "--out", str(out)], check=True, capture_output=True, timeout=600)
-    return out
+def tiny_dir(tiny_model_dir) -> Path:
+    return tiny_model_dir                       # tests/conftest.py
 
 
 @pytest.fixture(scope="session")
