@@ -2,9 +2,8 @@
 one forward over the whole trajectory (prompt, turns, observations), and the tokenizer is
 never asked to encode sampled text (no decode -> re-encode between turns)."""
 import torch
-from tools_fixtures import tiny_dir, tiny_tok  # noqa: F401
+from tools_fixtures import observations_env, tiny_dir, tiny_tok, trajectory_logprobs  # noqa: F401
 
-from grpo.envs import Env
 from grpo.policy import build_batch, load_policy, score
 from grpo.rollout.base import SamplingParams
 from grpo.rollout.hf import HFEngine
@@ -13,17 +12,7 @@ from grpo.rollout.multiturn import MultiTurnEngine, with_rows
 OBS = ["<result>12</result> ", " = 5 + 6 <calc>"]
 
 
-class TwoObservations(Env):
-    """Answers every turn (whatever the model wrote) twice, then is done."""
-    stop = ["</answer>"]
-
-    def __init__(self):
-        super().__init__()
-        self.n = 0
-
-    def step(self, action):
-        self.n += 1
-        return (OBS[self.n - 1], 0.0, False) if self.n <= len(OBS) else (None, 0.0, True)
+TwoObservations = observations_env(OBS, stop=["</answer>"])
 
 
 class SpyTok:
@@ -64,10 +53,7 @@ def test_trajectory_ids_rescore_to_the_recorded_logprobs(tiny_dir):
     # One forward per trajectory, no padding: the log-probs of the sampled tokens.
     for g in groups:
         for c in g.completions:
-            ids = torch.tensor([g.prompt_ids + c.token_ids])
-            with torch.no_grad():
-                logits = model(input_ids=ids).logits[0, len(g.prompt_ids) - 1:-1].float()
-            lp = logits.log_softmax(-1).gather(-1, torch.tensor(c.token_ids)[:, None])[:, 0]
+            lp = trajectory_logprobs(model, g.prompt_ids, c.token_ids)
             m = torch.tensor(c.loss_mask, dtype=torch.bool)
             assert m.sum() > 0 and (~m).sum() == sum(len(tok(o, add_special_tokens=False).input_ids)
                                                  for o in OBS[:c.tools.turns - 1])

@@ -5,9 +5,8 @@ import sys
 
 import pytest
 import torch
-from tools_fixtures import ROOT
+from tools_fixtures import ROOT, observations_env, trajectory_logprobs
 
-from grpo.envs import Env
 from grpo.rollout.base import SamplingParams
 from grpo.rollout.hf import HFEngine
 from grpo.rollout.multiturn import MultiTurnEngine, with_rows
@@ -16,16 +15,7 @@ pytestmark = pytest.mark.real
 OBS = ["..\n```output\n42\n```\n", "\n\nSo"]   # merge with a turn ending "." or "\n"
 
 
-class Two(Env):
-    stop = [".", "\n"]                  # short turns
-
-    def __init__(self):
-        super().__init__()
-        self.n = 0
-
-    def step(self, action):
-        self.n += 1
-        return (OBS[self.n - 1], 0.0, False) if self.n <= len(OBS) else (None, 0.0, True)
+Two = observations_env(OBS, stop=[".", "\n"])      # short turns
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +39,7 @@ def test_real_model_turn_ids_rescore_and_retokenizing_would_drift(smollm):
     drift = multi = 0
     for g in groups:
         for c in g.completions:
-            ids = torch.tensor([g.prompt_ids + c.token_ids])
-            with torch.no_grad():
-                logits = model(input_ids=ids).logits[0, len(g.prompt_ids) - 1:-1].float()
-            lp = logits.log_softmax(-1).gather(-1, torch.tensor(c.token_ids)[:, None])[:, 0]
+            lp = trajectory_logprobs(model, g.prompt_ids, c.token_ids)
             m = torch.tensor(c.loss_mask, dtype=torch.bool)
             multi += (~m).sum().item() > 0
             torch.testing.assert_close(lp[m], torch.tensor(c.logprobs)[m], atol=5e-4, rtol=0)

@@ -60,3 +60,29 @@ class ScriptedEngine:
 
     def wake(self):
         pass
+
+
+def observations_env(obs: list[str], stop: list[str]):
+    """An Env class that answers every turn (whatever the model wrote) with ``obs`` in turn,
+    then is done."""
+    from grpo.envs import Env
+
+    class Observations(Env):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def step(self, action):
+            self.n += 1
+            return (obs[self.n - 1], 0.0, False) if self.n <= len(obs) else (None, 0.0, True)
+    Observations.stop = list(stop)
+    return Observations
+
+
+def trajectory_logprobs(model, prompt_ids: list[int], token_ids: list[int]):
+    """Log-probs ``[T]`` of a trajectory's tokens from one unpadded forward over prompt + trajectory."""
+    import torch
+    ids = torch.tensor([prompt_ids + token_ids])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1].float()
+    return logits.log_softmax(-1).gather(-1, torch.tensor(token_ids)[:, None])[:, 0]
