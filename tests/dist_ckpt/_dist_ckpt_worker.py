@@ -6,9 +6,11 @@ never clashes with another test directory's helpers.
 from __future__ import annotations
 
 import errno
+import contextlib
 import os
-import socket
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -21,22 +23,29 @@ if ROOT not in sys.path:
 TINY = Path(ROOT) / "data" / "tiny_model"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def spawn(fn_name: str, world: int, *args) -> None:
     """Run ``fn_name(rank, world, *args)`` in ``world`` gloo processes; re-raises failures."""
-    mp.start_processes(_entry, args=(world, _free_port(), fn_name, args), nprocs=world, join=True,
-                       start_method="spawn")
+    with _rendezvous_file() as store:
+        mp.start_processes(_entry, args=(world, store, fn_name, args), nprocs=world, join=True,
+                           start_method="spawn")
 
 
-def _entry(rank: int, world: int, port: int, fn_name: str, args) -> None:
+@contextlib.contextmanager
+def _rendezvous_file():
+    """A fresh path for a FileStore, removed after: the ranks meet through a file, not a port
+    picked now and bound later (another process can take it in between: a launch failure
+    under load)."""
+    d = tempfile.mkdtemp(prefix="grpo_gloo_")
+    try:
+        yield os.path.join(d, "store")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _entry(rank: int, world: int, store: str, fn_name: str, args) -> None:
     torch.set_num_threads(1)
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         globals()[fn_name](rank, world, *args)
     finally:

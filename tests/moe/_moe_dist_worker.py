@@ -7,9 +7,11 @@ Kept apart from the test module so children import only torch + grpo.moe
 from __future__ import annotations
 
 import copy
+import contextlib
 import os
-import socket
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -34,12 +36,6 @@ FP8_RTOL = 2.0**-4
 EXACT_TOL = 1e-5  # fp8=False, comm_dtype=None: same math, only summation order differs
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # Children start from a fresh interpreter (no fork of the pytest process and its
 # threads), but via a forkserver that imports torch/transformers once per pytest
 # session: with plain "spawn" every child pays ~8 CPU-s of imports, which alone
@@ -53,15 +49,27 @@ _PRELOAD = [
 def spawn(fn_name: str, world: int, *args) -> None:
     """Run ``fn_name(rank, world, *args)`` in ``world`` gloo processes; re-raises failures."""
     mp.get_context("forkserver").set_forkserver_preload(_PRELOAD)
-    mp.start_processes(
-        _entry, args=(world, free_port(), fn_name, args), nprocs=world, join=True, start_method="forkserver"
-    )
+    with _rendezvous_file() as store:
+        mp.start_processes(_entry, args=(world, store, fn_name, args), nprocs=world, join=True,
+                           start_method="forkserver")
 
 
-def _entry(rank: int, world: int, port: int, fn_name: str, args) -> None:
+@contextlib.contextmanager
+def _rendezvous_file():
+    """A fresh path for a FileStore, removed after: the ranks meet through a file, not a port
+    picked now and bound later (another process can take it in between: a launch failure
+    under load)."""
+    d = tempfile.mkdtemp(prefix="grpo_gloo_")
+    try:
+        yield os.path.join(d, "store")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _entry(rank: int, world: int, store: str, fn_name: str, args) -> None:
     torch.set_num_threads(1)  # 2 shared cores: no oversubscription
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         globals()[fn_name](rank, world, *args)
     finally:
