@@ -6,50 +6,23 @@ never clashes with another test directory's helpers.
 from __future__ import annotations
 
 import errno
-import contextlib
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 ROOT = str(Path(__file__).resolve().parents[2])
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+for _p in (ROOT, str(Path(ROOT) / "tests")):     # grpo, and tests/_gloo_spawn.py (children inherit sys.path)
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+import _gloo_spawn  # noqa: E402
 TINY = Path(ROOT) / "data" / "tiny_model"
 
 
 def spawn(fn_name: str, world: int, *args) -> None:
     """Run ``fn_name(rank, world, *args)`` in ``world`` gloo processes; re-raises failures."""
-    with _rendezvous_file() as store:
-        mp.start_processes(_entry, args=(world, store, fn_name, args), nprocs=world, join=True,
-                           start_method="spawn")
-
-
-@contextlib.contextmanager
-def _rendezvous_file():
-    """A fresh path for a FileStore, removed after: the ranks meet through a file, not a port
-    picked now and bound later (another process can take it in between: a launch failure
-    under load)."""
-    d = tempfile.mkdtemp(prefix="grpo_gloo_")
-    try:
-        yield os.path.join(d, "store")
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def _entry(rank: int, world: int, store: str, fn_name: str, args) -> None:
-    torch.set_num_threads(1)
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    try:
-        globals()[fn_name](rank, world, *args)
-    finally:
-        dist.destroy_process_group()
+    _gloo_spawn.spawn(__name__, fn_name, world, args)
 
 
 def _model(fsdp: bool = False):

@@ -7,11 +7,8 @@ Kept apart from the test module so children import only torch + grpo.moe
 from __future__ import annotations
 
 import copy
-import contextlib
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -19,8 +16,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 ROOT = str(Path(__file__).resolve().parents[2])
-if ROOT not in sys.path:  # children inherit sys.path; make `import grpo` work without install
-    sys.path.insert(0, ROOT)
+for _p in (ROOT, str(Path(ROOT) / "tests")):  # children inherit sys.path: grpo, tests/_gloo_spawn.py
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+import _gloo_spawn  # noqa: E402
 
 HIDDEN, EXPERTS, TOP_K, INTER, SHARED_INTER = 256, 8, 2, 64, 128
 TOKENS_PER_RANK = 12
@@ -42,38 +41,14 @@ EXACT_TOL = 1e-5  # fp8=False, comm_dtype=None: same math, only summation order 
 # breaks the 30 s budget for 4 processes on 2 cores.
 _PRELOAD = [
     "torch", "torch.distributed", "transformers.models.qwen2_moe.modeling_qwen2_moe",
-    "transformers.models.deepseek_v3.modeling_deepseek_v3", "grpo.moe", __name__,
+    "transformers.models.deepseek_v3.modeling_deepseek_v3", "grpo.moe", "_gloo_spawn", __name__,
 ]  # fmt: skip
 
 
 def spawn(fn_name: str, world: int, *args) -> None:
     """Run ``fn_name(rank, world, *args)`` in ``world`` gloo processes; re-raises failures."""
     mp.get_context("forkserver").set_forkserver_preload(_PRELOAD)
-    with _rendezvous_file() as store:
-        mp.start_processes(_entry, args=(world, store, fn_name, args), nprocs=world, join=True,
-                           start_method="forkserver")
-
-
-@contextlib.contextmanager
-def _rendezvous_file():
-    """A fresh path for a FileStore, removed after: the ranks meet through a file, not a port
-    picked now and bound later (another process can take it in between: a launch failure
-    under load)."""
-    d = tempfile.mkdtemp(prefix="grpo_gloo_")
-    try:
-        yield os.path.join(d, "store")
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def _entry(rank: int, world: int, store: str, fn_name: str, args) -> None:
-    torch.set_num_threads(1)  # 2 shared cores: no oversubscription
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    try:
-        globals()[fn_name](rank, world, *args)
-    finally:
-        dist.destroy_process_group()
+    _gloo_spawn.spawn(__name__, fn_name, world, args, start_method="forkserver")
 
 
 def make_qwen_block(seed: int = 0):
