@@ -20,6 +20,18 @@ def _cfg(tmp_path, name, teacher, steps=3, mode="sampled"):
         "output.tensorboard=false", "data.num_samples=16", "train.lr=1e-3"])
 
 
+def _perturbed_teacher(out, seed: int):
+    """The tiny model with every weight moved by 0.05 * N(0, 1), saved to ``out``."""
+    tok, teacher = load_policy(str(TINY), trainable=False)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    teacher.save_pretrained(out)
+    tok.save_pretrained(out)
+    return tok, teacher
+
+
 def _flat(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
@@ -38,13 +50,7 @@ def test_a_teacher_equal_to_the_student_teaches_nothing(tmp_path, mode):
 
 @pytest.mark.parametrize("mode", ["sampled", "full"])
 def test_the_student_moves_towards_a_different_teacher(tmp_path, mode):
-    tok, teacher = load_policy(str(TINY), trainable=False)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in teacher.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    teacher.save_pretrained(tmp_path / "teacher")
-    tok.save_pretrained(tmp_path / "teacher")
+    tok, teacher = _perturbed_teacher(tmp_path / "teacher", seed=0)
     def exact_kl(student):               # full-vocabulary KL(student || teacher) on fixed sequences
         ids = torch.tensor([tok(f"User: What is {a}+{b}? Assistant: <think> {a}+{b}").input_ids
                             for a, b in [(12, 17), (31, 45), (60, 18), (29, 93)]])
@@ -97,13 +103,7 @@ def test_full_reverse_kl_has_the_analytic_gradient():
 def test_full_mode_logs_the_exact_kl_and_matches_the_sampled_form_in_expectation(tmp_path):
     """distill_loss: full reports KL(pi || q) over the vocabulary (>= 0 always), the sampled
     form its one-sample estimate: on the same first batch they agree on the sign and scale."""
-    tok, teacher = load_policy(str(TINY), trainable=False)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in teacher.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    teacher.save_pretrained(tmp_path / "teacher")
-    tok.save_pretrained(tmp_path / "teacher")
+    _perturbed_teacher(tmp_path / "teacher", seed=1)
     got = {}
     for mode in ("sampled", "full"):
         tr = Trainer(_cfg(tmp_path, mode, tmp_path / "teacher", steps=1, mode=mode))
