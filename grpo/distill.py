@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import torch
 
-from .algorithms import entropy_from_logits, token_logprobs
+from .policy import logp_entropy
+
 
 
 def distill_advantage(student_logp: torch.Tensor, teacher_logp: torch.Tensor, mask: torch.Tensor,
@@ -71,12 +72,11 @@ def score_with_teacher(logits_fn, policy, teacher, sub, cache: dict | None = Non
     policy.completion_logits. ``cache``: the teacher's logits by ``key``, so that ``mu > 1``
     passes over one batch score it with the teacher once (``[n, C, V]`` kept per micro-batch)."""
     logits = logits_fn(policy, sub)
+    logp, ent = logp_entropy(logits, sub.completion_ids.to(logits.device), with_entropy=True)
     with torch.no_grad():
-        ent = entropy_from_logits(logits)
         t_logits = cache.get(key) if cache is not None else None
         if t_logits is None:
             t_logits = logits_fn(teacher, sub).to(logits.device)
             if cache is not None:
                 cache[key] = t_logits
-    ids = sub.completion_ids.to(logits.device)
-    return token_logprobs(logits, ids), ent, full_reverse_kl(logits, t_logits)
+    return logp, ent, full_reverse_kl(logits, t_logits)

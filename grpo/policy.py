@@ -250,7 +250,7 @@ def build_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pa
     return Batch(ids, attn, ids[:, P:], mask, None if group is None else torch.tensor(group))
 
 
-def _logp_entropy(logits: torch.Tensor, ids: torch.Tensor, with_entropy: bool):
+def logp_entropy(logits: torch.Tensor, ids: torch.Tensor, with_entropy: bool):
     """Log-probs of ``ids`` ``[N, C]`` under ``logits`` ``[N, C, V]``, and entropies (no grad)."""
     ent = None
     if with_entropy:
@@ -261,13 +261,13 @@ def _logp_entropy(logits: torch.Tensor, ids: torch.Tensor, with_entropy: bool):
 
 def score(model, batch: Batch, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs ``[N, C]`` of the completion tokens (and entropies, without grad)."""
-    return _logp_entropy(completion_logits(model, batch), batch.completion_ids.to(_device(model)), with_entropy)
+    return logp_entropy(completion_logits(model, batch), batch.completion_ids.to(_device(model)), with_entropy)
 
 
 def score_shared_prompt(model, batch: Batch, with_entropy: bool = False):
     """:func:`score` with each distinct prompt run once for all its completions
     (:func:`completion_logits_shared_prompt`): the same log-probs and gradients."""
-    return _logp_entropy(completion_logits_shared_prompt(model, batch), batch.completion_ids.to(_device(model)),
+    return logp_entropy(completion_logits_shared_prompt(model, batch), batch.completion_ids.to(_device(model)),
                          with_entropy)
 
 
