@@ -42,9 +42,16 @@ def cmd_train(args) -> int:
     from .trainer import train
     cfg = load_config(args.recipe, args.overrides)
     run_dir = train(cfg, resume=args.resume, overwrite=args.overwrite)
-    _leave_process_group()       # after a run that failed, the process exits as it is (a peer may hang in NCCL)
     print(f"run finished: {run_dir}")
     return 0
+
+
+def _run(args) -> int:
+    """The command, then the process group (train, pipeline) shut down; after a command that
+    failed the process exits as it is (a peer may be stuck in a collective)."""
+    rc = args.fn(args)
+    _leave_process_group()
+    return rc
 
 
 def _leave_process_group() -> None:
@@ -146,11 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv                      # accepted anywhere on the line
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     if debug or args.debug:
-        return args.fn(args)
+        return _run(args)
     # The hub client logs every retry of an unreachable host; the one-line error says it all.
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     try:
-        return args.fn(args)
+        return _run(args)
     except _user_error_types() as e:
         print(f"grpo: error: {e}", file=sys.stderr)
         return 2
