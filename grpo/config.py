@@ -212,9 +212,14 @@ class AlgorithmConfig(_Strict):
     teacher: Optional[str] = Field(None, description="on-policy distillation: a causal LM (the student's "
                                    "tokenizer) scoring the student's samples; its per-token reverse KL joins the advantage")
     distill_coef: float = Field(1.0, ge=0, allow_inf_nan=False, description="weight of the teacher's per-token term")
-    distill_loss: Literal["sampled", "full"] = Field(
+    distill_loss: Literal["sampled", "full", "forward"] = Field(
         "sampled", description="sampled: log q - log pi of the sampled token as its advantage (any vocabulary); "
-        "full: the exact KL(pi || q) over the vocabulary at each position, added to the loss (GKD, beta 1)")
+        "full: the exact KL(pi || q) over the vocabulary at each position, added to the loss (GKD, beta 1); "
+        "forward: the exact KL(q || pi) at the same positions (GKD, beta 0)")
+    teacher_temperature: float = Field(
+        1.0, gt=0, le=10, allow_inf_nan=False, description="the student is distilled towards the teacher's "
+        "logits / this: below 1 a sharpened teacher, whose slips (its low-probability wrong tokens) the "
+        "student then does not learn; 1: the teacher as it is")
 
     @model_validator(mode="before")
     @classmethod

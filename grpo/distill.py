@@ -21,7 +21,8 @@ its advantage, through the policy loss; needs only the teacher's log-prob of tha
 any vocabulary size) and ``full`` (:func:`full_reverse_kl`: the exact KL(pi || q) over the
 whole vocabulary at every position the student visited, added to the loss: GKD's on-policy
 objective with beta = 1, Agarwal et al. 2024, sec. 3; no sampling noise in the per-position
-term, at the cost of the teacher's ``[n, C, V]`` logits per micro-batch).
+term, at the cost of the teacher's ``[n, C, V]`` logits per micro-batch), and ``forward``
+(:func:`full_forward_kl`: the same positions, KL(q || pi), GKD with beta = 0).
 """
 from __future__ import annotations
 
@@ -65,18 +66,49 @@ def full_reverse_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) 
     return surrogate - surrogate.detach() + kl
 
 
-def score_with_teacher(logits_fn, policy, teacher, sub, cache: dict | None = None, key=None):
-    """One micro-batch ``sub`` for ``distill_loss: full``: the student's log-probs of the
-    sampled tokens ``[n, C]`` (with grad), its entropies (no grad) and the per-position
-    KL(pi || q) ``[n, C]`` (grad into the student only). ``logits_fn(model, batch)``: e.g.
+def full_forward_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Per-position KL(q || pi) = sum_v q_v (log q_v - log pi_v) ``[n, C]``: the forward KL
+    at the positions the student visited (GKD with beta = 0, Agarwal et al. 2024; TRL's
+    ``generalized_jsd_loss`` at beta 0): cross-entropy to the teacher's whole distribution,
+    gradient ``pi - q`` into the student's logits, which does not vanish where the student
+    gives a teacher's token little mass (reverse KL's gradient ``pi (d - KL)`` does).
+
+    >>> st = torch.log(torch.tensor([[[0.5, 0.5]]])); te = torch.log(torch.tensor([[[0.9, 0.1]]]))
+    >>> full_forward_kl(st, te)      # 0.9 log(0.9/0.5) + 0.1 log(0.1/0.5)
+    tensor([[0.3681]])
+    >>> full_forward_kl(te, te)
+    tensor([[0.]])
+    """
+    z = student_logits.float()
+    logp = torch.log_softmax(z, dim=-1)
+    logq = torch.log_softmax(teacher_logits.float().detach(), dim=-1)
+    q = logq.exp()
+    kl = (q * (logq - logp)).sum(-1).detach()
+    # The gradient as the explicit pi - q (exactly 0 where the two agree: autograd through
+    # log_softmax leaves pi * (1 - sum q) ~ 1e-7 there, as full_reverse_kl's note says).
+    surrogate = ((logp.exp() - q).detach() * z).sum(-1)
+    return surrogate - surrogate.detach() + kl
+
+
+KL_FORMS = {"full": full_reverse_kl, "forward": full_forward_kl}    # distill_loss -> per-position KL
+
+
+def score_with_teacher(logits_fn, policy, teacher, sub, cache: dict | None = None, key=None,
+                       temperature: float = 1.0, form: str = "full"):
+    """One micro-batch ``sub`` for ``distill_loss: full | forward``: the student's log-probs
+    of the sampled tokens ``[n, C]`` (with grad), its entropies (no grad) and the
+    per-position KL ``[n, C]`` (``KL_FORMS[form]``: KL(pi || q) or KL(q || pi); grad into
+    the student only). ``logits_fn(model, batch)``: e.g.
     policy.completion_logits. ``cache``: the teacher's logits by ``key``, so that ``mu > 1``
-    passes over one batch score it with the teacher once (``[n, C, V]`` kept per micro-batch)."""
+    passes over one batch score it with the teacher once (``[n, C, V]`` kept per micro-batch).
+    ``temperature``: the target is the teacher's logits / it (``algorithm.teacher_temperature``)."""
     logits = logits_fn(policy, sub)
     logp, ent = logp_entropy(logits, sub.completion_ids.to(logits.device), with_entropy=True)
     with torch.no_grad():
         t_logits = cache.get(key) if cache is not None else None
         if t_logits is None:
             t_logits = logits_fn(teacher, sub).to(logits.device)
+            t_logits = t_logits / temperature if temperature != 1.0 else t_logits
             if cache is not None:
                 cache[key] = t_logits
-    return logp, ent, full_reverse_kl(logits, t_logits)
+    return logp, ent, KL_FORMS[form](logits, t_logits)

@@ -325,13 +325,17 @@ def completion_logits_shared_prompt(model, batch: Batch) -> torch.Tensor:
 
 @torch.no_grad()
 def score_all(model, batch: Batch, micro: int, max_tokens: int | None = None,
-              shared_prompt: bool = False) -> torch.Tensor:
-    """Log-probs ``[N, C]`` for the whole batch without grad (old / reference policy),
-    in trimmed micro-batches; columns past a row's completion are 0."""
-    fn = score_shared_prompt if shared_prompt else score
+              shared_prompt: bool = False, temperature: float = 1.0) -> torch.Tensor:
+    """Log-probs ``[N, C]`` for the whole batch without grad (old / reference policy, a
+    teacher: of its logits / ``temperature``), in trimmed micro-batches; columns past a
+    row's completion are 0."""
+    fn = completion_logits_shared_prompt if shared_prompt else completion_logits
     out = None
     for idx in micro_batches(batch, micro, max_tokens):
-        lp = fn(model, batch.slice(idx).trim())[0].float()
+        sub = batch.slice(idx).trim()
+        logits = fn(model, sub)
+        logits = logits / temperature if temperature != 1.0 else logits
+        lp = token_logprobs(logits, sub.completion_ids.to(logits.device)).float()
         if out is None:
             out = torch.zeros(batch.completion_ids.shape, dtype=lp.dtype, device=lp.device)
         out[idx.to(lp.device), :lp.shape[1]] = lp

@@ -249,10 +249,10 @@ class Trainer:
         """mu optimizer steps on one batch (grpo/update.py)."""
         return update.update(self, batch, adv, behav, stale)
 
-    def _score_frozen(self, model, batch) -> torch.Tensor:
+    def _score_frozen(self, model, batch, temperature: float = 1.0) -> torch.Tensor:
         t = self.cfg.train
         with self.par.gathered(model):
-            return score_all(model, batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
+            return score_all(model, batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt, temperature)
 
     def _ref_logprobs(self, batch) -> torch.Tensor:
         with self.par.gathered(getattr(self.ref, "model", self.policy)):

@@ -1,6 +1,6 @@
 """The policy update of one GRPO step: ``mu`` optimizer passes over one batch.
 
-Per pass, per micro-batch: score (log-probs, entropies; with ``distill_loss: full`` the
+Per pass, per micro-batch: score (log-probs, entropies; with ``distill_loss: full|forward`` the
 teacher's logits too) -> per-token advantage terms (on-policy distillation, rollout
 correction) -> policy loss -> KL -> aggregation -> backward; then one optimizer step whose
 non-finite losses or gradients are skipped and said. ``update(trainer, ...)`` is
@@ -41,7 +41,7 @@ class _Plan:
     teach: torch.Tensor | None            # [N, C] teacher log-probs of the sampled tokens (sampled mode)
     behav: torch.Tensor | None            # [N, C] the sampler's log-probs
     method: str                           # rollout correction: tis | mis | coupled | off
-    full: bool                            # distill_loss: full (the teacher runs per micro-batch)
+    full: bool                            # distill_loss: full | forward (the teacher runs per micro-batch)
     n_tokens: int                         # global token / sequence counts: the loss divides by them
     n_seqs: int
     policy_loss: Callable
@@ -61,7 +61,7 @@ def update(tr, batch, adv: torch.Tensor, behav: torch.Tensor | None = None, stal
     plan = _plan(tr, batch, adv, behav, stale)
     mbs = tr.par.pad_micro_batches(micro_batches(batch, t.micro_batch_size, t.micro_batch_tokens))
     sums = dict.fromkeys(("loss", "kl", "entropy", "clip_frac", "clip_low_frac", "clip_high_frac"), 0.0)
-    extra = dict.fromkeys(CORRECTION_KEYS, 0.0) | ({"distill/reverse_kl": 0.0} if tr.teacher is not None else {})
+    extra = dict.fromkeys(CORRECTION_KEYS, 0.0) | ({_kl_key(a): 0.0} if tr.teacher is not None else {})
     grad_norm, skipped, lr = 0.0, 0, tr.opt.param_groups[0]["lr"]
     replayed = ReplayStats()
     with tr.par.gathered(tr.teacher if plan.full else None):     # full: teacher forwards in the loop
@@ -94,11 +94,12 @@ def _plan(tr, batch, adv, behav, stale: int) -> _Plan:
     if old is None and a.mu > 1:                # the proximal policy
         with tr.par.gathered(tr.policy):
             old = score_all(tr.policy, batch, t.micro_batch_size, t.micro_batch_tokens, t.share_prompt)
-    full = tr.teacher is not None and a.distill_loss == "full"
+    full = tr.teacher is not None and a.distill_loss in distill.KL_FORMS
     return _Plan(
         batch=batch, adv=adv, old=old, behav=behav, method=method, full=full,
         ref=tr._ref_logprobs(batch) if tr.ref is not None else None,
-        teach=tr._score_frozen(tr.teacher, batch) if tr.teacher is not None and not full else None,
+        teach=(tr._score_frozen(tr.teacher, batch, a.teacher_temperature)
+               if tr.teacher is not None and not full else None),
         n_tokens=n_tokens, n_seqs=n_seqs,
         policy_loss=L.bind(a),                  # the loss with its paper (or the recipe's) hyperparameters
         agg=A.get(A.AGGREGATIONS, a.loss_agg, "loss aggregation"),
@@ -114,9 +115,9 @@ def _micro_batch(tr, p: _Plan, idx, sums: dict, extra: dict, replayed: ReplaySta
     sub = p.batch.slice(idx).trim()            # [n, C'], C' <= C
     C = sub.mask.shape[1]
     with replay_batch(tr.policy, sub, tr._routing and [tr._routing[i] for i in idx.tolist()]) as rep:
-        if p.full:                             # [n, C] each; kl_t: the exact KL(pi || q) per position
-            logp, ent, kl_t = distill.score_with_teacher(p.logits_fn, tr.policy, tr.teacher, sub,
-                                                         p.teacher_logits, tuple(idx.tolist()))
+        if p.full:                             # [n, C] each; kl_t: the exact KL per position
+            logp, ent, kl_t = distill.score_with_teacher(p.logits_fn, tr.policy, tr.teacher, sub, p.teacher_logits,
+                                                         tuple(idx.tolist()), a.teacher_temperature, a.distill_loss)
         else:
             (logp, ent), kl_t = p.score_fn(tr.policy, sub, with_entropy=True), None
     replayed.add(rep)
@@ -130,7 +131,7 @@ def _micro_batch(tr, p: _Plan, idx, sums: dict, extra: dict, replayed: ReplaySta
         loss_tok = loss_tok * w
     if kl_t is not None:
         loss_tok = loss_tok + a.distill_coef * kl_t
-        extra["distill/reverse_kl"] += (kl_t.detach() * mask).sum().item() / max(p.n_tokens, 1) / a.mu
+        extra[_kl_key(a)] += (kl_t.detach() * mask).sum().item() / max(p.n_tokens, 1) / a.mu
     if p.ref is not None:
         kl = p.kl_fn(logp, p.ref[idx.to(p.ref.device), :C].to(dev))
         if a.beta > 0:
@@ -201,6 +202,11 @@ def _accumulate(sums: dict, loss, ent, cm: dict, mask, n_tokens: int, mu: int) -
     sums["clip_low_frac"] += share(cm["clip_low"])
     sums["clip_high_frac"] += share(cm["clip_high"])
     sums["clip_frac"] += share(cm["clip_low"] | cm["clip_high"])
+
+
+def _kl_key(a) -> str:
+    """The metric of the teacher's term: the KL that ``distill_loss`` trains on."""
+    return "distill/forward_kl" if a.distill_loss == "forward" else "distill/reverse_kl"
 
 
 def nothing_to_learn(adv: torch.Tensor, mask: torch.Tensor, beta: float, teacher: bool = False) -> bool:

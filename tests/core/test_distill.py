@@ -32,23 +32,28 @@ def _perturbed_teacher(out, seed: int):
     return tok, teacher
 
 
+def _kl(row: dict) -> float:
+    """The teacher term's logged KL: reverse (sampled, full) or forward."""
+    return row["distill/forward_kl"] if "distill/forward_kl" in row else row["distill/reverse_kl"]
+
+
 def _flat(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
-@pytest.mark.parametrize("mode", ["sampled", "full"])
+@pytest.mark.parametrize("mode", ["sampled", "full", "forward"])
 def test_a_teacher_equal_to_the_student_teaches_nothing(tmp_path, mode):
     tr = Trainer(_cfg(tmp_path, "same", TINY, steps=2, mode=mode))
     before = _flat(tr.policy).clone()
     rows = read_metrics(tr.train())
-    assert all(abs(r["distill/reverse_kl"]) < 1e-5 for r in rows)
+    assert all(abs(_kl(r)) < 1e-5 for r in rows)
     if mode == "sampled":                # the teacher's log-prob of each token is the student's, bit for bit
         torch.testing.assert_close(_flat(tr.policy), before, atol=1e-6, rtol=0)
     else:   # the full distributions agree to ~1e-6 only (the no-grad forward rounds differently):
         assert rows[0]["grad_norm"] < 1e-9, rows[0]   # a gradient of float noise (Adam still steps on it)
 
 
-@pytest.mark.parametrize("mode", ["sampled", "full"])
+@pytest.mark.parametrize("mode", ["sampled", "full", "forward"])
 def test_the_student_moves_towards_a_different_teacher(tmp_path, mode):
     tok, teacher = _perturbed_teacher(tmp_path / "teacher", seed=0)
     def exact_kl(student):               # full-vocabulary KL(student || teacher) on fixed sequences
@@ -62,7 +67,7 @@ def test_the_student_moves_towards_a_different_teacher(tmp_path, mode):
     before = _flat(tr.policy).clone()
     kl0 = exact_kl(tr.policy)
     rows = read_metrics(tr.train())
-    kl = [r["distill/reverse_kl"] for r in rows]
+    kl = [_kl(r) for r in rows]
     assert all(k == k for k in kl) and kl[0] > 0.01, kl        # finite, and the teacher differs
     assert not torch.equal(_flat(tr.policy), before)
     assert exact_kl(tr.policy) < 0.9 * kl0                      # the student moved towards the teacher
@@ -100,6 +105,21 @@ def test_full_reverse_kl_has_the_analytic_gradient():
     assert zt.grad is None and bool((kl >= 0).all())
 
 
+def test_full_forward_kl_has_the_analytic_gradient():
+    """d KL(q || pi) / d z = pi - q for the student's logits z (cross-entropy to the
+    teacher's distribution); nothing reaches the teacher's; KL(q || pi) >= 0."""
+    from grpo.distill import full_forward_kl
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(2, 3, 7, generator=g, requires_grad=True)
+    zt = torch.randn(2, 3, 7, generator=g, requires_grad=True)
+    kl = full_forward_kl(z, zt)
+    kl.sum().backward()
+    logp, logq = torch.log_softmax(z.detach(), -1), torch.log_softmax(zt.detach(), -1)
+    torch.testing.assert_close(kl.detach(), (logq.exp() * (logq - logp)).sum(-1))
+    torch.testing.assert_close(z.grad, logp.exp() - logq.exp())
+    assert zt.grad is None and bool((kl >= 0).all())
+
+
 def test_full_mode_logs_the_exact_kl_and_matches_the_sampled_form_in_expectation(tmp_path):
     """distill_loss: full reports KL(pi || q) over the vocabulary (>= 0 always), the sampled
     form its one-sample estimate: on the same first batch they agree on the sign and scale."""
@@ -127,3 +147,57 @@ def test_full_mode_with_mu_2_scores_each_micro_batch_with_the_teacher_once(tmp_p
     tr.train()
     # share_prompt: two forwards (the prompts, then the completions) per teacher scoring
     assert len(calls) == 2 * sum(n_mb) and sum(n_mb) >= 2, (len(calls), n_mb)
+
+
+def test_teacher_temperature_scores_the_teachers_logits_over_it():
+    """algorithm.teacher_temperature T: the sampled form's teacher log-probs are those of
+    logits / T, in both scoring paths (plain and shared prompt), and the full form's target
+    is softmax(logits / T): a teacher equal to the student is no longer a zero KL."""
+    from grpo.distill import full_reverse_kl, score_with_teacher
+    from grpo.policy import build_batch, completion_logits, score_all, token_logprobs
+    tok, model = load_policy(str(TINY), trainable=False)
+    g = torch.Generator().manual_seed(0)
+    P = [p for p in (torch.randint(4, 100, (5,), generator=g).tolist() for _ in range(2)) for _ in range(3)]
+    C = [torch.randint(4, 100, (int(n),), generator=g).tolist() for n in torch.randint(3, 9, (6,), generator=g)]
+    b = build_batch(P, C, tok.pad_token_id, group=[i // 3 for i in range(6)])
+    with torch.no_grad():
+        logits = completion_logits(model, b)
+    for T in (0.5, 2.0):
+        want = token_logprobs(logits / T, b.completion_ids) * b.mask
+        for shared in (False, True):
+            got = score_all(model, b, 4, None, shared_prompt=shared, temperature=T) * b.mask
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        _, _, kl = score_with_teacher(completion_logits, model, model, b, temperature=T)
+        torch.testing.assert_close(kl.detach(), full_reverse_kl(logits, logits / T).detach(), atol=1e-5, rtol=1e-5)
+        assert float((kl.detach() * b.mask).sum()) > 0.01
+    torch.testing.assert_close(score_all(model, b, 4, temperature=1.0) * b.mask,
+                               token_logprobs(logits, b.completion_ids) * b.mask, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["sampled", "full"])
+def test_a_sharpened_copy_of_the_student_as_teacher_lowers_its_entropy(tmp_path, mode):
+    """teacher_temperature 0.5 with the student itself as the teacher: the only thing to
+    learn is the sharpening. Both forms see a non-zero KL (at T 1 it is exactly 0, test
+    above); with the exact KL the student's entropy on fixed text must fall within 6 steps
+    (the sampled form's one-token estimate is too noisy to show it in a few steps)."""
+    ids = torch.tensor([load_policy(str(TINY), trainable=False)[0](
+        f"User: What is {a}+{b}? Assistant: <think> {a}+{b}=").input_ids for a, b in [(3, 4), (6, 2), (5, 1)]])
+
+    def entropy(m):
+        with torch.no_grad():
+            lp = torch.log_softmax(m(ids).logits.float(), -1)
+        return -(lp.exp() * lp).sum(-1).mean().item()
+
+    cfg = _cfg(tmp_path, "sharp", TINY, steps=6, mode=mode)
+    cfg.algorithm.teacher_temperature = 0.5
+    tr = Trainer(cfg)
+    h0 = entropy(tr.policy)
+    rows = read_metrics(tr.train())
+    assert rows[0]["distill/reverse_kl"] > 0.01, rows[0]
+    if mode == "full":
+        assert entropy(tr.policy) < 0.9 * h0, (h0, entropy(tr.policy))
+
+
+def test_teacher_temperature_is_validated():
+    with pytest.raises(Exception, match="teacher_temperature"):
+        load_config(ROOT / "recipes/tiny/opd/student.yaml", ["algorithm.teacher_temperature=0"])
