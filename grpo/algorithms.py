@@ -13,8 +13,6 @@ tensor([ 1.0000, -0.3333])
 from __future__ import annotations
 
 import difflib
-import importlib
-import os
 from typing import Callable
 
 import torch
@@ -196,23 +194,10 @@ _USER_FILES: dict[str, object] = {}     # absolute path -> module: a user's file
 
 
 def _load_user_fn(spec: str, kind: str) -> Callable:
-    from rewards.registry import import_user_file       # the one loader of users' files (rewards, envs)
-    target, _, attr = spec.strip().rpartition(":")
-    if not attr.isidentifier():
-        raise ValueError(f"{kind} {spec!r}: {attr!r} after ':' is not a function name")
-    if target.endswith(".py") or "/" in target or os.sep in target:
-        full = os.path.abspath(os.path.expanduser(target))
-        module = _USER_FILES.get(full)
-        if module is None:
-            module = import_user_file(target, spec, f"_grpo_user_{kind.replace(' ', '_')}", ValueError,
-                                      f"{kind} file")
-            _USER_FILES[full] = module
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as e:
-            raise ValueError(f"cannot import module {target!r} for {kind} {spec!r}: {e}") from None
+    from rewards.registry import import_target          # the one loader of users' specs (rewards, envs)
+    module, attr, where = import_target(spec, ValueError, kind, f"{kind} file",
+                                        f"_grpo_user_{kind.replace(' ', '_')}", cache=_USER_FILES)
     fn = getattr(module, attr, None)
     if not callable(fn):
-        raise ValueError(f"{kind} {spec!r}: {target!r} has no function {attr!r}")
+        raise ValueError(f"{kind} {spec!r}: {where} has no function {attr!r}")
     return fn

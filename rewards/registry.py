@@ -92,27 +92,17 @@ def load(spec: str) -> Callable:
     spec = spec.strip()
     if ":" not in spec:
         return _load_registered(spec)
-    target, _, attr = spec.rpartition(":")
-    if not attr.isidentifier():
-        raise RewardLoadError(f"reward spec {spec!r}: {attr!r} after ':' is not a function name")
-    if target.endswith(".py") or "/" in target or os.sep in target:
-        module = _load_file(target, spec)
-        where = f"reward file {target!r}"
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as e:
-            raise RewardLoadError(f"cannot import module {target!r} for reward spec {spec!r}: {e}") from e
-        where = f"module {target!r}"
+    module, attr, where = import_target(spec, RewardLoadError, "reward spec", "reward file", "_grpo_user_reward")
     fn = getattr(module, attr, None)
     if fn is None:
         public = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
                         and getattr(v, "__module__", None) == module.__name__)
         hint = difflib.get_close_matches(attr, public, n=1)
         extra = f"; did you mean {hint[0]!r}?" if hint else ""
-        raise RewardLoadError(f"{where} has no function {attr!r}{extra} (defines: {', '.join(public) or 'nothing'})")
+        raise RewardLoadError(f"reward {where} has no function {attr!r}{extra} "
+                              f"(defines: {', '.join(public) or 'nothing'})")
     if not callable(fn):
-        raise RewardLoadError(f"{where}: {attr!r} is a {type(fn).__name__}, not a function")
+        raise RewardLoadError(f"reward {where}: {attr!r} is a {type(fn).__name__}, not a function")
     return fn
 
 
@@ -124,8 +114,41 @@ def _load_registered(name: str) -> Callable:
     raise RewardLoadError(f"unknown reward {name!r}{hint} (known: {_known()})")
 
 
-def _load_file(path: str, spec: str):
-    return import_user_file(path, f"spec {spec!r}", "_grpo_user_reward", RewardLoadError, "reward file")
+def import_target(spec: str, error: type[Exception], label: str, file_label: str, prefix: str,
+                  what: str = "function", cache: dict | None = None):
+    """``path/file.py:name`` or ``package.module:name`` -> (module, name, where): the one
+    parser and importer of users' specs (rewards, ``rollout.env``, the algorithm registries);
+    the caller looks ``name`` up with its own message. Failures are one ``error`` line:
+    ``"{label} {spec!r}: ..."``, ``"cannot import module ... for {label} {spec!r}"``,
+    ``"{file_label} {path!r} ..."``; ``where`` is ``"file 'path'"`` or ``"module 'name'"``. ``cache``: files already imported, by absolute path
+    (a registry resolved every step runs the user's file once).
+
+    >>> import_target("os.path:join", ValueError, "reward spec", "reward file", "_p")[1:]
+    ('join', "module 'os.path'")
+    >>> import_target("my_rewards.py:f", ValueError, "reward spec", "reward file", "_p")
+    Traceback (most recent call last):
+    ...
+    ValueError: reward file 'my_rewards.py' not found (from spec 'my_rewards.py:f'; looked at ...)
+    >>> import_target("os.path:1x", ValueError, "reward spec", "reward file", "_p")
+    Traceback (most recent call last):
+    ...
+    ValueError: reward spec 'os.path:1x': '1x' after ':' is not a function name
+    """
+    target, _, attr = spec.strip().rpartition(":")
+    if not attr.isidentifier():
+        raise error(f"{label} {spec!r}: {attr!r} after ':' is not a {what} name")
+    if not (target.endswith(".py") or "/" in target or os.sep in target):
+        try:
+            return importlib.import_module(target), attr, f"module {target!r}"
+        except ImportError as e:
+            raise error(f"cannot import module {target!r} for {label} {spec!r}: {e}") from None
+    full = os.path.abspath(os.path.expanduser(target))
+    module = cache.get(full) if cache is not None else None
+    if module is None:
+        module = import_user_file(target, f"spec {spec!r}", prefix, error, file_label)
+        if cache is not None:
+            cache[full] = module
+    return module, attr, f"file {target!r}"
 
 
 def import_user_file(path: str, origin: str, prefix: str, error: type[Exception], label: str):

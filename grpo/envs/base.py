@@ -12,8 +12,6 @@ gives the defaults below and the ``calls``/``errors`` counters the ``tool/*`` me
 from __future__ import annotations
 
 import difflib
-import importlib
-import os
 from typing import Any, Callable
 
 from ..config import ConfigError
@@ -64,11 +62,6 @@ def escape_specials(text: str, specials) -> str:
     return text
 
 
-def _load_file(path: str, spec: str):
-    from rewards.registry import import_user_file     # the one loader of users' files
-    return import_user_file(path, repr(spec), "_grpo_user_env", ConfigError, "rollout.env: file")
-
-
 def builtin_envs() -> dict[str, Callable]:
     from .calculator import Calculator
     from .python_tool import PythonTool
@@ -93,20 +86,13 @@ def load_env(spec: str) -> Callable:
         hint = difflib.get_close_matches(spec, list(table), n=1, cutoff=0.5)
         raise ConfigError(f"rollout.env: unknown env {spec!r}{f'; did you mean {hint[0]!r}?' if hint else ''} "
                           f"(built in: {', '.join(sorted(table))})")
-    target, _, attr = spec.rpartition(":")
-    if not attr.isidentifier():
-        raise ConfigError(f"rollout.env {spec!r}: {attr!r} after ':' is not a class name")
-    if target.endswith(".py") or "/" in target or os.sep in target:
-        module = _load_file(target, spec)
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as e:
-            raise ConfigError(f"rollout.env: cannot import module {target!r} ({spec!r}): {e}") from None
+    from rewards.registry import import_target        # the one loader of users' specs
+    module, attr, where = import_target(spec, ConfigError, "rollout.env", "rollout.env: file", "_grpo_user_env",
+                                        what="class")
     cls = getattr(module, attr, None)
     if cls is None or not callable(cls):
         public = sorted(n for n, v in vars(module).items() if isinstance(v, type) and not n.startswith("_"))
-        raise ConfigError(f"rollout.env: {target!r} has no class {attr!r} (defines: {', '.join(public) or 'nothing'})")
+        raise ConfigError(f"rollout.env: {where} has no class {attr!r} (defines: {', '.join(public) or 'nothing'})")
     return cls
 
 
