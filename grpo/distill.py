@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from .policy import logp_entropy
-
+from .policy import logp_entropy, tempered
 
 
 def distill_advantage(student_logp: torch.Tensor, teacher_logp: torch.Tensor, mask: torch.Tensor,
@@ -107,8 +106,7 @@ def score_with_teacher(logits_fn, policy, teacher, sub, cache: dict | None = Non
     with torch.no_grad():
         t_logits = cache.get(key) if cache is not None else None
         if t_logits is None:
-            t_logits = logits_fn(teacher, sub).to(logits.device)
-            t_logits = t_logits / temperature if temperature != 1.0 else t_logits
+            t_logits = tempered(logits_fn(teacher, sub).to(logits.device), temperature)
             if cache is not None:
                 cache[key] = t_logits
     return logp, ent, KL_FORMS[form](logits, t_logits)

@@ -323,6 +323,12 @@ def completion_logits_shared_prompt(model, batch: Batch) -> torch.Tensor:
     return torch.cat([out.logits[inv], logits[:, :-1]], dim=1).float()      # [N, C, V]
 
 
+def tempered(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``logits / temperature`` (the tensor itself at 1): a teacher's target distribution
+    (``algorithm.teacher_temperature``)."""
+    return logits / temperature if temperature != 1.0 else logits
+
+
 @torch.no_grad()
 def score_all(model, batch: Batch, micro: int, max_tokens: int | None = None,
               shared_prompt: bool = False, temperature: float = 1.0) -> torch.Tensor:
@@ -333,8 +339,7 @@ def score_all(model, batch: Batch, micro: int, max_tokens: int | None = None,
     out = None
     for idx in micro_batches(batch, micro, max_tokens):
         sub = batch.slice(idx).trim()
-        logits = fn(model, sub)
-        logits = logits / temperature if temperature != 1.0 else logits
+        logits = tempered(fn(model, sub), temperature)
         lp = token_logprobs(logits, sub.completion_ids.to(logits.device)).float()
         if out is None:
             out = torch.zeros(batch.completion_ids.shape, dtype=lp.dtype, device=lp.device)

@@ -120,8 +120,9 @@ def import_target(spec: str, error: type[Exception], label: str, file_label: str
     parser and importer of users' specs (rewards, ``rollout.env``, the algorithm registries);
     the caller looks ``name`` up with its own message. Failures are one ``error`` line:
     ``"{label} {spec!r}: ..."``, ``"cannot import module ... for {label} {spec!r}"``,
-    ``"{file_label} {path!r} ..."``; ``where`` is ``"file 'path'"`` or ``"module 'name'"``. ``cache``: files already imported, by absolute path
-    (a registry resolved every step runs the user's file once).
+    ``"{file_label} {path!r} ..."``; ``where`` is ``"file 'path'"`` or ``"module 'name'"``.
+    ``cache``: files already imported, by absolute path (a registry resolved every step runs
+    the user's file once).
 
     >>> import_target("os.path:join", ValueError, "reward spec", "reward file", "_p")[1:]
     ('join', "module 'os.path'")

@@ -89,35 +89,29 @@ def test_the_shipped_teacher_is_bigger_speaks_the_students_tokens_and_teaches(tm
     assert all(r["distill/reverse_kl"] > 0.01 for r in rows), rows
 
 
-def test_full_reverse_kl_has_the_analytic_gradient():
-    """d KL(pi || q) / d z = pi * (log pi - log q - KL) for the student's logits z; nothing
-    reaches the teacher's."""
-    from grpo.distill import full_reverse_kl
+def _reverse(logp, logq):      # KL(pi || q) and its gradient pi * (log pi - log q - KL)
+    pi = logp.exp()
+    kl = (pi * (logp - logq)).sum(-1)
+    return kl, pi * (logp - logq - kl.unsqueeze(-1))
+
+
+def _forward(logp, logq):      # KL(q || pi) and its gradient pi - q (cross-entropy to the teacher)
+    return (logq.exp() * (logq - logp)).sum(-1), logp.exp() - logq.exp()
+
+
+@pytest.mark.parametrize("form, want", [("full", _reverse), ("forward", _forward)])
+def test_full_vocabulary_kls_have_the_analytic_gradient(form, want):
+    """distill.KL_FORMS: each KL's value and its gradient in the student's logits z match the
+    closed forms; nothing reaches the teacher's logits; KL >= 0."""
+    from grpo.distill import KL_FORMS
     g = torch.Generator().manual_seed(0)
     z = torch.randn(2, 3, 7, generator=g, requires_grad=True)
     zt = torch.randn(2, 3, 7, generator=g, requires_grad=True)
-    kl = full_reverse_kl(z, zt)
+    kl = KL_FORMS[form](z, zt)
     kl.sum().backward()
-    logp, logq = torch.log_softmax(z.detach(), -1), torch.log_softmax(zt.detach(), -1)
-    pi = logp.exp()
-    want_kl = (pi * (logp - logq)).sum(-1)
+    want_kl, want_grad = want(torch.log_softmax(z.detach(), -1), torch.log_softmax(zt.detach(), -1))
     torch.testing.assert_close(kl.detach(), want_kl)
-    torch.testing.assert_close(z.grad, pi * (logp - logq - want_kl.unsqueeze(-1)))
-    assert zt.grad is None and bool((kl >= 0).all())
-
-
-def test_full_forward_kl_has_the_analytic_gradient():
-    """d KL(q || pi) / d z = pi - q for the student's logits z (cross-entropy to the
-    teacher's distribution); nothing reaches the teacher's; KL(q || pi) >= 0."""
-    from grpo.distill import full_forward_kl
-    g = torch.Generator().manual_seed(1)
-    z = torch.randn(2, 3, 7, generator=g, requires_grad=True)
-    zt = torch.randn(2, 3, 7, generator=g, requires_grad=True)
-    kl = full_forward_kl(z, zt)
-    kl.sum().backward()
-    logp, logq = torch.log_softmax(z.detach(), -1), torch.log_softmax(zt.detach(), -1)
-    torch.testing.assert_close(kl.detach(), (logq.exp() * (logq - logp)).sum(-1))
-    torch.testing.assert_close(z.grad, logp.exp() - logq.exp())
+    torch.testing.assert_close(z.grad, want_grad)
     assert zt.grad is None and bool((kl >= 0).all())
 
 
@@ -181,8 +175,10 @@ def test_a_sharpened_copy_of_the_student_as_teacher_lowers_its_entropy(tmp_path,
     learn is the sharpening. Both forms see a non-zero KL (at T 1 it is exactly 0, test
     above); with the exact KL the student's entropy on fixed text must fall within 6 steps
     (the sampled form's one-token estimate is too noisy to show it in a few steps)."""
-    ids = torch.tensor([load_policy(str(TINY), trainable=False)[0](
-        f"User: What is {a}+{b}? Assistant: <think> {a}+{b}=").input_ids for a, b in [(3, 4), (6, 2), (5, 1)]])
+    from grpo.policy import load_tokenizer
+    tok = load_tokenizer(str(TINY))
+    ids = torch.tensor([tok(f"User: What is {a}+{b}? Assistant: <think> {a}+{b}=").input_ids
+                        for a, b in [(3, 4), (6, 2), (5, 1)]])
 
     def entropy(m):
         with torch.no_grad():
