@@ -249,6 +249,9 @@ class TrainConfig(_Strict):
                       "overflow float32 above ~3e37, and any lr above a few units destroys a model anyway)")
     weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
     warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="lr after warmup: constant (GRPO's usual), or linear / cosine decay to 0 over "
+        "steps x mu optimizer steps (grpo/optim.py); a decayed final iterate is less noisy")
     max_grad_norm: float = Field(1.0, gt=0, allow_inf_nan=False)
     seed: int = 0
     threads: Optional[int] = Field(None, gt=0, description="torch CPU threads for train, eval, sample and sft "

@@ -31,6 +31,7 @@ from typing import Any, Literal, Optional
 import torch
 from pydantic import Field
 
+from . import optim
 from .config import ModelConfig, RunOutput, SourceConfig, Template, _Strict, load_recipe  # noqa: F401
 from .data import DataError, load_source, prompt_format, render_prompt
 from .policy import load_policy, save_model_dir, set_threads, to_device
@@ -46,7 +47,8 @@ class SFTTrainConfig(_Strict):
     lr: float = Field(1e-5, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(0, ge=0)
-    schedule: Literal["linear", "constant"] = Field("linear", description="after warmup: decay to 0, or not")
+    schedule: Literal["linear", "constant", "cosine"] = Field(
+        "linear", description="after warmup: decay linearly to 0 at the last step, stay, or cosine to 0 (grpo/optim.py)")
     max_grad_norm: float = Field(1.0, gt=0)
     seed: int = 0
     threads: Optional[int] = Field(None, gt=0)
@@ -152,7 +154,7 @@ def sft(cfg: SFTConfig, progress: bool = True) -> dict:
     loss_before = mean_loss(model, probe, tok.pad_token_id, t.micro_batch_size)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.lr,
                             weight_decay=t.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps, t))
+    sched = optim.scheduler(opt, steps, t.warmup_steps, t.schedule)
     run_dir = cfg.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     model.train()
@@ -161,7 +163,7 @@ def sft(cfg: SFTConfig, progress: bool = True) -> dict:
         bar = tqdm(range(steps), desc=f"sft {cfg.output.name}", disable=not progress, dynamic_ncols=True)
         for step in bar:
             loss = _step(model, opt, sched, _batch(data, bs, step, t.seed), tok.pad_token_id, t)
-            log.write(json.dumps({"step": step + 1, "loss": loss, "lr": t.lr * _lr_factor(step, steps, t)}) + "\n")  # this step's lr
+            log.write(json.dumps({"step": step + 1, "loss": loss, "lr": t.lr * optim.lr_factor(step, steps, t.warmup_steps, t.schedule)}) + "\n")  # this step's lr
             bar.set_postfix(loss=f"{loss:.4f}")
     model.eval()
     loss_after = mean_loss(model, probe, tok.pad_token_id, t.micro_batch_size)
@@ -170,15 +172,6 @@ def sft(cfg: SFTConfig, progress: bool = True) -> dict:
               "loss_after": loss_after, "time_s": time.time() - t0}
     (run_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result
-
-
-def _lr_factor(step: int, steps: int, t: SFTTrainConfig) -> float:
-    """Linear warmup, then constant or linear decay to zero at the last step."""
-    if step < t.warmup_steps:
-        return (step + 1) / t.warmup_steps
-    if t.schedule == "constant":
-        return 1.0
-    return max(0.0, (steps - step) / max(steps - t.warmup_steps, 1))
 
 
 def _batch(data: list, bs: int, step: int, seed: int) -> list:

@@ -21,7 +21,7 @@ from . import algorithms as A
 from . import update
 from . import losses as L
 from . import reward_model  # noqa: F401  (registers the "reward_model" reward for recipes)
-from . import checkpoint
+from . import checkpoint, optim
 from .config import Config, ConfigError, dump_config, validate_tree
 from .data import (PromptSampler, check_prompt_lengths, load_rows, model_context, prompt_format,
                    render_prompt)
@@ -123,8 +123,8 @@ class Trainer:
 
         params = [p for p in self.policy.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-        warm = max(cfg.train.warmup_steps, 1)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm))
+        t = cfg.train                    # one scheduler step per optimizer step: mu per train step
+        self.sched = optim.scheduler(self.opt, t.steps * cfg.algorithm.mu, t.warmup_steps, t.schedule)
         self.start_step = checkpoint.restore(ckpt, self.policy, self.opt, self.sched, cfg.train.seed, _warn) if ckpt else 0
 
         self.log = None
