@@ -198,3 +198,14 @@ def test_a_sharpened_copy_of_the_student_as_teacher_lowers_its_entropy(tmp_path,
 def test_teacher_temperature_is_validated():
     with pytest.raises(Exception, match="teacher_temperature"):
         load_config(ROOT / "recipes/tiny/opd/student.yaml", ["algorithm.teacher_temperature=0"])
+
+
+def test_the_sft_baseline_recipes_chain():
+    """`grpo sample opd/teacher_samples.yaml` writes exactly the file `grpo sft opd/sft.yaml`
+    reads (they named different paths, so the README's two commands did not chain)."""
+    from grpo.sample import load_sample_config
+    from grpo.sft import load_sft_config
+    sample = load_sample_config(ROOT / "recipes/tiny/opd/teacher_samples.yaml")
+    sft = load_sft_config(ROOT / "recipes/tiny/opd/sft.yaml")
+    assert Path(sft.data.source) == sample.run_dir() / "data.jsonl"
+    assert sample.model.path == load_config(ROOT / "recipes/tiny/opd/student.yaml").algorithm.teacher
