@@ -18,7 +18,8 @@ def _cfg(tmp_path, name, teacher, steps=3, mode="sampled"):
         f"model.path={TINY}", f"algorithm.teacher={teacher}", f"output.dir={tmp_path}", f"output.name={name}",
         f"train.steps={steps}", "train.prompts_per_step=2", "rollout.n=4", "rollout.max_new_tokens=24",
         "output.tensorboard=false", "data.num_samples=16", "train.lr=1e-3",
-        "algorithm.teacher_temperature=1.0"])      # the recipe sharpens its teacher (0.6): tests say when
+        "algorithm.teacher_temperature=1.0",       # the recipe sharpens its teacher (0.6): tests say when
+        "algorithm.mu=1", "train.schedule=constant"])   # ...and reuses each batch 12x at a decaying lr
 
 
 def _perturbed_teacher(out, seed: int):
