@@ -106,7 +106,8 @@ class RolloutConfig(_Strict):
         "group with it (NCCL on GPU, gloo on CPU), for models too large to POST every step")
     broadcast_port: int = Field(29555, gt=0, lt=65536, description="weight_sync=broadcast: the trainer's "
                                 "TCPStore port (the server connects to it)")
-    n: int = Field(8, ge=2, description="G: completions per prompt (a group needs at least 2)")
+    n: int = Field(8, ge=1, description="G: completions per prompt (GRPO's group needs at least 2; 1 only "
+                   "for on-policy distillation, whose teacher needs no group)")
     max_new_tokens: int = Field(256, gt=0)
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -325,6 +326,14 @@ class Config(_Strict):
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
 
     @model_validator(mode="after")
+    def _a_group_needs_two(self):
+        if self.rollout.n == 1 and (self.algorithm.teacher is None or any(r.weight for r in self.rewards)):
+            raise ValueError("rollout.n=1 gives each prompt a group of one, whose group-normalized advantage "
+                             "is 0: use n >= 2 (n = 1 only for on-policy distillation: algorithm.teacher "
+                             "set, every reward weight 0)")
+        return self
+
+    @model_validator(mode="after")
     def _correction_needs_the_policy_distribution(self):
         r = self.rollout
         if self.algorithm.rollout_correction in ("tis", "mis") and (r.temperature != 1.0 or r.top_p != 1.0 or r.top_k):
@@ -440,6 +449,8 @@ def validate_tree(schema: type[BaseModel], tree: dict, overrides: list[str] | No
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
+        if not loc:                     # a check across sections: its message names the keys
+            raise ConfigError(f"invalid recipe: {err['msg'].removeprefix('Value error, ')}") from None
         raise ConfigError(f"invalid value for '{loc}': {err['msg']} (got {err.get('input')!r})") from None
 
 

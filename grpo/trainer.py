@@ -158,7 +158,8 @@ class Trainer:
 
         # 3. Advantages within each group; optional DAPO filters.
         t0 = time.time()
-        adv = A.get(A.ADVANTAGES, a.advantage, "advantage")(reward, G)       # [N]
+        adv = (A.get(A.ADVANTAGES, a.advantage, "advantage")(reward, G) if G > 1    # [N]
+               else torch.zeros_like(reward))     # n = 1 (distillation only): no group, no baseline
         zero_std = A.zero_std_groups(reward, G)                              # [B]
         keep = torch.ones(len(comps), dtype=torch.bool)
         if a.dynamic_sampling:                 # DAPO: groups with no reward variance teach nothing

@@ -210,3 +210,25 @@ def test_the_sft_baseline_recipes_chain():
     sft = load_sft_config(ROOT / "recipes/tiny/opd/sft.yaml")
     assert Path(sft.data.source) == sample.run_dir() / "data.jsonl"
     assert sample.model.path == load_config(ROOT / "recipes/tiny/opd/student.yaml").algorithm.teacher
+
+
+def test_one_sample_per_prompt_distills_but_a_reward_group_of_one_is_refused(tmp_path):
+    """rollout.n=1: the teacher's per-token KL needs no group, so distillation spreads its
+    samples over more prompts; GRPO's group of one would have advantage 0 (and grpo's
+    unbiased std of one reward is NaN), so a recipe training on a reward is refused."""
+    from grpo.config import ConfigError
+    _perturbed_teacher(tmp_path / "teacher", seed=1)
+    cfg = load_config(ROOT / "recipes/tiny/opd/student.yaml", [f"{k}={v}" for k, v in {
+        "algorithm.distill_loss": "full", "algorithm.teacher": tmp_path / "teacher", "output.dir": tmp_path,
+        "output.name": "n1", "train.steps": 3, "train.prompts_per_step": 8, "rollout.n": 1,
+        "rollout.max_new_tokens": 24, "output.tensorboard": "false", "data.num_samples": 16,
+        "train.lr": 1e-3, "algorithm.mu": 1, "train.schedule": "constant"}.items()])
+    assert cfg.rollout.n == 1
+    tr = Trainer(cfg)
+    before = _flat(tr.policy).clone()
+    rows = read_metrics(tr.train())
+    assert len(rows) == 3 and all(r["distill/reverse_kl"] > 0.01 and r["loss"] == r["loss"] for r in rows), rows
+    assert not torch.equal(_flat(tr.policy), before)
+    for recipe, extra in [("r1_zero.yaml", []), ("opd/student.yaml", ["rewards=[{name: math_accuracy, weight: 1.0}]"])]:
+        with pytest.raises(ConfigError, match=r"^invalid recipe: rollout.n=1 gives each prompt a group of one"):
+            load_config(ROOT / "recipes/tiny" / recipe, ["rollout.n=1", *extra])
