@@ -13,13 +13,15 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "data/tiny_model"
 
 
-def _cfg(tmp_path, name, teacher, steps=3, mode="sampled"):
+def _cfg(tmp_path, name, teacher, steps=3, mode="sampled", *extra: str):
+    """The opd recipe, small and fast; ``extra`` overrides come last (they win)."""
     return load_config(ROOT / "recipes/tiny/opd/student.yaml", [f"algorithm.distill_loss={mode}",
         f"model.path={TINY}", f"algorithm.teacher={teacher}", f"output.dir={tmp_path}", f"output.name={name}",
         f"train.steps={steps}", "train.prompts_per_step=2", "rollout.n=4", "rollout.max_new_tokens=24",
         "output.tensorboard=false", "data.num_samples=16", "train.lr=1e-3",
         "algorithm.teacher_temperature=1.0",       # the recipe sharpens its teacher (0.6): tests say when
-        "algorithm.mu=1", "train.schedule=constant"])   # ...and reuses each batch 12x at a decaying lr
+        "algorithm.mu=1", "train.schedule=constant",    # ...and reuses each batch 12x at a decaying lr
+        *extra])
 
 
 def _perturbed_teacher(out, seed: int):
@@ -218,11 +220,7 @@ def test_one_sample_per_prompt_distills_but_a_reward_group_of_one_is_refused(tmp
     unbiased std of one reward is NaN), so a recipe training on a reward is refused."""
     from grpo.config import ConfigError
     _perturbed_teacher(tmp_path / "teacher", seed=1)
-    cfg = load_config(ROOT / "recipes/tiny/opd/student.yaml", [f"{k}={v}" for k, v in {
-        "algorithm.distill_loss": "full", "algorithm.teacher": tmp_path / "teacher", "output.dir": tmp_path,
-        "output.name": "n1", "train.steps": 3, "train.prompts_per_step": 8, "rollout.n": 1,
-        "rollout.max_new_tokens": 24, "output.tensorboard": "false", "data.num_samples": 16,
-        "train.lr": 1e-3, "algorithm.mu": 1, "train.schedule": "constant"}.items()])
+    cfg = _cfg(tmp_path, "n1", tmp_path / "teacher", 3, "full", "rollout.n=1", "train.prompts_per_step=8")
     assert cfg.rollout.n == 1
     tr = Trainer(cfg)
     before = _flat(tr.policy).clone()
