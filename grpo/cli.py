@@ -13,7 +13,7 @@ import importlib
 import logging
 import sys
 
-USER_ERRORS = ("grpo.config:ConfigError", "grpo.data:DataError", "grpo.policy:ModelError",
+USER_ERRORS = ("grpo.recipe:ConfigError", "grpo.data:DataError", "grpo.policy:ModelError",
                "rewards:RewardLoadError", "rewards:RewardError",
                "grpo.report:ReportError", "grpo.rundir:RunError", "grpo.checkpoint:CheckpointError")
 

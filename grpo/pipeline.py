@@ -39,7 +39,8 @@ from typing import Any, Literal, Optional
 from pydantic import Field
 
 from . import reward_model  # noqa: F401  (registers the 'reward_model' reward for stage 4)
-from .config import ConfigError, SourceConfig, _Strict, load_recipe, read_recipe
+from .config import ConfigError, SourceConfig, _Strict
+from .recipe import load_recipe, read_recipe
 from .policy import _looks_local
 from .data import write_prompts
 from .eval import EvalSpec, evaluate_model

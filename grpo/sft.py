@@ -32,7 +32,8 @@ import torch
 from pydantic import Field
 
 from . import optim
-from .config import ModelConfig, RunOutput, SourceConfig, Template, _Strict, load_recipe  # noqa: F401
+from .config import ModelConfig, RunOutput, SourceConfig, Template, _Strict  # noqa: F401
+from .recipe import load_recipe
 from .data import DataError, load_source, prompt_format, render_prompt
 from .policy import load_policy, save_model_dir, set_threads, to_device
 

@@ -22,7 +22,8 @@ from . import update
 from . import losses as L
 from . import reward_model  # noqa: F401  (registers the "reward_model" reward for recipes)
 from . import checkpoint, optim
-from .config import Config, ConfigError, dump_config, validate_tree
+from .config import Config, ConfigError, dump_config
+from .recipe import validate_tree
 from .data import (PromptSampler, check_prompt_lengths, load_rows, model_context, prompt_format,
                    render_prompt)
 from .rundir import open_run_ranks

@@ -76,7 +76,7 @@ def load_env(spec: str) -> Callable:
     >>> load_env("calculater")
     Traceback (most recent call last):
     ...
-    grpo.config.ConfigError: rollout.env: unknown env 'calculater'; did you mean 'calculator'? (built in: calculator, python)
+    grpo.recipe.ConfigError: rollout.env: unknown env 'calculater'; did you mean 'calculator'? (built in: calculator, python)
     """
     spec = (spec or "").strip()
     table = builtin_envs()
