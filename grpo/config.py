@@ -216,6 +216,10 @@ class AlgorithmConfig(_Strict):
         "sampled", description="sampled: log q - log pi of the sampled token as its advantage (any vocabulary); "
         "full: the exact KL(pi || q) over the vocabulary at each position, added to the loss (GKD, beta 1); "
         "forward: the exact KL(q || pi) at the same positions (GKD, beta 0)")
+    distill_replay: int = Field(
+        0, ge=0, le=64, description="on-policy distillation: after each step's own update, mu passes over each "
+        "of the last k steps' scored samples too, their teacher logits kept (no new teacher tokens, as SFT passes "
+        "over its data more than once); holds k steps' [N, C, V] teacher logits; 0: none")
     teacher_temperature: float = Field(
         1.0, gt=0, le=10, allow_inf_nan=False, description="the student is distilled towards the teacher's "
         "logits / this: below 1 a sharpened teacher, whose slips (its low-probability wrong tokens) the "
@@ -330,6 +334,16 @@ class Config(_Strict):
             raise ValueError("rollout.n=1 gives each prompt a group of one, whose group-normalized advantage "
                              "is 0: use n >= 2 (n = 1 only for on-policy distillation: algorithm.teacher "
                              "set, every reward weight 0)")
+        return self
+
+    @model_validator(mode="after")
+    def _replay_is_pure_distillation(self):
+        a = self.algorithm
+        if a.distill_replay and (a.teacher is None or a.distill_loss not in ("full", "forward")
+                                 or any(r.weight for r in self.rewards) or self.rollout.staleness):
+            raise ValueError("algorithm.distill_replay needs pure distillation: algorithm.teacher set, distill_loss "
+                             "full or forward, every reward weight 0 (a replayed sample's advantage is stale) "
+                             "and rollout.max_staleness 0 / overlap off")
         return self
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import torch
@@ -124,8 +125,11 @@ class Trainer:
 
         params = [p for p in self.policy.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-        t = cfg.train                    # one scheduler step per optimizer step: mu per train step
-        self.sched = optim.scheduler(self.opt, t.steps * cfg.algorithm.mu, t.warmup_steps, t.schedule)
+        t, a = cfg.train, cfg.algorithm  # one scheduler step per optimizer step: mu per batch updated on
+        k = a.distill_replay             # (this step's, and with distill_replay up to k kept ones)
+        self.replay = deque(maxlen=k) if k else None
+        self.sched = optim.scheduler(self.opt, a.mu * sum(1 + min(s, k) for s in range(t.steps)),
+                                     t.warmup_steps, t.schedule)
         self.start_step = checkpoint.restore(ckpt, self.policy, self.opt, self.sched, cfg.train.seed, _warn) if ckpt else 0
 
         self.log = None
@@ -178,7 +182,10 @@ class Trainer:
         self._routing = [c.routing for c, k in zip(comps, keep.tolist()) if k] if a.routing_replay else None
         skip = nothing_to_learn(adv[keep], batch.mask[keep], a.beta, teacher=self.teacher is not None)
         skip = not self.par.any(not skip)      # ranks update together (FSDP forwards are collectives)
-        upd = dict.fromkeys(UPDATE_KEYS) if skip else self._update(batch.slice(keep), adv[keep], behav, stale)
+        batch, cache = batch.slice(keep), ({} if self.replay is not None else None)  # cache: distill_replay's
+        upd = dict.fromkeys(UPDATE_KEYS) if skip else self._update(batch, adv[keep], behav, stale, cache)
+        if self.replay is not None:    # then passes over the last k steps' batches (no new teacher tokens)
+            upd |= update.replay(self, batch, cache) if not skip else {"distill/replay_batches": 0}
         t["update"] = time.time() - t0
 
         # 6. Sync the new weights to the rollout engine (overlapped: when it is next idle, in
@@ -247,9 +254,10 @@ class Trainer:
             return "coupled" if stale else "off"
         return m
 
-    def _update(self, batch, adv: torch.Tensor, behav: torch.Tensor | None = None, stale: int = 0) -> dict:
+    def _update(self, batch, adv: torch.Tensor, behav: torch.Tensor | None = None, stale: int = 0,
+                teacher_cache: dict | None = None) -> dict:
         """mu optimizer steps on one batch (grpo/update.py)."""
-        return update.update(self, batch, adv, behav, stale)
+        return update.update(self, batch, adv, behav, stale, teacher_cache)
 
     def _score_frozen(self, model, batch, temperature: float = 1.0) -> torch.Tensor:
         t = self.cfg.train

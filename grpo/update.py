@@ -52,13 +52,18 @@ class _Plan:
     teacher_logits: dict | None = None    # full mode, mu > 1: the teacher's logits per micro-batch
 
 
-def update(tr, batch, adv: torch.Tensor, behav: torch.Tensor | None = None, stale: int = 0) -> dict:
+def update(tr, batch, adv: torch.Tensor, behav: torch.Tensor | None = None, stale: int = 0,
+           teacher_cache: dict | None = None) -> dict:
     """mu optimizer steps on one batch. ``behav``: the sampler's per-token log-probs
     ``[N, C]`` (the behaviour policy: another engine's kernels, or weights ``stale`` steps
     old); with a rollout correction they enter only through its IS weight (decoupled PPO:
-    the clip is anchored at the proximal policy, the weights before this update)."""
+    the clip is anchored at the proximal policy, the weights before this update).
+    ``teacher_cache``: the teacher's logits per micro-batch of this batch, filled on first
+    use and reused (``distill_replay`` keeps it with the batch)."""
     a, t = tr.cfg.algorithm, tr.cfg.train
     plan = _plan(tr, batch, adv, behav, stale)
+    if teacher_cache is not None and plan.full:
+        plan.teacher_logits = teacher_cache
     mbs = tr.par.pad_micro_batches(micro_batches(batch, t.micro_batch_size, t.micro_batch_tokens))
     sums = dict.fromkeys(("loss", "kl", "entropy", "clip_frac", "clip_low_frac", "clip_high_frac"), 0.0)
     extra = dict.fromkeys(CORRECTION_KEYS, 0.0) | ({_kl_key(a): 0.0} if tr.teacher is not None else {})
@@ -141,6 +146,25 @@ def _micro_batch(tr, p: _Plan, idx, sums: dict, extra: dict, replayed: ReplaySta
     (loss * tr.par.loss_scale).backward()
     _accumulate(sums, loss, ent, cm, mask, p.n_tokens, a.mu)
     return loss.detach()
+
+
+def replay(tr, batch, cache: dict) -> dict:
+    """``algorithm.distill_replay = k``: mu passes over each of the last k steps' scored
+    batches (oldest first), their teacher logits ``cache`` reused, then this step's batch
+    joins them and the oldest leaves. The per-position KL is exact at any state the student
+    visited, so an older sample stays a valid target; only the state distribution lags the
+    student by up to k steps (as GKD mixes fixed data with on-policy samples: Agarwal et al.
+    2024). No teacher forward, so no new teacher tokens."""
+    key, kls = _kl_key(tr.cfg.algorithm), []
+    routing, tr._routing = tr._routing, None      # MoE routing replay: this step's rows only
+    try:
+        for old, old_cache in list(tr.replay):
+            kls.append(update(tr, old, torch.zeros(len(old)), teacher_cache=old_cache)[key])
+    finally:
+        tr._routing = routing
+    tr.replay.append((batch, cache))
+    kls = [k for k in kls if k is not None]
+    return {"distill/replay_batches": len(kls), f"{key}_replayed": sum(kls) / len(kls) if kls else None}
 
 
 def token_terms(a, p: _Plan, idx, old_lp, mask, adv, share: float, stats: dict):

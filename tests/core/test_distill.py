@@ -230,3 +230,54 @@ def test_one_sample_per_prompt_distills_but_a_reward_group_of_one_is_refused(tmp
     for recipe, extra in [("r1_zero.yaml", []), ("opd/student.yaml", ["rewards=[{name: math_accuracy, weight: 1.0}]"])]:
         with pytest.raises(ConfigError, match=r"^invalid recipe: rollout.n=1 gives each prompt a group of one"):
             load_config(ROOT / "recipes/tiny" / recipe, ["rollout.n=1", *extra])
+
+
+def test_distill_replay_reuses_kept_batches_without_new_teacher_tokens(tmp_path):
+    """distill_replay: k: each step also passes over the last k steps' scored batches, with
+    the teacher logits kept from when they were scored: the teacher runs once per micro-batch
+    of each *new* batch only, the replayed KL is logged, and the lr schedule counts the extra
+    optimizer steps (linear decay ends at 0 on the last one)."""
+    from grpo import update as U
+    _perturbed_teacher(tmp_path / "teacher", seed=1)
+    cfg = _cfg(tmp_path, "replay", tmp_path / "teacher", 4, "full", "algorithm.distill_replay=2",
+               "train.schedule=linear", "train.warmup_steps=0", "train.lr=3e-3")
+    tr = Trainer(cfg)
+    calls, n_mb, updated = [], [], []
+    real = tr.teacher.forward
+    tr.teacher.forward = lambda *a, **k: calls.append(1) or real(*a, **k)
+    upd = tr._update                  # this step's own update
+    own = []
+    tr._update = lambda batch, *a, **k: (own.append(id(batch)), n_mb.append((out := upd(batch, *a, **k))["micro_batches"]),
+                                         out)[-1]
+    real_update = U.update            # every update: this step's and the replays'
+
+    def spy(tr_, batch, *a, **k):
+        updated.append(id(batch))
+        return real_update(tr_, batch, *a, **k)
+    U.update = spy
+    try:
+        rows = read_metrics(tr.train())
+    finally:
+        U.update = real_update
+    assert [r["distill/replay_batches"] for r in rows] == [0, 1, 2, 2]
+    assert rows[0]["distill/reverse_kl_replayed"] is None
+    assert all(r["distill/reverse_kl_replayed"] > 0.01 for r in rows[1:]), rows
+    assert len(updated) == 4 + 0 + 1 + 2 + 2 and len(n_mb) == 4
+    # share_prompt: two teacher forwards per scoring, and only the 4 new batches are scored
+    assert len(calls) == 2 * sum(n_mb), (len(calls), n_mb)
+    assert tr.sched.last_epoch == 1 + 2 + 3 + 3 and tr.opt.param_groups[0]["lr"] == 0.0
+    # the last step replayed steps 2 and 3 (oldest first), then kept 3 and 4
+    assert updated[-2:] == own[1:3] and [id(b) for b, _ in tr.replay] == own[2:]
+
+
+def test_distill_replay_is_only_for_pure_distillation():
+    from grpo.config import ConfigError
+    base = ROOT / "recipes/tiny/opd/student.yaml"
+    for extra in (["algorithm.teacher=null"], ["algorithm.distill_loss=sampled"],
+                  ["rewards=[{name: math_accuracy, weight: 1.0}]", "rollout.n=2"], ["rollout.max_staleness=1"]):
+        with pytest.raises(ConfigError, match=r"^invalid recipe: algorithm.distill_replay needs pure distillation"):
+            load_config(base, ["algorithm.distill_replay=2", "rollout.n=2", *extra])
+    for bad in ("-1", "65", "1.5", "x"):
+        with pytest.raises(ConfigError, match=r"^invalid value for 'algorithm.distill_replay'"):
+            load_config(base, [f"algorithm.distill_replay={bad}"])
+    assert load_config(base, ["algorithm.distill_replay=3"]).algorithm.distill_replay == 3
