@@ -185,7 +185,7 @@ class Trainer:
         batch, cache = batch.slice(keep), ({} if self.replay is not None else None)  # cache: distill_replay's
         upd = dict.fromkeys(UPDATE_KEYS) if skip else self._update(batch, adv[keep], behav, stale, cache)
         if self.replay is not None:    # then passes over the last k steps' batches (no new teacher tokens)
-            upd |= update.replay(self, batch, cache) if not skip else {"distill/replay_batches": 0}
+            upd = update.replay(self, batch, cache, upd) if not skip else {**upd, "distill/replay_batches": 0}
         t["update"] = time.time() - t0
 
         # 6. Sync the new weights to the rollout engine (overlapped: when it is next idle, in

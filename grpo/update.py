@@ -148,23 +148,25 @@ def _micro_batch(tr, p: _Plan, idx, sums: dict, extra: dict, replayed: ReplaySta
     return loss.detach()
 
 
-def replay(tr, batch, cache: dict) -> dict:
+def replay(tr, batch, cache: dict, upd: dict) -> dict:
     """``algorithm.distill_replay = k``: mu passes over each of the last k steps' scored
     batches (oldest first), their teacher logits ``cache`` reused, then this step's batch
     joins them and the oldest leaves. The per-position KL is exact at any state the student
     visited, so an older sample stays a valid target; only the state distribution lags the
     student by up to k steps (as GKD mixes fixed data with on-policy samples: Agarwal et al.
-    2024). No teacher forward, so no new teacher tokens."""
-    key, kls = _kl_key(tr.cfg.algorithm), []
+    2024). No teacher forward, so no new teacher tokens. Returns ``upd`` (this step's own
+    update metrics) with the replays' KL and skipped optimizer steps added."""
+    key, kls, skipped = _kl_key(tr.cfg.algorithm), [], 0
     routing, tr._routing = tr._routing, None      # MoE routing replay: this step's rows only
     try:
         for old, old_cache in list(tr.replay):
-            kls.append(update(tr, old, torch.zeros(len(old)), teacher_cache=old_cache)[key])
+            out = update(tr, old, torch.zeros(len(old)), teacher_cache=old_cache)
+            kls, skipped = kls + [out[key]], skipped + out["skipped_steps"]
     finally:
         tr._routing = routing
     tr.replay.append((batch, cache))
-    kls = [k for k in kls if k is not None]
-    return {"distill/replay_batches": len(kls), f"{key}_replayed": sum(kls) / len(kls) if kls else None}
+    return {**upd, "skipped_steps": upd["skipped_steps"] + skipped, "distill/replay_batches": len(kls),
+            f"{key}_replayed": sum(kls) / len(kls) if kls else None}
 
 
 def token_terms(a, p: _Plan, idx, old_lp, mask, adv, share: float, stats: dict):
