@@ -20,7 +20,8 @@ def _cfg(tmp_path, name, teacher, steps=3, mode="sampled", *extra: str):
         f"train.steps={steps}", "train.prompts_per_step=2", "rollout.n=4", "rollout.max_new_tokens=24",
         "output.tensorboard=false", "data.num_samples=16", "train.lr=1e-3",
         "algorithm.teacher_temperature=1.0",       # the recipe sharpens its teacher (0.6): tests say when
-        "algorithm.mu=1", "train.schedule=constant",    # ...and reuses each batch 12x at a decaying lr
+        "algorithm.mu=1", "algorithm.distill_replay=0",   # ...and reuses each batch 44x
+        "train.schedule=constant",                        # at a decaying lr
         *extra])
 
 
