@@ -55,10 +55,13 @@ def _run(args) -> int:
 
 
 def _leave_process_group() -> None:
-    """Shut the process group down before exit: left to interpreter teardown, gloo can abort
-    the process ("terminate called without an active exception") once a peer has exited."""
+    """Shut grpo's process group down before exit: left to interpreter teardown, gloo can abort
+    the process ("terminate called without an active exception") once a peer has exited. A
+    group vLLM started (colocated engine, one process) is vLLM's to destroy at its shutdown."""
     import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
+
+    from .parallel import OWNS_PROCESS_GROUP
+    if OWNS_PROCESS_GROUP and dist.is_available() and dist.is_initialized():
         try:
             dist.destroy_process_group()
         except Exception:  # noqa: BLE001 -- best effort at exit; the run's outcome stands
@@ -75,7 +78,8 @@ def cmd_eval(args) -> int:
     if args.n is not None and args.n < 1:
         raise ConfigError(f"--n {args.n}: need at least 1 held-out prompt (omit --n for all of them)")
     cfg = load_config(args.recipe, args.overrides, require_model=args.model is None)
-    res = eval_config(cfg, model=args.model, k=args.k, n=args.n, on_train_rows=args.on_train_rows, seed=args.seed)
+    res = eval_config(cfg, model=args.model, k=args.k, n=args.n, on_train_rows=args.on_train_rows, seed=args.seed,
+                      engine=args.engine)
     res.pop("samples")
     print(json.dumps(res, indent=1))
     return 0
@@ -124,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _recipe_parser(sub, "eval", "pass@1 (mean of k samples), maj@k, pass@k on the held-out set")
     p.add_argument("--model", help="model or checkpoint directory (default: the recipe's model)")
     p.add_argument("--k", type=int, default=4, help="samples per prompt")
+    p.add_argument("--engine", choices=["hf", "vllm"], default=None,
+                   help="what samples (default: the recipe's rollout.engine; a server recipe: hf)")
     p.add_argument("--n", type=int, default=None, help="number of held-out prompts")
     p.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed, model and rows give the "
                    "same numbers (without one, two evals of one model differed by 0.02-0.04 pass@1)")

