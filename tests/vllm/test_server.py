@@ -8,14 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("vllm")
-
-from grpo.config import load_config  # noqa: E402
-from grpo.data import apply_template  # noqa: E402
-from grpo.policy import build_batch, load_policy, score  # noqa: E402
-from grpo.rollout.base import SamplingParams  # noqa: E402
-from grpo.rollout.server import ServerEngine  # noqa: E402
-from grpo.trainer import Trainer  # noqa: E402
+from grpo.config import load_config
+from grpo.data import apply_template
+from grpo.policy import build_batch, load_policy, score
+from grpo.rollout.base import SamplingParams
+from grpo.rollout.server import ServerEngine
+from grpo.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = apply_template("r1_zero_tiny", "What is 2+3?")
