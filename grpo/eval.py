@@ -17,7 +17,7 @@ from typing import Optional
 from pydantic import Field
 
 import rewards as rewards_lib
-from rewards._text import extract_answer
+from rewards._extract import final_answer
 
 from .config import RewardConfig, SourceConfig, Template, _Strict
 from .data import DataError, load_source, prompt_format, render_prompt
@@ -68,7 +68,7 @@ def evaluate(engine, rows: list[dict], render, k: int = 4, max_new_tokens: int =
             correct.append([a is not None and a > 0.5 for a in acc])
             if fmt_fn is not None:
                 fmt_ok += [f is not None and f > 0.5 for f in fmt_fn([prompt] * k, texts, **cols)]
-            vote = majority([extract_answer(t) for t in texts])
+            vote = majority([final_answer(t or "", raw=True)[0] for t in texts])   # math_accuracy's reading
             maj_ok.append(vote is not None and bool(acc_fn([prompt], [f"<answer>{vote}</answer>"], **{
                 key: [v] for key, v in row.items() if key != "prompt"})[0]))
             lengths += [len(c.token_ids) for c in g.completions]
@@ -124,29 +124,78 @@ def _has_split_column(path) -> bool:
     return bool(rows) and isinstance(rows[0], dict) and "split" in rows[0]
 
 
+def eval_engine_name(cfg, engine: str | None = None) -> str:
+    """The engine ``grpo eval`` samples with: ``engine`` if given, else the recipe's own
+    (``rollout.engine``: hf, or vllm when it is vllm or auto with vLLM installed; a server
+    recipe is evaluated in process with hf).
+
+    >>> from grpo.config import Config
+    >>> eval_engine_name(Config(rollout={"engine": "hf"})), eval_engine_name(Config(rollout={"engine": "server"}))
+    ('hf', 'hf')
+    """
+    from .config import ConfigError
+    from .rollout import vllm_available
+    name = engine or cfg.rollout.engine
+    if name == "auto":
+        name = "vllm" if vllm_available() else "hf"
+    if name not in ("hf", "vllm", "server"):
+        raise ConfigError(f"eval engine must be hf or vllm, not {name!r}")
+    if name == "vllm" and not vllm_available():
+        raise ConfigError("eval with the vllm engine, but vllm is not installed (scripts/setup_vllm.sh); "
+                          "use --engine hf")
+    return "hf" if name == "server" else name
+
+
+def _eval_engine(name: str, path: str, cfg, seed: int | None):
+    """(tokenizer, engine) for ``grpo eval``: vLLM loads the checkpoint itself."""
+    if name == "hf":
+        from .policy import load_policy, to_device
+        from .rollout.hf import HFEngine
+        tok, policy = load_policy(path, cfg.model.dtype, trainable=False)
+        return tok, HFEngine(to_device(policy), tok)
+    from pathlib import Path
+
+    from .gguf import resolve_model_path
+    from .policy import check_model_dir, load_tokenizer
+    from .rollout.vllm import VLLMEngine
+    path = resolve_model_path(path, cfg.model.dtype)
+    if Path(path).is_dir():
+        check_model_dir(path)
+    tok = load_tokenizer(path)
+    return tok, VLLMEngine(path, tok, cfg.rollout, seed=0 if seed is None else seed, dtype=cfg.model.dtype)
+
+
 def eval_config(cfg, model: str | None = None, k: int = 4, n: int | None = None,
-                on_train_rows: bool = False, seed: int | None = 0, **kw) -> dict:
+                on_train_rows: bool = False, seed: int | None = 0, engine: str | None = None, **kw) -> dict:
     """Evaluate what ``grpo train`` trains: the recipe's prompt format (render_prompt, as the
-    trainer), stop strings and end-of-turn tokens, threads, on its held-out rows. ``seed``
-    seeds the sampling (None: unseeded)."""
+    trainer), stop strings and end-of-turn tokens, threads, on its held-out rows, sampled by
+    ``engine`` (eval_engine_name: default the recipe's). ``seed`` seeds the sampling (None:
+    unseeded)."""
     import torch
 
-    from .policy import load_policy, set_threads, to_device
-    from .rollout.hf import HFEngine
+    from .policy import set_threads
     set_threads(cfg.train.threads)
     if seed is not None:
         torch.manual_seed(seed)
     rows = held_out_rows(cfg, n, on_train_rows)          # data errors before loading a model
-    tok, policy = load_policy(model or cfg.model.path, cfg.model.dtype, trainable=False)
-    policy = to_device(policy)
+    name = eval_engine_name(cfg, engine)
+    tok, eng = _eval_engine(name, model or cfg.model.path, cfg, seed)
+    if name == "vllm":
+        kw.setdefault("batch_prompts", 256)              # vLLM schedules the requests itself
     spec = next((r for r in cfg.rewards if r.name in ("math_accuracy", "accuracy", "countdown",
                                                       "code_tests")), None)
+    # format_rate: of the recipe's own format reward (a chat recipe that trains none has none)
+    kw.setdefault("format_reward", next((r.name for r in cfg.rewards if r.name.startswith("think_format")), None))
     render = lambda p: render_prompt(tok, p, **prompt_format(cfg.data))  # noqa: E731
     r = cfg.rollout
-    return evaluate(HFEngine(policy, tok), rows, render, k=k, max_new_tokens=r.max_new_tokens,
-                    stop=list(r.stop), end_of_turn=r.end_of_turn,
-                    accuracy=spec.name if spec else "math_accuracy",
-                    accuracy_kwargs=spec.kwargs if spec else None, **kw)
+    try:
+        return evaluate(eng, rows, render, k=k, max_new_tokens=r.max_new_tokens,
+                        stop=list(r.stop), end_of_turn=r.end_of_turn,
+                        accuracy=spec.name if spec else "math_accuracy",
+                        accuracy_kwargs=spec.kwargs if spec else None, **kw)
+    finally:
+        if name == "vllm":
+            eng.close()
 
 
 class GeneralEval(_Strict):

@@ -141,6 +141,62 @@ def countdown_problem(rng: random.Random, n_numbers: int = 3) -> dict:
             "target": target, "numbers": nums}
 
 
+# Easy GSM8K-style word problems for a small real model (recipes/cpu/smollm2_word_problems.yaml):
+# one or two steps on small numbers, in openai/gsm8k's format (the answer column ends "#### N").
+NAMES = ("Tom", "Sara", "Ben", "Mia", "Leo", "Ana", "Sam", "Eva", "Max", "Lily", "Omar", "Zoe",
+         "Ivan", "Nina", "Raj", "Kim", "Ali", "Jo", "Emma", "Noah")
+ITEMS = ("apples", "marbles", "stickers", "books", "pencils", "cookies", "cards", "shells", "coins",
+         "stamps", "toy cars", "balloons", "crayons", "buttons")
+
+
+def word_problem(rng: random.Random, hi: int = 10) -> dict:
+    """A one- or two-step word problem on numbers up to ``hi``, GSM8K-formatted.
+
+    >>> p = word_problem(random.Random(3))
+    >>> sorted(p), p["answer"].split("#### ")[-1] == str(p["value"])
+    (['answer', 'question', 'value'], True)
+    """
+    n, m = rng.sample(NAMES, 2)
+    it, kind = rng.choice(ITEMS), rng.randrange(6)
+    a, b, c = rng.randint(1, hi), rng.randint(1, hi), rng.randint(2, 5)
+    if kind == 0:
+        q, steps = f"{n} has {a} {it}. {n} gets {b} more. How many {it} does {n} have now?", [(a, "+", b)]
+    elif kind == 1:
+        q, steps = f"{n} has {a + b} {it} and gives away {b}. How many {it} are left?", [(a + b, "-", b)]
+    elif kind == 2:
+        q, steps = f"{n} has {c} bags with {b} {it} in each bag. How many {it} are there in all?", [(c, "*", b)]
+    elif kind == 3:
+        q, steps = f"{n} has {a} {it} and {m} has {b} {it}. How many {it} do they have together?", [(a, "+", b)]
+    elif kind == 4:
+        q = f"{n} had {a + b} {it}, lost {b}, then found {c}. How many {it} does {n} have now?"
+        steps = [(a + b, "-", b), (a, "+", c)]
+    else:
+        q = f"{n} has {a} {it}. {m} has {c} times as many. How many {it} does {m} have?"
+        steps = [(a, "*", c)]
+    lines, value = [], None
+    for x, op, y in steps:
+        value = {"+": x + y, "-": x - y, "*": x * y}[op]
+        lines.append(f"{x} {'x' if op == '*' else op} {y} = <<{x}{op}{y}={value}>>{value}")
+    return {"question": q, "answer": "\n".join(lines) + f"\n#### {value}", "value": value}
+
+
+def word_problem_splits(n_train: int, n_test: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """Disjoint train and held-out sets of ``word_problem``: no held-out question is a
+    training question (the problem space is ~10^5, so a plain second seed would repeat some).
+
+    >>> tr, te = word_problem_splits(50, 20)
+    >>> len(tr), len(te), bool({r["question"] for r in tr} & {r["question"] for r in te})
+    (50, 20, False)
+    """
+    rng, seen, out = random.Random(seed), set(), []
+    while len(out) < n_train + n_test:
+        p = word_problem(rng)
+        if p["question"] not in seen:
+            seen.add(p["question"])
+            out.append({"question": p["question"], "answer": p["answer"]})
+    return out[:n_train], out[n_train:]
+
+
 GENERATORS = {"arithmetic": arithmetic_problem, "arithmetic_long": long_arithmetic_problem,
               "countdown": countdown_problem}
 
