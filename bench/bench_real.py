@@ -5,12 +5,16 @@ temperature, loss (token-mean), truncation masking, no KL, and gradient checkpoi
 both or off both. Every variant runs in a fresh subprocess (bench_rollout.py's driver);
 the whole comparison runs twice in one invocation.
 
-    python bench/bench_real.py                    # B=4, G=4, 64 new tokens, 1 thread
+    ~/.cache/grpo/vllm-env/bin/python bench/bench_real.py   # B=4, G=4, 64 new tokens (vllm + TRL)
+    python bench/bench_real.py --variants hf,hf-overlap,trl        # without vLLM
     python bench/bench_real.py --grad-ckpt        # gradient checkpointing on both
     python bench/bench_real.py --prompts 8 --n 8 --max-new-tokens 128
 
-Variants: ``hf`` (grpo, on-policy, share_prompt), ``hf-overlap`` (grpo, one-step
-off-policy: sampling overlaps the update), ``trl`` (GRPOTrainer, use_vllm=False).
+Variants: ``vllm`` (grpo, rollout.engine=vllm, on-policy), ``vllm-overlap`` (vllm, one-step
+off-policy: sampling overlaps the update), ``hf`` (grpo, transformers generate, on-policy,
+share_prompt), ``hf-overlap``, ``trl`` (GRPOTrainer, use_vllm=False). On-policy variants and
+TRL run at 1 and 2 torch threads (best against best); the overlap variants at 1 (the
+sampler's thread and the trainer's take one core each of this project's 2).
 """
 from __future__ import annotations
 
@@ -53,9 +57,10 @@ def main(argv=None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--threads", default="1")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--variant-threads", default="vllm-overlap=1,hf-overlap=1")
     ap.add_argument("--rounds", type=int, default=2, help="times the whole comparison runs")
-    ap.add_argument("--variants", default="hf,hf-overlap,trl")
+    ap.add_argument("--variants", default="vllm,vllm-overlap,hf,hf-overlap,trl")
     ap.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing on both tools")
     a = ap.parse_args(argv)
     model = str(build())
@@ -70,7 +75,8 @@ def main(argv=None) -> int:
         extra += ["model.gradient_checkpointing=false"]
     args = ["--recipe", str(RECIPE), "--model", model, "--variants", a.variants, "--prompts", str(a.prompts),
             "--n", str(a.n), "--max-new-tokens", str(a.max_new_tokens), "--steps", str(a.steps),
-            "--warmup", str(a.warmup), "--threads", a.threads, "--rows", "256"]
+            "--warmup", str(a.warmup), "--threads", a.threads, "--variant-threads", a.variant_threads,
+            "--rows", "256"]
     args += [x for o in extra for x in ("--set", o)]
     rc = 0
     for r in range(a.rounds):
