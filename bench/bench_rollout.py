@@ -1,7 +1,7 @@
 """End-to-end GRPO throughput: grpo (vllm engine, with and without overlap; hf engine) against TRL's GRPOTrainer.
 
-    /opt/vllm-env/bin/python bench/bench_rollout.py      # 16 prompts x 16 samples, 1 and 2 threads
-    /opt/vllm-env/bin/python bench/bench_rollout.py --prompts 8 --n 8 --threads 2
+    ~/.cache/grpo/vllm-env/bin/python bench/bench_rollout.py      # 16 prompts x 16 samples, 1 and 2 threads
+    ~/.cache/grpo/vllm-env/bin/python bench/bench_rollout.py --prompts 8 --n 8 --threads 2
     python bench/bench_rollout.py --variants hf,hf-overlap,trl   # any subset; missing packages are skipped
 
 Measured 2026-11-26 on the 2-core dev CPU (AMD EPYC, idle), data/tiny_model, 96 tokens max,
