@@ -111,7 +111,10 @@ def test_max_staleness_2_with_vllm_is_bounded_corrected_and_ends_synced(tiny_ove
     assert rows[0]["rollout_correction/mismatch_kl"] < 1e-3
     assert abs(rows[0]["rollout_correction/is_ratio_mean"] - 1) < 1e-2
     assert all(r["rollout_correction/mismatch_kl"] > rows[0]["rollout_correction/mismatch_kl"] for r in rows[2:])
-    assert all(r["rollout_correction/is_ratio_max"] <= cfg.algorithm.rollout_is_high + 1e-6 for r in rows)
+    # is_ratio_max is the raw ratio; where it passes the cap, TIS truncated those tokens.
+    high = cfg.algorithm.rollout_is_high
+    assert all(r["rollout_correction/masked_frac"] > 0 for r in rows if r["rollout_correction/is_ratio_max"] > high)
+    assert all(r["rollout_correction/masked_frac"] == 0 for r in rows if r["rollout_correction/is_ratio_max"] <= high)
     tok = trainer.tok
     prompt = tok(apply_template("r1_zero_tiny", "What is 2+3?")).input_ids
     completion = tok("<think>2+3=5</think> <answer>5</answer>").input_ids + [tok.eos_token_id]
