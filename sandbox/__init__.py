@@ -147,7 +147,8 @@ def run(code: str, tests, language: str = "python", timeout_s: float = 5.0,
     ``entry_point``: a name the tests may use even if it shadows a builtin.
     ``require_calls``: a Python test that neither calls the solution nor reads
     one of its values fails ("cannot fail" tests are not evidence).
-    ``float_tol``: numeric tolerance when comparing stdin/stdout outputs.
+    ``float_tol``: numeric tolerance when comparing stdin/stdout outputs, for
+    tokens written as real numbers only (integers match exactly).
     """
     return default_sandbox().run(code, tests, language, timeout_s, memory_mb,
                                  entry_point=entry_point, require_calls=require_calls,

@@ -278,11 +278,24 @@ def _program_exit(code):
     os._exit(code)
 
 
+def _exit(code=None):
+    raise SystemExit(code)
+
+
+def _add_quitters():
+    """``exit()`` / ``quit()``: the site module defines them, and ``-S`` skips it."""
+    import builtins
+    for name in ("exit", "quit"):
+        if not hasattr(builtins, name):
+            setattr(builtins, name, _exit)
+
+
 def _run_program(header, fd):
     """stdio mode: the verdict is the host's (stdout, exit status); drop the pipe."""
     os.close(fd)
     _become(header["uid"], header)
     _cap_recursion(header["max_depth"])
+    _add_quitters()
     mod = type(sys)("__main__")  # a script: its main guard runs, pickle finds it
     sys.modules["__main__"] = mod
     mod.__dict__["__builtins__"] = __builtins__
@@ -315,6 +328,7 @@ def _fork_candidate(header, fd, req_r, req_w, rsp_r, rsp_w):
                 os.close(x)
             _become(header["uid"], header)
             _cap_recursion(header["max_depth"])
+            _add_quitters()
         except BaseException:
             os._exit(70)
         candidate_main(req_r, rsp_w, header["code"])  # noqa: F821 (_candidate.py)

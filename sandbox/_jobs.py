@@ -48,7 +48,8 @@ def plan_jobs(code: str, tests, entry_point: str | None = None,
     if _stdio.is_stdio(tests):
         cases = _stdio.to_cases(tests)
         # Room for the expected output (CodeContests has multi-MiB answers).
-        return [Job(code, stdin=inp.encode("utf-8", "surrogateescape"),
+        # CRLF test files (Windows-made datasets): the program reads "\n" lines, as the judge meant.
+        return [Job(code, stdin=inp.replace("\r\n", "\n").encode("utf-8", "surrogateescape"),
                     max_output=max(limits.MAX_OUTPUT_BYTES, 2 * len(out) + 4096))
                 for inp, out in cases], cases
     if isinstance(tests, str):

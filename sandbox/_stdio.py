@@ -25,6 +25,7 @@ False
 from __future__ import annotations
 
 import math
+import re
 
 from ._status import Result
 
@@ -73,16 +74,26 @@ def _lines(text: str) -> list[list[str]]:
     return rows
 
 
-def _same_token(a: str, b: str, tol: float | None) -> bool:
-    if a == b:
+_REAL = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][+-]?\d+)")
+
+
+def _same_token(got: str, expected: str, tol: float | None) -> bool:
+    """Equal tokens, or with ``tol`` two numbers within it where the expected
+    token is written as a real number (a decimal point or an exponent): an
+    integer answer must match exactly, so an off-by-one never passes.
+
+    >>> _same_token("4", "3", 1.0), _same_token("3.0000001", "3.0", 1e-6), _same_token("3", "3.0", 1e-6)
+    (False, True, True)
+    """
+    if got == expected:
         return True
-    if tol is None:
+    if tol is None or not _REAL.fullmatch(expected):
         return False
     try:
-        x, y = float(a), float(b)
+        x, y = float(got), float(expected)
     except ValueError:
         return False
-    if math.isnan(x) or math.isnan(y):
+    if not (math.isfinite(x) and math.isfinite(y)):
         return False
     return math.isclose(x, y, rel_tol=tol, abs_tol=tol)
 
@@ -90,7 +101,8 @@ def _same_token(a: str, b: str, tol: float | None) -> bool:
 def outputs_match(got: str, expected: str, float_tol: float | None = None) -> bool:
     """Whitespace-normalised comparison: line by line, each line's runs of
     whitespace collapsed, trailing blank lines ignored; with ``float_tol``,
-    numeric tokens match within that absolute or relative tolerance."""
+    tokens written as real numbers match within that absolute or relative
+    tolerance (integers exactly)."""
     a, b = _lines(got), _lines(expected)
     if len(a) != len(b):
         return False
