@@ -12,6 +12,14 @@ What it blocks (returns EPERM, so Python raises ``PermissionError``):
   also closes abstract unix sockets of the host, which live in the network
   namespace and ignore file permissions.  ``socketpair`` stays allowed
   (asyncio and multiprocessing use it and it cannot reach anything).
+* ``bind``, ``connect``, ``listen``, ``accept``/``accept4``: a socketpair is
+  connected already and needs none of them; without them no socket gets an
+  (abstract) name that a later run, or a host process, could reach, and none
+  reaches one (in-flight SCM_RIGHTS descriptors kept a run's sockets, with
+  their names, alive past its end).
+* ``setsockopt``: no SO_SNDBUF/SO_RCVBUF growth; queued socket memory is
+  kernel memory that RLIMIT_AS does not count, so each socket keeps the
+  default buffer sizes (with at most 64 open plus 64 in flight per user).
 * ``io_uring_setup``: io_uring can create sockets without calling ``socket``.
 * ``ptrace``, ``process_vm_readv/writev``: no poking into other processes.
 * ``bpf``, ``perf_event_open``, ``userfaultfd``, ``keyctl``, ``add_key``,
@@ -64,7 +72,8 @@ _X32_SYSCALL_BIT = 0x40000000
 # syscall tables.
 _ARCHES = {
     "x86_64": (0xC000003E, {
-        "socket": 41, "ptrace": 101, "io_uring_setup": 425, "bpf": 321,
+        "socket": 41, "bind": 49, "connect": 42, "listen": 50, "accept": 43, "accept4": 288,
+        "setsockopt": 54, "ptrace": 101, "io_uring_setup": 425, "bpf": 321,
         "perf_event_open": 298, "userfaultfd": 323, "keyctl": 250,
         "add_key": 248, "request_key": 249,
         "process_vm_readv": 310, "process_vm_writev": 311,
@@ -73,7 +82,8 @@ _ARCHES = {
         "fsmount": 432, "fspick": 433, "mount_setattr": 442,
     }, {"clone": 56, "unshare": 272}, {"clone3": 435}),
     "aarch64": (0xC00000B7, {
-        "socket": 198, "ptrace": 117, "io_uring_setup": 425, "bpf": 280,
+        "socket": 198, "bind": 200, "connect": 203, "listen": 201, "accept": 202, "accept4": 242,
+        "setsockopt": 208, "ptrace": 117, "io_uring_setup": 425, "bpf": 280,
         "perf_event_open": 241, "userfaultfd": 282, "keyctl": 219,
         "add_key": 217, "request_key": 218,
         "process_vm_readv": 270, "process_vm_writev": 271,
