@@ -172,10 +172,29 @@ def extract_code(text: str, entry_point: str | None = None) -> str:
     return drop_stdin_tail(_extract(text, entry_point), entry_point)
 
 
+def unfenced(text: str) -> str:
+    """An answer without fences: the last ``<answer>`` section's content, else
+    the text after ``</think>`` (R1-format completions put the code there bare).
+    Linear time: plain searches, no regex that could backtrack.
+
+    >>> unfenced("<think>plan</think>\\n<answer>\\ndef f():\\n    return 1\\n</answer>")
+    'def f():\\n    return 1'
+    """
+    start = text.rfind("<answer>")
+    if start >= 0:
+        body = text[start + len("<answer>"):]
+        end = body.find("</answer>")
+        body = body if end < 0 else body[:end]
+        if body.strip():
+            return body.strip("\n")
+    end = text.find("</think>")
+    return (text if end < 0 else text[end + len("</think>"):]).strip("\n")
+
+
 def _extract(text: str, entry_point: str | None) -> str:
     raw = fenced_blocks(text)
     if not raw:
-        return text.strip("\n")
+        return unfenced(text)
     blocks = [Block(lang, code) for lang, code in raw]
     code_blocks = [b for b in blocks if b.is_code]
     main = _pick(code_blocks, entry_point)
@@ -209,3 +228,49 @@ def _names_used(block: Block) -> set[str]:
     return {n.id for n in ast.walk(block.tree) if isinstance(n, ast.Name)} | {
         n.value.id for n in ast.walk(block.tree)
         if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
+
+
+_IMPORT_LINE = re.compile(r"(?:import|from)[ \t]+[\w.]+")
+
+
+def entry_name(entry_point: str | None) -> str | None:
+    """The top-level name an entry point needs: LeetCode's ``Solution().twoSum``
+    -> ``Solution``.
+
+    >>> entry_name("Solution().twoSum"), entry_name("f"), entry_name(None)
+    ('Solution', 'f', None)
+    """
+    return entry_point.split("(")[0].split(".")[0] if entry_point else entry_point
+
+
+def prompt_header(head: str, entry_point: str | None) -> tuple[str, str]:
+    """(imports, helpers) of a prompt's code: its top-level import statements
+    (HumanEval's ``from typing import List``), and those plus every function or
+    class it defines in full other than the entry point (HumanEval's
+    ``encode_cyclic``, ``poly``), to be defined on the tester's side.
+
+    >>> prompt_header("import math\\ndef poly(x):\\n    return x\\ndef f(x):\\n    '''Doc.'''\\n", "f")
+    ('import math', 'import math\\ndef poly(x):\\n    return x')
+    """
+    block = Block("python", head)
+    if block.tree is None or len(head) > _MAX_PARSE:  # a stub to complete (LeetCode's ends mid-def)
+        return "\n".join(line for line in head.split("\n")[:200]
+                         if _IMPORT_LINE.match(line) and _parse(line) is not None), ""
+    lines = head.split("\n")
+    src = lambda n: "\n".join(lines[n.lineno - 1:n.end_lineno])  # noqa: E731
+    imports, helpers = [], []
+    for node in block.tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.append(src(node))
+            helpers.append(src(node))
+        elif isinstance(node, _DEFS) and node.name != entry_name(entry_point) and _has_body(node):
+            start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+            helpers.append("\n".join(lines[start - 1:node.end_lineno]))
+    return "\n".join(imports), ("\n".join(helpers) if len(helpers) > len(imports) else "")
+
+
+def _has_body(node) -> bool:
+    """More than a docstring (and ``pass`` / ``...``): a definition, not a stub to fill."""
+    body = [n for n in node.body if not (isinstance(n, ast.Pass) or (
+        isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)))]
+    return bool(body)

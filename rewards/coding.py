@@ -19,7 +19,7 @@ import inspect
 import logging
 
 from rewards._text import completion_text, prompt_text
-from rewards.code_extract import defines, extract_code
+from rewards.code_extract import defines, entry_name, extract_code, prompt_header
 from rewards.code_formats import spec
 from rewards.registry import register
 
@@ -61,19 +61,37 @@ def program(prompt, completion, entry_point: str | None) -> str:
     """The code to run for one completion.  HumanEval-style continuations
     (the prompt ends in the signature and docstring, the completion is the
     body) are joined to the prompt's code when that is what defines the
-    entry point.
+    entry point; a full solution gets the prompt's import header first (as
+    HumanEval's harness runs prompt + completion: ``List`` without an import).
 
     >>> program("def f(x):\\n    'Double.'\\n", "    return 2 * x\\n", "f")
     "def f(x):\\n    'Double.'\\n    return 2 * x"
+    >>> program("from typing import List\\ndef f(x: List[int]):\\n    ''\\n", "def f(x: List[int]):\\n    return x", "f")
+    'from typing import List\\ndef f(x: List[int]):\\n    return x'
     """
-    code = extract_code(completion_text(completion), entry_point)
-    if not entry_point or defines(code, entry_point) or prompt is None:
+    name = entry_name(entry_point)
+    code = extract_code(completion_text(completion), name)
+    if not name or prompt is None:
         return code
-    head = extract_code(prompt_text(prompt), entry_point)
-    if not defines(head, entry_point):
+    head = extract_code(prompt_text(prompt), name)
+    if defines(code, name):
+        imports = prompt_header(head, name)[0]
+        return imports + "\n" + code if imports else code
+    if not defines(head, name):
         return code
     joined = head.rstrip() + "\n" + completion_text(completion).strip("\n").rstrip()
-    return joined if defines(joined, entry_point) else code
+    return joined if defines(joined, name) else code
+
+
+def trusted_tests(prompt, tests, entry_point: str | None):
+    """The tests with the prompt's helpers (its imports and the functions it
+    defines in full, other than the entry point) defined first, on the
+    tester's side: a completion that redefines ``encode_cyclic`` or ``poly``
+    changes only its own copy, never what the test calls."""
+    if prompt is None or not entry_point or not all(isinstance(t, str) for t in tests):
+        return tests
+    helpers = prompt_header(extract_code(prompt_text(prompt), entry_name(entry_point)), entry_point)[1]
+    return [helpers + "\n" + t for t in tests] if helpers else tests
 
 
 def _options(run_batch, float_tol, allow_packages) -> dict:
@@ -111,8 +129,9 @@ def code_tests(prompts, completions, tests=None, timeout_s: float = 5.0, memory_
     items = []
     for i in idx:
         t, entry = specs[i]
-        code = program(prompts[i] if i < len(prompts) else None, completions[i], entry)
-        items.append((code, t) if entry is None else (code, t, entry))
+        prompt = prompts[i] if i < len(prompts) else None
+        code, t = program(prompt, completions[i], entry), trusted_tests(prompt, t, entry)
+        items.append((code, t) if entry is None else (code, t, entry_name(entry)))
     out: list = [None] * len(completions)
     if not items:
         return out
