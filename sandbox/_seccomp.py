@@ -67,31 +67,32 @@ _OFF_NR, _OFF_ARCH, _OFF_ARG0 = 0, 4, 16  # offsets in struct seccomp_data
 _CLONE_NEWUSER = 0x10000000
 _X32_SYSCALL_BIT = 0x40000000
 
-# name -> (audit arch, denied syscalls, syscalls whose flags (arg 0) may not
-# hold CLONE_NEWUSER, syscalls answered ENOSYS); numbers from the kernel's
-# syscall tables.
-_ARCHES = {
-    "x86_64": (0xC000003E, {
-        "socket": 41, "bind": 49, "connect": 42, "listen": 50, "accept": 43, "accept4": 288,
-        "setsockopt": 54, "ptrace": 101, "io_uring_setup": 425, "bpf": 321,
-        "perf_event_open": 298, "userfaultfd": 323, "keyctl": 250,
-        "add_key": 248, "request_key": 249,
-        "process_vm_readv": 310, "process_vm_writev": 311,
-        "shmget": 29, "shmat": 30, "msgget": 68, "memfd_create": 319,
-        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
-        "fsmount": 432, "fspick": 433, "mount_setattr": 442,
-    }, {"clone": 56, "unshare": 272}, {"clone3": 435}),
-    "aarch64": (0xC00000B7, {
-        "socket": 198, "bind": 200, "connect": 203, "listen": 201, "accept": 202, "accept4": 242,
-        "setsockopt": 208, "ptrace": 117, "io_uring_setup": 425, "bpf": 280,
-        "perf_event_open": 241, "userfaultfd": 282, "keyctl": 219,
-        "add_key": 217, "request_key": 218,
-        "process_vm_readv": 270, "process_vm_writev": 271,
-        "shmget": 194, "shmat": 196, "msgget": 186, "memfd_create": 279,
-        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
-        "fsmount": 432, "fspick": 433, "mount_setattr": 442,
-    }, {"clone": 220, "unshare": 97}, {"clone3": 435}),
+# Syscall numbers from the kernel's tables: name -> (x86_64, aarch64).
+_DENIED = {
+    "socket": (41, 198), "bind": (49, 200), "connect": (42, 203), "listen": (50, 201),
+    "accept": (43, 202), "accept4": (288, 242), "setsockopt": (54, 208),
+    "ptrace": (101, 117), "io_uring_setup": (425, 425), "bpf": (321, 280),
+    "perf_event_open": (298, 241), "userfaultfd": (323, 282), "keyctl": (250, 219),
+    "add_key": (248, 217), "request_key": (249, 218),
+    "process_vm_readv": (310, 270), "process_vm_writev": (311, 271),
+    "shmget": (29, 194), "shmat": (30, 196), "msgget": (68, 186), "memfd_create": (319, 279),
+    "open_tree": (428, 428), "move_mount": (429, 429), "fsopen": (430, 430),
+    "fsconfig": (431, 431), "fsmount": (432, 432), "fspick": (433, 433),
+    "mount_setattr": (442, 442),
 }
+_NS_CHECKED = {"clone": (56, 220), "unshare": (272, 97)}  # flags (arg 0) may not hold CLONE_NEWUSER
+_ENOSYS = {"clone3": (435, 435)}                           # answered ENOSYS
+_AUDIT = {"x86_64": (0xC000003E, 0), "aarch64": (0xC00000B7, 1)}  # audit arch, column above
+
+
+def _arch():
+    """(audit arch, denied, CLONE_NEWUSER-checked, ENOSYS) numbers here, or None."""
+    found = _AUDIT.get(platform.machine())
+    if found is None:
+        return None
+    audit, col = found
+    pick = lambda table: {name: nrs[col] for name, nrs in table.items()}  # noqa: E731
+    return audit, pick(_DENIED), pick(_NS_CHECKED), pick(_ENOSYS)
 
 
 def _ins(code: int, jt: int, jf: int, k: int) -> bytes:
@@ -100,7 +101,7 @@ def _ins(code: int, jt: int, jf: int, k: int) -> bytes:
 
 def denied_syscalls() -> list[str]:
     """Names of the syscalls the filter refuses on this architecture."""
-    arch = _ARCHES.get(platform.machine())
+    arch = _arch()
     if not arch:
         return []
     return sorted([*arch[1], *(f"{n}(CLONE_NEWUSER)" for n in arch[2]), *arch[3]])
@@ -108,7 +109,7 @@ def denied_syscalls() -> list[str]:
 
 def build() -> bytes | None:
     """Return the filter program for this architecture, or None if unsupported."""
-    arch = _ARCHES.get(platform.machine())
+    arch = _arch()
     if arch is None:
         return None
     audit_arch, numbers, ns_checked, enosys = arch
