@@ -33,3 +33,45 @@ class Recorder:
         groups = self._generate(prompts, sampling)
         self.groups.append(groups)
         return groups
+
+
+# A graded length reward: every group has reward variance, so every step updates the policy
+# (the accuracy reward can be 0 for a whole batch with a barely trained model).
+LENGTH_REWARD = "rewards=[{name: overlong_penalty, kwargs: {max_len: 32, cache_len: 32}}]"
+
+
+def probe(tok, a: int = 2, b: int = 3) -> tuple[list[list[int]], list[list[int]]]:
+    """``([prompt ids], [ids of a right answer])`` in the tiny r1_zero format."""
+    from grpo.data import apply_template
+    prompt = tok(apply_template("r1_zero_tiny", f"What is {a}+{b}?")).input_ids
+    answer = tok(f"<think>{a}+{b}={a + b}</think> <answer>{a + b}</answer>").input_ids
+    return [prompt], [answer + [tok.eos_token_id]]
+
+
+def policy_logprobs(model, tok, P, C) -> list[list[float]]:
+    """The trainer's per-token log-probs of each completion (unpadded rows)."""
+    from grpo.policy import build_batch, score
+    with torch.no_grad():
+        lp, _ = score(model, build_batch(P, C, tok.pad_token_id))
+    return [lp[i, :len(c)].tolist() for i, c in enumerate(C)]
+
+
+def max_diff(a, b) -> float:
+    """Largest per-token difference between two lists of log-prob rows."""
+    return max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
+
+
+def engine_lag(trainer, P, C) -> float:
+    """How far the engine's log-probs are from the trainer's policy on ``C``."""
+    return max_diff(trainer.engine.score(P, C), policy_logprobs(trainer.policy, trainer.tok, P, C))
+
+
+def perturbed(policy, seed: int):
+    """A copy of ``policy`` with every weight moved by N(0, 0.05^2) noise."""
+    import copy
+    new = copy.deepcopy(policy)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in new.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return new

@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from grpo.data import apply_template
-from grpo.policy import build_batch, load_policy, score
+from grpo.policy import load_policy
 from grpo.rollout.base import SamplingParams
 from grpo.rollout.vllm import VLLMEngine
+
+from _helpers import max_diff, perturbed, policy_logprobs
 
 PROMPTS = [apply_template("r1_zero_tiny", q) for q in ("What is 2+3?", "What is 17+25?", "What is 9-4?")]
 
@@ -19,17 +21,6 @@ def setup(tiny_model_dir):
     engine = VLLMEngine(policy, tok)
     yield tok, policy, engine
     engine.close()
-
-
-def _policy_logprobs(policy, prompt_ids, completion_ids, pad_id):
-    batch = build_batch(prompt_ids, completion_ids, pad_id)
-    with torch.no_grad():
-        lp, _ = score(policy, batch)
-    return [lp[i, :len(c)].tolist() for i, c in enumerate(completion_ids)]
-
-
-def _max_diff(a, b):
-    return max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
 
 
 def test_groups_like_the_hf_engine(setup):
@@ -68,9 +59,9 @@ def test_sampled_logprobs_are_the_policy_logprobs(setup):
     groups = engine.generate(PROMPTS, SamplingParams(n=4, max_new_tokens=24, temperature=1.0))
     P = [g.prompt_ids for g in groups for _ in g.completions]
     C = [c.token_ids for g in groups for c in g.completions]
-    ref = _policy_logprobs(policy, P, C, tok.pad_token_id)
-    assert _max_diff([c.logprobs for g in groups for c in g.completions], ref) < 1e-3
-    assert _max_diff(engine.score(P, C), ref) < 1e-3
+    ref = policy_logprobs(policy, tok, P, C)
+    assert max_diff([c.logprobs for g in groups for c in g.completions], ref) < 1e-3
+    assert max_diff(engine.score(P, C), ref) < 1e-3
 
 
 def test_update_weights_serves_the_new_policy(setup):
@@ -79,20 +70,16 @@ def test_update_weights_serves_the_new_policy(setup):
     C = [tok("<think>2+3=5</think> <answer>5</answer>").input_ids + [tok.eos_token_id],
          tok("<think>2+3=6</think> <answer>6</answer>").input_ids + [tok.eos_token_id]]
     before = engine.score(P, C)
-    new = copy.deepcopy(policy)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in new.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    new = perturbed(policy, 1)
     try:
         engine.update_weights(new.named_parameters())
         assert engine.weight_version >= 1
         after = engine.score(P, C)
-        assert _max_diff(after, _policy_logprobs(new, P, C, tok.pad_token_id)) < 1e-3
-        assert _max_diff(after, before) > 0.1
+        assert max_diff(after, policy_logprobs(new, tok, P, C)) < 1e-3
+        assert max_diff(after, before) > 0.1
     finally:
         engine.update_weights(policy.named_parameters())
-    assert _max_diff(engine.score(P, C), before) < 1e-4
+    assert max_diff(engine.score(P, C), before) < 1e-4
 
 
 def test_lora_policy_is_served_merged(setup):
@@ -109,8 +96,8 @@ def test_lora_policy_is_served_merged(setup):
         engine.model = peft_model
         engine.update_weights(peft_model.named_parameters())
         got = engine.score(P, C)
-        assert _max_diff(got, _policy_logprobs(peft_model, P, C, tok.pad_token_id)) < 1e-3
-        assert _max_diff(got, _policy_logprobs(policy, P, C, tok.pad_token_id)) > 1e-2
+        assert max_diff(got, policy_logprobs(peft_model, tok, P, C)) < 1e-3
+        assert max_diff(got, policy_logprobs(policy, tok, P, C)) > 1e-2
     finally:
         engine.model = old_model
         engine.update_weights(policy.named_parameters())

@@ -6,14 +6,11 @@ of its own samples and the trainer's differ only by kernels, so the logged
 1e-3 and the TIS ratio's mean within 1% of 1 (measured: ~1e-6 and 1.000); the ratio never
 exceeds the cap ``rollout_is_high``.
 """
-import torch
-
 from grpo.config import load_config
-from grpo.policy import build_batch, score
 from grpo.rollout.base import end_token_ids
 from grpo.trainer import Trainer
 
-from _helpers import ROOT, Recorder, metrics
+from _helpers import ROOT, Recorder, engine_lag, max_diff, metrics, policy_logprobs
 
 RECIPE = ROOT / "recipes" / "cpu" / "smollm2_word_problems.yaml"
 
@@ -27,13 +24,10 @@ def _overrides(real_model, tmp_path, *extra):
             "rewards=[{name: math_accuracy}, {name: cosine_length, weight: 0.1, kwargs: {max_len: 48}}]", *extra]
 
 
-def _served_matches_policy(trainer, groups) -> float:
+def _first_group(groups):
+    """(P, C) of the first group of a generate call."""
     g = groups[0]
-    P, C = [g.prompt_ids] * len(g.completions), [c.token_ids for c in g.completions]
-    with torch.no_grad():
-        lp, _ = score(trainer.policy, build_batch(P, C, trainer.tok.pad_token_id))
-    served = trainer.engine.score(P, C)
-    return max(abs(a - b) for i, row in enumerate(served) for a, b in zip(row, lp[i, :len(C[i])].tolist()))
+    return [g.prompt_ids] * len(g.completions), [c.token_ids for c in g.completions]
 
 
 def test_smollm2_on_vllm_ends_completions_at_sampled_end_tokens_and_mismatch_is_bounded(real_model, tmp_path):
@@ -59,7 +53,7 @@ def test_smollm2_on_vllm_ends_completions_at_sampled_end_tokens_and_mismatch_is_
         assert r["rollout_correction/mismatch_kl"] < 1e-3
         assert abs(r["rollout_correction/is_ratio_mean"] - 1) < 1e-2
         assert r["rollout_correction/is_ratio_max"] <= cfg.algorithm.rollout_is_high + 1e-6
-    assert _served_matches_policy(trainer, rec.groups[-1]) < 2e-3, "the engine lags the trained policy"
+    assert engine_lag(trainer, *_first_group(rec.groups[-1])) < 2e-3, "the engine lags the trained policy"
 
 
 def test_smollm2_lora_on_vllm_is_served_merged(real_model, tmp_path):
@@ -67,12 +61,9 @@ def test_smollm2_lora_on_vllm_is_served_merged(real_model, tmp_path):
     trainer = Trainer(cfg)
     rec = Recorder(trainer.engine)
     trainer.train()
-    assert _served_matches_policy(trainer, rec.groups[-1]) < 2e-3
+    P, C = _first_group(rec.groups[-1])
+    assert engine_lag(trainer, P, C) < 2e-3
     with trainer.policy.disable_adapter():
-        g = rec.groups[-1][0]
-        P, C = [g.prompt_ids] * len(g.completions), [c.token_ids for c in g.completions]
-        with torch.no_grad():
-            base, _ = score(trainer.policy, build_batch(P, C, trainer.tok.pad_token_id))
-    with torch.no_grad():
-        lora, _ = score(trainer.policy, build_batch(P, C, trainer.tok.pad_token_id))
-    assert (lora - base).abs().max() > 1e-3, "the adapter learned nothing"
+        base = policy_logprobs(trainer.policy, trainer.tok, P, C)
+    lora = policy_logprobs(trainer.policy, trainer.tok, P, C)
+    assert max_diff(lora, base) > 1e-3, "the adapter learned nothing"
