@@ -15,6 +15,7 @@ rewards/code_formats.py; the program is found with rewards/code_extract.py.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 
@@ -57,6 +58,14 @@ def _specs(tests, kwargs, n):
     return out
 
 
+@functools.lru_cache(maxsize=256)
+def _prompt_code(text: str, name: str) -> tuple[str, str, str]:
+    """(the prompt's code, its import header, its helpers), parsed once per prompt:
+    a batch holds each prompt G times, and program and trusted_tests both need it."""
+    head = extract_code(text, name)
+    return (head, *prompt_header(head, name))
+
+
 def program(prompt, completion, entry_point: str | None) -> str:
     """The code to run for one completion.  HumanEval-style continuations
     (the prompt ends in the signature and docstring, the completion is the
@@ -73,9 +82,8 @@ def program(prompt, completion, entry_point: str | None) -> str:
     code = extract_code(completion_text(completion), name)
     if not name or prompt is None:
         return code
-    head = extract_code(prompt_text(prompt), name)
+    head, imports, _ = _prompt_code(prompt_text(prompt), name)
     if defines(code, name):
-        imports = prompt_header(head, name)[0]
         return imports + "\n" + code if imports else code
     if not defines(head, name):
         return code
@@ -90,7 +98,7 @@ def trusted_tests(prompt, tests, entry_point: str | None):
     changes only its own copy, never what the test calls."""
     if prompt is None or not entry_point or not all(isinstance(t, str) for t in tests):
         return tests
-    helpers = prompt_header(extract_code(prompt_text(prompt), entry_name(entry_point)), entry_point)[1]
+    helpers = _prompt_code(prompt_text(prompt), entry_name(entry_point))[2]
     return [helpers + "\n" + t for t in tests] if helpers else tests
 
 
