@@ -14,7 +14,7 @@ _FILESYSTEM = {
 }
 _LAUNCH = {
     "zygote": "pre-forked: a warm interpreter in a long-lived sandbox forks each run "
-              "into fresh pid/mount/IPC namespaces (the network namespace is shared)",
+              "into fresh pid/mount/IPC namespaces (network too without seccomp); checked after every run",
     "spawn": "a new sandbox and interpreter per run",
 }
 
@@ -61,4 +61,6 @@ def describe(sb, mode) -> dict:
             "nproc": limits.NPROC,
             "nofile": limits.NOFILE,
         },
+        # Runs after which something of theirs remained (checked after every run); 0 expected.
+        "leftover_runs": sb.leftover_runs,
     }

@@ -27,13 +27,13 @@ class ZygoteError(RuntimeError):
 
 class Zygote:
     def __init__(self, argv: list[str], env: dict, startup_s: float,
-                 extra_fds: tuple[int, ...] = ()):
+                 extra_fds: tuple[int, ...] = (), args: tuple[str, ...] = ()):
         host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.log = tempfile.TemporaryFile()  # its stderr, read only if it fails
-        self.dead, self.returncode = False, None
+        self.dead, self.returncode, self.leftover = False, None, None
         try:
             self.proc = subprocess.Popen(
-                argv + ["--zygote", str(child.fileno())], stdin=subprocess.DEVNULL,
+                argv + ["--zygote", str(child.fileno()), *args], stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=self.log, pass_fds=(child.fileno(), *extra_fds),
                 env=env, start_new_session=True)
         except OSError:
@@ -65,10 +65,12 @@ class Zygote:
 
     def _parse(self, msg: bytes) -> bool:
         parts = msg.split()
-        if len(parts) != 2 or parts[0] != b"E":  # EOF or garbage: unusable
+        if len(parts) != 3 or parts[0] != b"E" or not parts[1].isdigit():  # EOF or garbage: unusable
             self.dead = True
-        else:
-            self.returncode = os.waitstatus_to_exitcode(int(parts[1]))
+            return True
+        self.returncode = os.waitstatus_to_exitcode(int(parts[1]))
+        if parts[2] != b"-":  # something of the run outlived it: never reuse this zygote
+            self.leftover, self.dead = parts[2].decode("ascii", "replace")[:200], True
         return True
 
     def check_exit(self) -> bool:
@@ -118,7 +120,8 @@ def zygote_run(z: Zygote, payload: bytes, **limits) -> Raw:
                **limits).loop()
     if not raw.exited:
         z.kill_and_wait()
-    if z.dead:
+    raw.leftover = z.leftover
+    if z.dead and z.leftover is None:
         try:
             z.proc.wait(timeout=1.0)  # let it finish writing its traceback
         except subprocess.TimeoutExpired:

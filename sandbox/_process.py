@@ -39,6 +39,7 @@ class Raw:
     output_exceeded: bool = False
     spawn_error: str | None = None
     duration_s: float = 0.0
+    leftover: str | None = None  # what outlived the run (checked after each one), e.g. "processes:+1"
 
 
 class Pump:

@@ -20,21 +20,28 @@ see _harness.py).  So each run still gets:
 * the same rlimits, uid drop and (inherited from bwrap, or installed by the
   harness) seccomp filter as a spawned run.
 
-What runs share with the zygote: the (empty, loopback-only) network
-namespace, and a copy of the zygote's memory, which never holds a payload:
+Where no seccomp filter is in force, each run also gets its own network
+namespace (``--netns-per-run``).  With one, runs share the zygote's empty
+network namespace, in which no socket can be created (socketpair aside),
+named or connected, and after every run the census below finds any socket
+left in it (in flight, SCM_RIGHTS): that zygote is then never reused.  So
+the next run on a zygote never meets a socket of an earlier one.  What runs
+also share with the zygote: a copy of the zygote's memory, which never holds a payload:
 payloads go straight from the host to C through C's own stdin pipe.  The
 zygote itself is trusted code running as root with CAP_SYS_ADMIN, SETUID and
 SETGID inside the sandbox; C closes every descriptor but its four pipes and
 its processes drop to the run's uids before any untrusted input is read.
 
-Messages to the host: "READY" once, then "E <wait status of C>" per run.
+Messages to the host: "READY" once, then "E <wait status of C> <leftover>" per
+run, where <leftover> is "-" when the zygote's processes, run files in /tmp,
+/var/tmp, /dev/shm and unix sockets are what they were before the run (see ``_leftover``).
 """
 
 import os
 import select
 import signal
 
-_CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
+_CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWPID, _CLONE_NEWNET = 0x00020000, 0x08000000, 0x20000000, 0x40000000
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
 _MS_REC, _MS_PRIVATE = 0x4000, 0x40000
 
@@ -44,9 +51,14 @@ def _check(ctypes, ret, what):
         raise OSError(ctypes.get_errno(), what)
 
 
-def _pid1(ctypes, libc, fds):
+def _pid1(ctypes, libc, fds, netns):
     """C: pid 1 of the run's namespace, and the run's harness.  Never returns."""
-    _check(ctypes, libc.unshare(_CLONE_NEWNS | _CLONE_NEWIPC), "unshare")
+    # Without seccomp, a fresh network namespace per run: abstract unix names and every
+    # socket a run makes live in it. With seccomp no socket can take a name or reach one
+    # (socket/bind/connect/listen/accept/setsockopt refused) and a socket left in flight
+    # is caught by the post-run census, so the ~20% a netns costs per run is not paid.
+    flags = _CLONE_NEWNS | _CLONE_NEWIPC | (_CLONE_NEWNET if netns else 0)
+    _check(ctypes, libc.unshare(flags), "unshare")
     # Private propagation: the run's mounts never reach the zygote or host.
     _check(ctypes, libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "mount private")
     _check(ctypes, libc.mount(b"proc", b"/proc", b"proc",
@@ -61,7 +73,7 @@ def _pid1(ctypes, libc, fds):
     run_child(3)  # noqa: F821 (defined in _harness.py, concatenated)
 
 
-def _serve(ctypes, libc, sock, own_pidns, fds):
+def _serve(ctypes, libc, sock, own_pidns, fds, baseline, netns):
     # Re-enter our own pid namespace for children, then ask for a new one:
     # unshare(CLONE_NEWPID) only works while the two are the same.
     _check(ctypes, libc.setns(own_pidns, _CLONE_NEWPID), "setns")
@@ -71,7 +83,7 @@ def _serve(ctypes, libc, sock, own_pidns, fds):
         try:
             sock.close()
             os.close(own_pidns)
-            _pid1(ctypes, libc, fds)
+            _pid1(ctypes, libc, fds, netns)
         finally:
             os._exit(70)
     for fd in fds:
@@ -81,7 +93,8 @@ def _serve(ctypes, libc, sock, own_pidns, fds):
         while True:
             ready = select.select([sock, pidfd], [], [])[0]
             if pidfd in ready:
-                sock.send(b"E %d" % os.waitpid(pid, 0)[1])
+                status = os.waitpid(pid, 0)[1]
+                sock.send(b"E %d %s" % (status, _leftover(baseline).encode() or b"-"))
                 return True
             msg = sock.recv(64)
             if msg == b"K" or not msg:
@@ -91,6 +104,58 @@ def _serve(ctypes, libc, sock, own_pidns, fds):
                 return False
     finally:
         os.close(pidfd)
+
+
+def _census():
+    """What the zygote's own namespaces hold, to compare after every run: the
+    processes of its pid namespace, files of sandbox uids in its /tmp, /var/tmp
+    and /dev/shm, and the unix sockets of its network namespace (None where
+    unreadable)."""
+    def read(f):
+        try:
+            return f()
+        except OSError:
+            return None
+    return {
+        "processes": read(lambda: sorted(n for n in os.listdir("/proc") if n.isdigit())),
+        "files": read(_run_files),
+        "sockets": read(lambda: sum(1 for _ in open("/proc/self/net/unix", "rb"))),
+    }
+
+
+def _run_files():
+    """Entries of /tmp, /var/tmp and /dev/shm (the zygote's own: bwrap's tmpfs, or
+    the host's for unshare) owned by a sandbox uid (_slots.UID_BASE and up): only
+    a run makes those, and the host's own files never count."""
+    out = []
+    for d in ("/tmp", "/var/tmp", "/dev/shm"):
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                if e.stat(follow_symlinks=False).st_uid >= 1_000_000_000:
+                    out.append(e.path)
+            except OSError:
+                pass
+    return sorted(out)
+
+
+def _leftover(baseline):
+    """'' when everything a run made is gone (its pid 1 reaped: the kernel has
+    killed and reaped its pid namespace), else what remains, e.g.
+    'processes:+1'. Checked after every run; the host throws a zygote that
+    reports anything away."""
+    now, out = _census(), []
+    for what, before in baseline.items():
+        after = now[what]
+        if before is None or after is None or after == before:
+            continue
+        extra = after - before if what == "sockets" else len(set(after) - set(before))
+        if extra > 0:
+            out.append("%s:+%d" % (what, extra))
+    return ",".join(out)
 
 
 def _warm_up():
@@ -119,7 +184,7 @@ def _warm_up():
     _uses_values(_compile_all(["x = y"])[0][0], {"y"})  # noqa: F821
 
 
-def zygote_main(sock_fd):
+def zygote_main(sock_fd, netns=False):
     import socket
     import resource  # noqa: F401  (warm import: the harness needs it per run)
     ctypes, libc = _libc()  # noqa: F821 (defined in _harness.py)
@@ -131,6 +196,7 @@ def zygote_main(sock_fd):
         pass
     import gc
     gc.freeze()  # keep the GC of each forked run from writing to (copying) our pages
+    baseline = _census()
     sock.send(b"READY")
     while True:
         msg, fds, _, _ = socket.recv_fds(sock, 64, 8)
@@ -140,9 +206,9 @@ def zygote_main(sock_fd):
             for fd in fds:
                 os.close(fd)
             continue
-        if not _serve(ctypes, libc, sock, own_pidns, fds):
+        if not _serve(ctypes, libc, sock, own_pidns, fds, baseline, netns):
             return
 
 
 if __name__ == "__main__" and __import__("sys").argv[1:2] == ["--zygote"]:
-    zygote_main(int(__import__("sys").argv[2]))
+    zygote_main(int(__import__("sys").argv[2]), __import__("sys").argv[3:4] == ["--netns-per-run"])

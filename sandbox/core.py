@@ -87,6 +87,7 @@ class Sandbox:
         self.root = os.geteuid() == 0
         self.prog = _seccomp.build() if _seccomp_supported() else None
         self.slots = Slots()
+        self._count_lock, self.leftover_runs = threading.Lock(), 0  # runs after which something of theirs remained (see _clean_up)
         self._pools: dict[Mode, ZygotePool] = {}
         self._pools_lock = threading.Lock()
         # Stop idle zygotes when this object goes away or at interpreter exit
@@ -214,14 +215,21 @@ class Sandbox:
                       stderr, raw.duration_s)
 
     def _clean_up(self, mode: Mode, uids, raw: Raw | None) -> None:
+        """After every run: kill and delete what it left (``none``), then check that
+        nothing of it remains; zygote runs are checked by the zygote (Raw.leftover)."""
+        left = [raw.leftover] if raw is not None and raw.leftover else []
         for uid in uids:
             if mode.backend == "none":
                 self.slots.kill_all(uid)  # escaped grandchildren (no pid namespace)
             if mode.backend == "none" or (mode.launch == "spawn" and not _clean_exit(raw)):
                 if not self.slots.wait_gone(uid):
-                    log.error("sandbox: processes of uid %s survived the run", uid)
-            if mode.backend == "none":
-                remove_leftovers(uid)
+                    left.append(f"processes of uid {uid}")
+            if mode.backend == "none" and remove_leftovers(uid) and remove_leftovers(uid):
+                left.append(f"files of uid {uid}")     # a second pass still found some
+        if left:
+            with self._count_lock:   # not self._lock: mode() holds it while probing runs
+                self.leftover_runs += 1
+            log.error("sandbox: a run left %s behind (that worker is not reused)", ", ".join(left))
 
     def _payload(self, mode: Mode, job: Job, timeout_s, memory_mb, uids, cwd) -> bytes:
         header = marshal.dumps({
@@ -319,7 +327,7 @@ class Sandbox:
         try:
             argv = self._argv(mode, pass_fds) + ["-c", _ZYGOTE]
             return Zygote(argv, backends.child_env(backends.WORKDIR), limits.STARTUP_S,
-                          extra_fds=tuple(pass_fds))
+                          extra_fds=tuple(pass_fds), args=() if mode.seccomp else ("--netns-per-run",))
         finally:
             for fd in pass_fds:
                 os.close(fd)

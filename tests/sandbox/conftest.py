@@ -32,5 +32,6 @@ def healthy():
         assert wait_until(lambda: not sandbox_pids(), 5.0), f"leftover: {sandbox_pids()}"
         r = box.run("def inc(x):\n    return x + 1", ["assert inc(1) == 2", "assert inc(2) == 3"])
         assert (r.status, r.passed, r.total) == ("ok", 2, 2), r
+        assert box.leftover_runs == 0, "the post-run check found something a run left behind"
 
     return check

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+import sandbox
+
 from sandbox._stdio import outputs_match
 
 # A wrong double() that raises StopIteration from the second call on: map, zip and
@@ -183,3 +185,185 @@ def test_socketpair_still_works_for_honest_code(sb):
             "    return b.recv(100).decode()")
     r = sb.run(code, ["assert echo('hi') == 'hi'"])
     assert (r.status, r.passed) == ("ok", 1), r
+
+
+# ---------------------------------------------------- class 1: nothing outlives a run
+LITTER = '''
+import array, os, socket, time
+def litter(tag):
+    for d in ("/tmp", "/var/tmp", "/dev/shm", "."):
+        try:
+            with open(os.path.join(d, tag), "w") as f:
+                f.write("answer was right")
+        except OSError:
+            pass
+    # a socket cycle in flight, holding data: both ends sent through themselves
+    a, b = socket.socketpair()
+    a.send(b"x" * 4096)
+    a.sendmsg([b"k"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [a.fileno(), b.fileno()]))])
+    if os.fork() == 0:                       # a daemon that escapes its session
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(30)
+        os._exit(0)
+    return "left"
+'''
+LOOK = '''
+import os
+def clean(tag):
+    return [d for d in ("/tmp", "/var/tmp", "/dev/shm", ".") if os.path.exists(os.path.join(d, tag))]
+'''
+
+
+def test_nothing_a_run_makes_outlives_it(sb, healthy):
+    """Files in every writable dir, a daemon that escaped its session and a socket cycle
+    in flight: after the run none of it is visible to later runs, and the sandbox's own
+    check after every run (leftover_runs, asserted by ``healthy``) found nothing left."""
+    import secrets
+    tag = "grpo-litter-" + secrets.token_hex(4)
+    r = sb.run(LITTER, [f"assert litter({tag!r}) == 'left'"])
+    assert (r.status, r.passed) == ("ok", 1), r
+    for _ in range(3):
+        r = sb.run(LOOK, [f"assert clean({tag!r}) == []"])
+        assert (r.status, r.passed) == ("ok", 1), r
+    # With seccomp, zygote runs share the zygote's empty network namespace: a socket
+    # cycle still in flight when the run ends is found by the census and that zygote is
+    # thrown away (counted once); the unix GC may also have freed it first (0).
+    assert sb.leftover_runs in (0, 1)
+    sb.leftover_runs = 0
+    healthy(sb)
+
+
+def test_no_run_sees_a_socket_of_an_earlier_one(sb, healthy):
+    """The in-flight socket cycle of one run is never visible (/proc/net/unix) to the
+    next runs: a fresh netns per run without seccomp, else a fresh zygote."""
+    import time
+    count = ("def unix():\n    try:\n        return len(open('/proc/net/unix').readlines()) - 1\n"
+             "    except OSError:\n        return 0\n")
+    # The none backend has no network namespace: runs see the host's sockets, so the bar
+    # there is "no more than before the run" (the kernel's unix GC frees the cycle).
+    host = sb.mode().backend == "none"
+    before = _unix_sockets() if host else 0
+    r = sb.run(LITTER, ["assert litter('grpo-sock') == 'left'"])
+    assert (r.status, r.passed) == ("ok", 1), r
+    for i in range(3):
+        if host:
+            deadline = time.monotonic() + 5
+            while _unix_sockets() > before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _unix_sockets() <= before, "the run's sockets outlived it"
+        r = sb.run(count, [f"assert unix() <= {before}"])
+        assert (r.status, r.passed) == ("ok", 1), r
+    sb.leftover_runs = 0
+    healthy(sb)
+
+
+def test_the_zygote_reports_what_a_run_left_and_is_not_reused():
+    """The post-run census itself: a process, a file or a unix socket more than before
+    the run is reported, and the host throws that zygote away."""
+    from pathlib import Path
+
+    from sandbox._pool import Zygote
+    ns = {"__name__": "zygote_source"}
+    exec(compile((Path(sandbox.__file__).parent / "_zygote.py").read_text(), "_zygote.py", "exec"), ns)
+    now = ns["_census"]()
+    assert ns["_leftover"](now) == ""
+    fewer = dict(now, processes=now["processes"][1:], sockets=(now["sockets"] or 1) - 1,
+                 files=now["files"] + ["/tmp/old"])
+    assert set(ns["_leftover"](fewer).split(",")) == {"processes:+1", "sockets:+1"}
+    import os
+    import tempfile
+    with tempfile.NamedTemporaryFile(dir="/tmp") as f:
+        if os.geteuid() == 0:   # a file of a sandbox uid counts; the host's own never do
+            os.chown(f.name, 1_000_000_001, 1_000_000_001)
+            assert ns["_leftover"](now) == "files:+1"
+            os.chown(f.name, 0, 0)
+        assert ns["_leftover"](now) == ""
+    z = Zygote.__new__(Zygote)
+    z.dead, z.leftover = False, None
+    z._parse(b"E 0 processes:+1")
+    assert (z.dead, z.leftover, z.returncode) == (True, "processes:+1", 0)
+    z.dead = False
+    z._parse(b"E 0 -")
+    assert not z.dead
+
+
+def test_a_leftover_is_counted_and_logged(caplog):
+    from sandbox._process import Raw
+    from sandbox.core import Mode, Sandbox
+    box = Sandbox.__new__(Sandbox)
+    import threading
+    box._count_lock, box.leftover_runs = threading.Lock(), 0
+    box._clean_up(Mode("bwrap", True, "zygote"), (None, None), Raw(leftover="files:+2"))
+    assert box.leftover_runs == 1 and "files:+2" in caplog.text
+
+
+# ---------------------------------------------------- class 2: socket memory is bounded
+HOG = '''
+import socket
+def hog():
+    held, sent = [], 0
+    for _ in range(1000):
+        try:
+            a, b = socket.socketpair()
+        except OSError:
+            break
+        for s in (a, b):
+            s.setblocking(False)
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 24)
+            except OSError:
+                pass
+            while True:
+                try:
+                    sent += s.send(b"x" * 65536)
+                except OSError:
+                    break
+        held.append((a, b))
+        if len(held) > 8:                    # ship the oldest pair in flight, close it here
+            x, y = held.pop(0)
+            try:
+                socket.send_fds(held[-1][0], [b"f"], [x.fileno(), y.fileno()])
+            except OSError:
+                pass
+            x.close()
+            y.close()
+    import time
+    time.sleep(1.0)
+    return sent
+'''
+
+
+def _unix_sockets() -> int:
+    with open("/proc/net/unix") as f:
+        return len(f.readlines()) - 1
+
+
+def _available_mib() -> int:
+    with open("/proc/meminfo") as f:
+        return next(int(ln.split()[1]) >> 10 for ln in f if ln.startswith("MemAvailable"))
+
+
+def test_socket_buffer_memory_is_bounded(sb, healthy):
+    """Queued socket memory is kernel memory that RLIMIT_AS does not count (an audit
+    run held hundreds of MiB at memory_mb=256 by raising SO_SNDBUF to wmem_max and
+    parking sockets in flight): with setsockopt refused, the default buffers and
+    RLIMIT_NOFILE bound it to a few tens of MiB whatever the program does."""
+    import threading
+    low, done = [_available_mib()], threading.Event()
+    base = low[0]
+
+    def watch():
+        while not done.is_set():
+            low[0] = min(low[0], _available_mib())
+            done.wait(0.02)
+    t = threading.Thread(target=watch)
+    t.start()
+    try:
+        r = sb.run(HOG, ["assert hog() > 0"], memory_mb=256, timeout_s=10)
+    finally:
+        done.set()
+        t.join()
+    assert (r.status, r.passed) == ("ok", 1), r
+    assert base - low[0] < 100, f"the run held {base - low[0]} MiB of kernel memory"
+    healthy(sb)
