@@ -275,7 +275,12 @@ class OutputConfig(_Strict):
         "multiples of this many steps (and the last); the others hold weights only. The newest full "
         "checkpoint is always kept. None: every checkpoint is full")
     sample_every: int = Field(10, gt=0, description="write samples/step-N.jsonl every N steps")
-    tensorboard: bool = True
+    tensorboard: bool = Field(True, description="write RUN/tensorboard when tensorboard is installed "
+                              "(ignored when report_to is given)")
+    report_to: Optional[list[Literal["tensorboard", "wandb", "trackio", "mlflow"]]] = Field(
+        None, description="experiment trackers that get every metrics.jsonl row under the same names "
+        "(each an optional extra: pip install 'grpo[wandb]'); None: tensorboard per `tensorboard`")
+    project: str = Field("grpo", description="the trackers' project / experiment name")
     reflection_words: Optional[list[str]] = Field(None, description="phrases counted as reflection")
 
 

@@ -1,4 +1,4 @@
-"""Run logging: metrics.jsonl (crash-safe, resumable), TensorBoard, samples, reflection metrics.
+"""Run logging: metrics.jsonl (crash-safe, resumable) and the trackers (grpo.trackers), samples, reflection metrics.
 
 >>> reflection_rate(["2+2=5. Wait, let me check: 2+2=4.", "2+2=4.", "等等，我算错了"])
 0.6666666666666666
@@ -76,7 +76,7 @@ class MetricsLogger:
     step in flight. On resume, lines past the checkpoint's step are dropped first (they
     will be recomputed), keeping exactly one line per step."""
 
-    def __init__(self, run_dir: Path, resume_step: int = 0, tensorboard: bool = True):
+    def __init__(self, run_dir: Path, resume_step: int = 0, trackers=None):
         self.path = run_dir / "metrics.jsonl"
         if self.path.exists():
             kept = [ln for ln in self.path.read_text().splitlines()
@@ -85,28 +85,20 @@ class MetricsLogger:
             tmp.write_text("".join(ln + "\n" for ln in kept))
             os.replace(tmp, self.path)
         self.fh = open(self.path, "a")
-        self.tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step + 1)
-            except ImportError:
-                pass
+        self.trackers = trackers           # grpo.trackers.Trackers: the same row to each
 
     def log(self, step: int, metrics: dict) -> None:
         row = {"step": step, **{k: _clean(v) for k, v in metrics.items()}}
         self.fh.write(json.dumps(row) + "\n")
         self.fh.flush()
         os.fsync(self.fh.fileno())
-        if self.tb is not None:
-            for k, v in row.items():
-                if k != "step" and isinstance(v, (int, float)) and v is not None:
-                    self.tb.add_scalar(k, v, step)
+        if self.trackers is not None:
+            self.trackers.log(step, row)
 
     def close(self) -> None:
         self.fh.close()
-        if self.tb is not None:
-            self.tb.close()
+        if self.trackers is not None:
+            self.trackers.close()
 
 
 def _step_of(line: str) -> int | None:

@@ -28,19 +28,19 @@ from pathlib import Path
 import yaml
 
 # What a user may change on --resume, and why each is safe: none of these changes what a
-# step computes. steps: extend or shorten the run; save/sample/keep/tensorboard: what is
+# step computes. steps: extend or shorten the run; save/sample/keep/tensorboard/trackers: what is
 # written, not what is trained; the reward time budget and failure policy: how a broken
 # reward is handled; threads and gradient checkpointing: speed and memory for the same
 # math; server_url: where the same engine now listens. output.dir/name name the run itself.
 MAY_CHANGE = frozenset({
     "train.steps", "train.threads", "output.save_every", "output.keep_checkpoints",
     "output.full_checkpoint_every", "output.sample_every", "output.tensorboard",
-    "reward_timeout_s", "reward_max_failed_steps", "reward_fail_on_error",
+    "output.report_to", "output.project", "reward_timeout_s", "reward_max_failed_steps", "reward_fail_on_error",
     "model.gradient_checkpointing", "rollout.server_url", "output.dir", "output.name",
 })
 # What a run writes into its directory (all that --overwrite removes; nothing else is touched).
 ARTIFACTS = ("config.yaml", "metrics.jsonl", "metrics.tmp", "checkpoints", "samples", "tensorboard",
-             "report", "reward_errors.jsonl", "resume_changes.jsonl")
+             "wandb", "mlruns", "trackio", ".wandb_run_id", ".mlflow_run_id", "report", "reward_errors.jsonl", "resume_changes.jsonl")
 LOCK = ".lock"
 
 

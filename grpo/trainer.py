@@ -22,7 +22,7 @@ from . import algorithms as A
 from . import update
 from . import losses as L
 from . import reward_model  # noqa: F401  (registers the "reward_model" reward for recipes)
-from . import checkpoint, optim
+from . import checkpoint, optim, trackers
 from .config import Config, ConfigError, dump_config
 from .recipe import validate_tree
 from .data import (PromptSampler, check_prompt_lengths, load_rows, model_context, prompt_format,
@@ -136,7 +136,8 @@ class Trainer:
         if self.par.is_main:              # one writer: rank 0 logs its own shard's metrics
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(dump_config(cfg))
-            self.log = MetricsLogger(self.run_dir, self.start_step, cfg.output.tensorboard)
+            self.log = MetricsLogger(self.run_dir, self.start_step, trackers.for_run(
+                cfg.output, self.run_dir, self.run_dir.name, cfg.model_dump(mode="json"), self.start_step))
 
     # ------------------------------------------------------------------ one step
     def step(self, step: int) -> dict:
