@@ -151,3 +151,58 @@ def test_two_process_checkpoint_resumes_in_one_process_resharded(runs, tmp_path)
     assert len(opt.state) == len(want) and sched.last_epoch == saved["last_epoch"] >= 1
     assert all(int(s["step"]) == saved["last_epoch"] and s["exp_avg_sq"].abs().sum() > 0 for s in opt.state.values())
     assert len(notes) == 1 and "2 process(es), this run has 1" in notes[0]
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _two_nodes(out: Path, name: str, extra=()) -> None:
+    """Two torchrun "nodes" on loopback, one process each, meeting by c10d rendezvous."""
+    port, procs = _free_port(), []
+    for node in (0, 1):
+        cmd = _args(out, name, nproc=1, extra=extra)
+        i = cmd.index("-m")
+        launch = ["torchrun", "--nnodes", "2", "--node-rank", str(node), "--nproc-per-node", "1",
+                  "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", name,
+                  "--max-restarts", "0"]
+        procs.append(subprocess.Popen(launch + cmd[i:], cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True))
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(_errors(e) for e in errs)
+
+
+def test_two_nodes_on_loopback_train_checkpoint_and_resume_exactly(runs):
+    """--nnodes 2 with c10d rendezvous (each "node" its own torchrun, on one box): 4 steps,
+    then --resume to 6 give the same metrics rows and bit-identical weights as the
+    uninterrupted single-node 2-process run: the same world, wherever its ranks live."""
+    out = runs[0]
+    _two_nodes(out, "nodes", extra=["--set", "train.steps=4"])
+    assert (out / "nodes/checkpoints/step-4/trainer_state.json").exists()
+    _two_nodes(out, "nodes", extra=["--resume"])
+    a, b = _rows(out / "full"), _rows(out / "nodes")
+    assert [r["step"] for r in b] == list(range(1, STEPS + 1))
+    assert a == b, next((ra, rb) for ra, rb in zip(a, b) if ra != rb)
+    wa = load_file(str(out / f"full/checkpoints/step-{STEPS}/model.safetensors"))
+    wb = load_file(str(out / f"nodes/checkpoints/step-{STEPS}/model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate not installed (the accelerate extra)")
+def test_accelerate_launch_with_two_cpu_processes_trains(runs):
+    """`accelerate launch --multi_gpu --num_processes 2` on a CPU-only box starts 2 processes
+    (through torchrun's elastic agent; grpo picks gloo) that train as one 2-process world: the
+    same rows as torchrun. (`--cpu --num_processes 2` starts ONE process: accelerate's --cpu
+    means single-process CPU; its multi-CPU path is mpirun.)"""
+    out = runs[0]
+    cmd = _args(out, "acc", nproc=1)
+    i = cmd.index("-m")
+    launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
+    r = subprocess.run(launch + cmd[i:], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, _errors(r.stderr)
+    a, b = _rows(out / "full"), _rows(out / "acc")
+    assert [r["step"] for r in b] == list(range(1, STEPS + 1)) and a == b
