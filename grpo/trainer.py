@@ -170,12 +170,7 @@ class Trainer:
         keep = torch.ones(len(comps), dtype=torch.bool)
         if a.dynamic_sampling:                 # DAPO: groups with no reward variance teach nothing
             keep &= ~zero_std.repeat_interleave(G)
-        batch = build_batch([g.prompt_ids for g in groups for _ in range(G)],
-                            [c.token_ids for c in comps], self.tok.pad_token_id,
-                            group=[i // G for i in range(len(comps))], loss_mask=[c.loss_mask for c in comps])
-        truncated = torch.tensor([c.finish_reason == "length" for c in comps])
-        if a.mask_truncated:                   # DAPO overlong filtering: no signal from cut-off text
-            batch.mask[truncated] = 0
+        batch, truncated = self._batch(groups, comps)
 
         # 4-5. Loss and optimizer steps (mu inner iterations over the same rollouts). Overlapped
         #      rollouts came from older weights: the sampler's log-probs are the old policy.
@@ -203,6 +198,18 @@ class Trainer:
                 **tool_stats_metrics(g.tools, getattr(self.engine, "tool_wall", None)),
                 "rollout/stale_steps": stale, "update_skipped": int(skip),
                 "lr": upd.get("lr") or self.opt.param_groups[0]["lr"]}   # the lr this step's update used
+
+    def _batch(self, groups: list, comps: list):
+        """The padded batch of the step's N = B*G sequences and which were cut off at the
+        length limit ([N] bool); DAPO overlong filtering masks those (algorithm.mask_truncated)."""
+        G = self.cfg.rollout.n
+        batch = build_batch([g.prompt_ids for g in groups for _ in range(G)],
+                            [c.token_ids for c in comps], self.tok.pad_token_id,
+                            group=[i // G for i in range(len(comps))], loss_mask=[c.loss_mask for c in comps])
+        truncated = torch.tensor([c.finish_reason == "length" for c in comps])
+        if self.cfg.algorithm.mask_truncated:  # DAPO overlong filtering: no signal from cut-off text
+            batch.mask[truncated] = 0
+        return batch, truncated
 
     def _score(self, step: int, rows: list[dict], prompts: list[str], comps: list):
         """The RewardSet's output on every completion (columns repeated G times), with the
