@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .policy import DTYPES, ModelError, save_model_dir
+from .model_dir import DTYPES, ModelError, save_model_dir
 
 
 def gguf_cache_dir(gguf: str, dtype: str) -> Path:

@@ -13,31 +13,11 @@ import torch
 
 from .algorithms import entropy_from_logits, token_logprobs
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class ModelError(ValueError):
-    """The model cannot be loaded; the message is one line meant for the user."""
+from .model_dir import DTYPES, ModelError, save_model_dir  # noqa: F401 (public here too)
 
 
 def _looks_local(path: str) -> bool:
     return path.startswith((".", "/", "~")) or Path(path).exists() or path.count("/") != 1
-
-
-def save_model_dir(model, tok, out: str | Path) -> Path:
-    """Write a loadable Hugging Face model directory atomically: into a private
-    ``.tmp-<name>-<pid>`` next to it, then one rename over ``out``."""
-    import os
-    import shutil
-    out = Path(out)
-    tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -88,7 +68,7 @@ def check_model_dir(path: str) -> None:
     >>> check_model_dir(tempfile.mkdtemp())
     Traceback (most recent call last):
     ...
-    grpo.policy.ModelError: ... is not a complete model directory: missing config.json, weights ...
+    grpo.model_dir.ModelError: ... is not a complete model directory: missing config.json, weights ...
     """
     d = Path(path)
     missing = []

@@ -20,7 +20,7 @@ def wrap_engine(cfg, engine, tok, render: Callable, log: Callable[[str], None] |
     if cfg.algorithm.routing_replay:
         raise ConfigError("algorithm.routing_replay with rollout.env is not supported yet")
     from ..rollout.multiturn import MultiTurnEngine
-    from .base import make_env_factory
+    from .registry import make_env_factory
     if not callable(getattr(engine, "generate_ids", None)):
         raise ConfigError(f"rollout.env needs the hf or vllm engine (rollout.engine={r.engine} "
                           "cannot continue an episode from token ids)")
