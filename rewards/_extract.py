@@ -30,61 +30,16 @@ from __future__ import annotations
 import collections
 import re
 
+from rewards._boxes import boxes  # noqa: F401 (also public here)
+
 MAX_RAW = 4000  # GSM8K-style answers: the last number of the last MAX_RAW characters
 MAX_ANSWER = 2000  # a longer extracted "answer" is an essay, not an answer
-_BOX = re.compile(r"\\(?:boxed|fbox)\b")
 _PHRASE = re.compile(r"(?:final answer|the answer|answer)(?:[ \t]{0,3}(?:is|=)[ \t]{0,3}:?|[ \t]{0,3}:)"
                      r"(?:[ \t]{0,3}(?:the[ \t]{1,3})?(?:final[ \t]{1,3})?(?:answer[ \t]{1,3}is:?))?", re.I)
 _GSM = re.compile(r"^[ \t]*####[ \t]*(\S[^\n]*)", re.M)
 # What may stand between two boxes of one answer (after dropping delimiters).
 _SEP = re.compile(r"^(?:[,;&]|,?\s*or|(?:[^,;=]{0,30}\s)?,?\s*and)$", re.I)
 _DELIMS = re.compile(r"\\[()\[\]]|\$|\\quad|\\qquad|\\text\{|\\textbf\{|\\mathrm\{|[{}]|\\[,;: !]|\*\*")
-
-
-def _brace_end(text: str, j: int) -> int:
-    """Index just past the ``}`` closing the ``{`` at ``j``, or -1."""
-    depth = 0
-    for k in range(j, len(text)):
-        c = text[k]
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return k + 1
-        elif c == "\\" and k + 1 < len(text) and text[k + 1] in "{}":
-            pass  # \{ counts like {: braces must still balance for \boxed{\{1\}}
-    return -1
-
-
-def boxes(text: str) -> list[tuple[int, int, str]]:
-    r"""All ``\boxed{...}`` / ``\fbox{...}`` as (start, end, content), in order;
-    ``\boxed 5`` too.  One pass: a box's content is skipped, never rescanned.
-
-    >>> [b[2] for b in boxes(r"\boxed{1} and \boxed{\frac{a}{b}} \boxed 7")]
-    ['1', '\\frac{a}{b}', '7']
-    """
-    out, i = [], 0
-    while True:
-        m = _BOX.search(text, i)
-        if not m:
-            return out
-        j = m.end()
-        while j < len(text) and text[j] == " ":
-            j += 1
-        if j < len(text) and text[j] == "{":
-            e = _brace_end(text, j)
-            if e < 0:
-                return out  # unclosed: nothing after it is balanced either
-            out.append((m.start(), e, text[j + 1:e - 1]))
-            i = e
-        else:
-            k = j
-            while k < len(text) and not text[k].isspace() and text[k] != "$":
-                k += 1
-            if k > j:
-                out.append((m.start(), k, text[j:k]))
-            i = max(k, m.end())
 
 
 _NEXT_NAME = re.compile(r"[a-zA-Z](?:_\{?\w+\}?)?\s*=$")

@@ -63,7 +63,7 @@ def normalize(s: str) -> str:
     if _PLAIN.match(s):
         return s.lstrip("+")
     if "\\boxed" in s or "\\fbox" in s:
-        from rewards._text import last_boxed
+        from rewards._boxes import last_boxed
 
         s = last_boxed(s) or s
     if ",\\!" in s:

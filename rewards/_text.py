@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+from rewards._boxes import last_boxed  # noqa: F401 (public here too)
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
@@ -83,19 +84,6 @@ def think_part(text: str, prompt=None) -> str:
         return text
     end = text.find(THINK_CLOSE, start)
     return text[start + len(THINK_OPEN): end if end >= 0 else len(text)]
-
-
-def last_boxed(text: str) -> str | None:
-    r"""Content of the last ``\boxed{...}`` / ``\fbox{...}`` with balanced braces
-    (``\boxed 5`` is accepted too); None when there is none.  Linear time.
-
-    >>> last_boxed(r"\boxed{1} then \boxed{\frac{a}{b}}")
-    '\\frac{a}{b}'
-    """
-    from rewards._extract import boxes
-
-    bx = boxes(text)
-    return bx[-1][2] if bx else None
 
 
 def extract_answer(text: str, multiple: str = "last") -> str | None:
