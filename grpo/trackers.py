@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -43,14 +44,15 @@ def numeric(row: dict) -> dict:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"}
 
 
-def _run_id(run_dir: Path, name: str) -> str:
-    """A tracker run id kept in the run dir, so --resume continues the same run."""
+def _run_id(run_dir: Path, name: str, make=lambda: uuid.uuid4().hex[:16]) -> tuple[str, bool]:
+    """A tracker run id kept in the run dir, so --resume continues the same run: the kept
+    one, or ``make()``'s, written now; and whether it is new."""
     path = run_dir / f".{name}_run_id"
     if path.exists():
-        return path.read_text().strip()
-    rid = uuid.uuid4().hex[:16]
+        return path.read_text().strip(), False
+    rid = make()
     path.write_text(rid)
-    return rid
+    return rid, True
 
 
 class _TensorBoard:
@@ -66,11 +68,8 @@ class _TensorBoard:
         self.w.close()
 
 
-class _Wandb:
-    def __init__(self, run_dir, project, name, config, resume_step):
-        import wandb
-        self.run = wandb.init(project=project, name=name, id=_run_id(run_dir, "wandb"), resume="allow",
-                              dir=str(run_dir), config=config, reinit="create_new")
+class _Run:
+    """A tracker whose ``init`` returns a run object with ``log(metrics, step)`` and ``finish()``."""
 
     def log(self, step, metrics):
         self.run.log(metrics, step=step)
@@ -79,19 +78,19 @@ class _Wandb:
         self.run.finish()
 
 
-class _Trackio:
+class _Wandb(_Run):
+    def __init__(self, run_dir, project, name, config, resume_step):
+        import wandb
+        self.run = wandb.init(project=project, name=name, id=_run_id(run_dir, "wandb")[0], resume="allow",
+                              dir=str(run_dir), config=config, reinit="create_new")
+
+
+class _Trackio(_Run):
     def __init__(self, run_dir, project, name, config, resume_step):
         os.environ.setdefault("TRACKIO_DIR", str(run_dir / "trackio"))   # read when trackio is imported
         import trackio
-        self.t = trackio
         self.run = trackio.init(project=project, name=name, config=config, resume="allow",
                                 embed=False, auto_log_cpu=False, auto_log_gpu=False)
-
-    def log(self, step, metrics):
-        self.run.log(metrics, step=step)
-
-    def close(self):
-        self.run.finish()
 
 
 class _Mlflow:
@@ -104,18 +103,13 @@ class _Mlflow:
         self.c = MlflowClient(tracking_uri=uri)
         exp = self.c.get_experiment_by_name(project)
         exp_id = exp.experiment_id if exp else self.c.create_experiment(project)
-        path = run_dir / ".mlflow_run_id"
-        if path.exists():
-            self.rid = path.read_text().strip()
-        else:
-            self.rid = self.c.create_run(exp_id, run_name=name).info.run_id
-            path.write_text(self.rid)
+        self.rid, new = _run_id(run_dir, "mlflow", lambda: self.c.create_run(exp_id, run_name=name).info.run_id)
+        if new:
             for k, v in list(config.items())[:100]:
                 self.c.log_param(self.rid, k, str(v)[:500])
 
     def log(self, step, metrics):
         from mlflow.entities import Metric
-        import time
         now = int(time.time() * 1000)
         self.c.log_batch(self.rid, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
 
