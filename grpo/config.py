@@ -98,13 +98,24 @@ class RolloutConfig(_Strict):
     max_turns: int = Field(1, ge=1, le=256, description="model turns per episode (with rollout.env)")
     max_total_tokens: Optional[int] = Field(None, gt=0, description="token budget of one episode: all model "
                                             "turns and observations (default: max_new_tokens)")
-    engine: Literal["auto", "hf", "vllm", "server"] = Field("auto", description="auto: vllm if installed, else hf")
-    server_url: str = Field("http://127.0.0.1:8000", description="engine=server: a `grpo vllm-serve` address")
+    engine: Literal["auto", "hf", "vllm", "server", "openai"] = Field(
+        "auto", description="auto: vllm if installed, else hf; openai: a stock vLLM server (vllm serve) at "
+        "server_url, weights synced through vLLM's RL endpoints (grpo/rollout/openai.py)")
+    server_url: str = Field("http://127.0.0.1:8000", description="engine=server or openai: the server's address")
+    api_key_env: Optional[str] = Field(
+        None, description="engine=server or openai: the environment variable holding the server's shared token "
+        "(vllm serve --api-key; grpo vllm-serve --token-env); the token itself never goes in a recipe")
+    fully_async: bool = Field(
+        False, description="engine=openai: keep up to max_staleness steps of requests in the server at once and "
+        "push new weights into it mid-generation (pause in keep mode, sync, resume), like PipelineRL/AReaL: "
+        "no step waits for a whole batch to be sampled; each sample's weight versions are logged")
+    concurrency: int = Field(64, ge=1, le=4096, description="engine=openai: HTTP requests in flight at once "
+                             "(one per prompt, G samples each)")
     weight_sync: Literal["http", "broadcast"] = Field(
         "http", description="engine=server: how new weights reach the server; broadcast: a torch.distributed "
         "group with it (NCCL on GPU, gloo on CPU), for models too large to POST every step")
-    broadcast_port: int = Field(29555, gt=0, lt=65536, description="weight_sync=broadcast: the trainer's "
-                                "TCPStore port (the server connects to it)")
+    broadcast_port: int = Field(29555, ge=0, lt=65536, description="weight_sync=broadcast and engine=openai: "
+                                "the trainer's TCPStore port (the server connects to it; 0: any free port)")
     n: int = Field(8, ge=1, description="G: completions per prompt (GRPO's group needs at least 2; 1 only "
                    "for on-policy distillation, whose teacher needs no group)")
     max_new_tokens: int = Field(256, gt=0)
@@ -136,9 +147,12 @@ class RolloutConfig(_Strict):
                              f"({self.max_new_tokens}): an episode's budget holds at least one full turn")
         if self.env is None and self.max_turns > 1:
             raise ValueError("rollout.max_turns > 1 needs rollout.env (what answers the model between turns)")
-        if self.env is not None and self.engine == "server":
-            raise ValueError("rollout.env needs rollout.engine hf or vllm (the server engine cannot continue "
-                             "an episode from token ids yet)")
+        if self.env is not None and self.engine in ("server", "openai"):
+            raise ValueError(f"rollout.env needs rollout.engine hf or vllm (the {self.engine} engine cannot "
+                             "continue an episode from token ids yet)")
+        if self.fully_async and self.engine != "openai":
+            raise ValueError("rollout.fully_async needs rollout.engine=openai (a server that takes weight updates "
+                             "while requests are in flight)")
         return self
 
     @property
@@ -150,7 +164,8 @@ class RolloutConfig(_Strict):
     def _overlap_samples_the_policy(self):
         # The sampler's log-probs stand in for the behaviour policy's; with temperature,
         # top-p or top-k they are those of a reshaped distribution, not of the policy.
-        what = "rollout.overlap" if self.overlap else "rollout.max_staleness"
+        what = ("rollout.fully_async" if self.fully_async else "rollout.overlap" if self.overlap
+                else "rollout.max_staleness")
         if self.staleness and self.sleep:
             raise ValueError(f"rollout.sleep cannot be used with {what} (the engine samples during the update)")
         if self.staleness and (self.temperature != 1.0 or self.top_p != 1.0 or self.top_k):
@@ -160,8 +175,9 @@ class RolloutConfig(_Strict):
 
     @property
     def staleness(self) -> int:
-        """The bound on a batch's age in optimizer steps: max_staleness, or 1 for overlap."""
-        return max(self.max_staleness, int(self.overlap))
+        """The bound on a batch's age in optimizer steps: max_staleness, or 1 for overlap
+        and fully_async."""
+        return max(self.max_staleness, int(self.overlap), int(self.fully_async))
 
 
 class RewardConfig(_Strict):

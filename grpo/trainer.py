@@ -38,6 +38,7 @@ from .rollout import make_engine
 from .rollout.base import SamplingParams
 from .moe.replay import replay_config_error
 from .rollout.overlap import Prefetcher, behaviour_logprobs
+from .rollout.stream import AsyncStream
 
 from .update import UPDATE_KEYS, nothing_to_learn
 
@@ -118,7 +119,7 @@ class Trainer:
         k = cfg.rollout.staleness
         if k and self.par.expert > 1:
             raise ConfigError("rollout.overlap / max_staleness with parallel.expert > 1 is not supported yet")
-        self.prefetch = Prefetcher(self.engine, k) if k else None
+        self.prefetch = (AsyncStream if cfg.rollout.fully_async else Prefetcher)(self.engine, k) if k else None
         if cfg.algorithm.rollout_correction in ("tis", "mis") and hasattr(self.engine, "return_logprobs"):
             self.engine.return_logprobs = True     # the hf engine computes them only when asked
         self._t_sync = self._t_sampling = 0.0
@@ -184,9 +185,9 @@ class Trainer:
             upd = update.replay(self, batch, cache, upd) if not skip else {**upd, "distill/replay_batches": 0}
         t["update"] = time.time() - t0
 
-        # 6. Sync the new weights to the rollout engine (overlapped: when it is next idle, in
-        #    the next step's _rollout).
-        if not self.prefetch:
+        # 6. Sync the new weights to the rollout engine (fully async: now, into the requests in
+        #    flight; overlapped: when it is next idle, in the next step's _rollout).
+        if not self.prefetch or cfg.rollout.fully_async:
             self._sync()
         t["sync"], self._t_sync = self._t_sync, 0.0
 
@@ -197,6 +198,7 @@ class Trainer:
         return {**g.reward_metrics, **upd, **self._step_metrics(g, t),
                 **tool_stats_metrics(g.tools, getattr(self.engine, "tool_wall", None)),
                 "rollout/stale_steps": stale, "update_skipped": int(skip),
+                **(self.prefetch.metrics if cfg.rollout.fully_async else {}),   # per-sample staleness
                 "lr": upd.get("lr") or self.opt.param_groups[0]["lr"]}   # the lr this step's update used
 
     def _batch(self, groups: list, comps: list):
@@ -295,7 +297,9 @@ class Trainer:
             t0 = time.time()
             got = self.engine.generate(prompts, self._sampling()), time.time() - t0, step
         groups, self._t_sampling, version = got
-        if self.prefetch.busy:            # generations still queued: the sync queues behind them
+        if self.cfg.rollout.fully_async:  # synced in flight right after each update (step 6)
+            pass
+        elif self.prefetch.busy:          # generations still queued: the sync queues behind them
             self.prefetch.sync([(n, p.detach().clone()) for n, p in self.par.named_full_parameters(self.policy)])
         else:
             self._sync()
@@ -360,14 +364,16 @@ class Trainer:
                                 len=f"{metrics['completion_len/mean']:.0f}")
                 if (step + 1) % cfg.output.save_every == 0 or step + 1 == cfg.train.steps:
                     self._save(step + 1)
-            if self.prefetch is not None:  # the engine serves the final weights, as without overlap
-                self.prefetch.close()
+            if self.prefetch is not None and not cfg.rollout.fully_async:  # the engine serves the
+                self.prefetch.close()                                       # final weights
                 self._sync()
         finally:
             if self.prefetch is not None:
                 self.prefetch.close()
             if self.log is not None:
                 self.log.close()
+            if cfg.rollout.engine == "openai":    # leave the server's weight group (it keeps serving)
+                self.engine.close()
             if self.lock is not None:
                 self.lock.release()
         return self.run_dir

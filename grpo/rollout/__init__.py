@@ -18,9 +18,16 @@ def make_engine(rollout_cfg, model, tokenizer, synced: bool = False) -> RolloutE
     if engine == "auto":
         engine = "vllm" if vllm_available() else "hf"
     if engine == "server":
+        from .http import token_from_env
         from .server import ServerEngine
         return ServerEngine(model, tokenizer, rollout_cfg, url=rollout_cfg.server_url, wait_s=300,
+                            token=token_from_env(rollout_cfg.api_key_env),
                             weight_sync=rollout_cfg.weight_sync, broadcast_port=rollout_cfg.broadcast_port)
+    if engine == "openai":
+        from .http import token_from_env
+        from .openai import OpenAIEngine
+        return OpenAIEngine(model, tokenizer, url=rollout_cfg.server_url, token=token_from_env(rollout_cfg.api_key_env),
+                            transfer_port=rollout_cfg.broadcast_port, concurrency=rollout_cfg.concurrency)
     if engine == "vllm":
         if not vllm_available():
             raise ValueError("rollout.engine=vllm but vllm is not installed "

@@ -46,6 +46,9 @@ class Completion:
     # observation (tool output) token, which carries no loss; None: every token is sampled.
     loss_mask: list[int] | None = None
     tools: "ToolStats | None" = None
+    # Fully async rollouts (stream.py): the engine's weight version when the request was
+    # sent and when its answer came; None: sampled by one known version.
+    versions: tuple[int, int] | None = None
 
 
 @dataclass

@@ -22,23 +22,27 @@ By default weights travel as safetensors over HTTP: fine for small models and fo
 ``weight_sync="broadcast"`` they go by a torch.distributed broadcast from the trainer
 (NCCL on GPU, gloo on CPU; see transport.py); tested here over gloo only (no GPU).
 
-The server is single-threaded (one vLLM engine, requests in order) and unauthenticated:
-it binds 127.0.0.1 by default; never expose it (anyone who reaches it can replace weights).
+The server is single-threaded (one vLLM engine, requests in order). It binds 127.0.0.1 by
+default; any other bind needs a shared token (``--token-env VAR``: the token is read from
+that environment variable), which every request must then carry as ``Authorization:
+Bearer <token>`` (the client: ``rollout.api_key_env``); anyone who reaches a server without
+one can replace its weights. ``rollout.engine: openai`` on a stock vLLM server is the
+recommended path; this one stays for a release (it needs no dev-mode server).
 """
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, fields
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Iterable
 
 import torch
 
+from . import http
 from .base import Completion, Group, SamplingParams
 
 _SAMPLING_FIELDS = {f.name for f in fields(SamplingParams)}
@@ -59,8 +63,8 @@ class _Service:
     """The server's state (one engine, a weight update being buffered, the weight group)
     and one method per endpoint; ``ROUTES`` maps (method, path) to them."""
 
-    def __init__(self, engine):
-        self.engine = engine
+    def __init__(self, engine, token: str | None = None):
+        self.engine, self.token = engine, token
         self.pending: dict[str, torch.Tensor] = {}    # chunks of an update not yet applied
         self.channel = None                           # the trainer's weight group, once joined
         self.join_error: str | None = None
@@ -134,6 +138,9 @@ class _Service:
     def handle(self, method: str, path: str, body: bytes, headers) -> tuple[int, dict]:
         """(status, JSON reply) for one request: 404 for an unknown endpoint, 400 for a
         request missing a field, 500 (and keep serving) for anything else that fails."""
+        if self.token is not None and not hmac.compare_digest(
+                headers.get("Authorization", "").encode(), f"Bearer {self.token}".encode()):
+            return 401, {"error": "a shared token is required: Authorization: Bearer <token>"}
         route = self.ROUTES.get((method, path))
         if route is None:
             return 404, {"error": f"no such endpoint: {method} {path}"}
@@ -152,8 +159,8 @@ def _json(body: bytes) -> dict:
     return req
 
 
-def _handler(engine):
-    service = _Service(engine)
+def _handler(engine, token: str | None = None):
+    service = _Service(engine, token)
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, fmt, *args):          # quiet: one line per request is noise
@@ -179,15 +186,30 @@ def _handler(engine):
     return Handler
 
 
-def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, ready=None, **engine_kwargs) -> None:
+def check_bind(host: str, token: str | None) -> None:
+    """A bind other than loopback needs a shared token.
+
+    >>> check_bind("127.0.0.1", None); check_bind("0.0.0.0", "t")
+    >>> check_bind("0.0.0.0", None)
+    Traceback (most recent call last):
+    ValueError: binding 0.0.0.0 (not loopback) needs a shared token: --token-env VAR, with the token in $VAR
+    """
+    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError(f"binding {host} (not loopback) needs a shared token: --token-env VAR, with the token in $VAR")
+
+
+def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, ready=None, token: str | None = None,
+          **engine_kwargs) -> None:
     """Load ``model_path`` into vLLM and answer requests until interrupted.
 
-    ``ready`` (optional callable) is called with the bound (host, port) once serving.
+    ``ready`` (optional callable) is called with the bound (host, port) once serving;
+    ``token``: the shared token every request must carry (required off loopback).
     """
     from ..policy import load_tokenizer
     from .vllm import VLLMEngine
+    check_bind(host, token)
     engine = VLLMEngine(model_path, load_tokenizer(model_path), **engine_kwargs)
-    handler = _handler(engine)
+    handler = _handler(engine, token)
     httpd = HTTPServer((host, port), handler)
     print(f"grpo vllm-serve: {model_path} on http://{host}:{httpd.server_port}", flush=True)
     if ready is not None:
@@ -216,8 +238,8 @@ class ServerEngine:
     def __init__(self, model, tokenizer, rollout_cfg=None, *, url: str = "http://127.0.0.1:8000",
                  timeout: float = 600.0, chunk_mb: float = 256.0, wait_s: float = 0.0,
                  sync_on_start: bool = True, weight_sync: str = "http", broadcast_port: int = 29555,
-                 backend: str | None = None):
-        self.model, self.tok = model, tokenizer
+                 backend: str | None = None, token: str | None = None):
+        self.model, self.tok, self.token = model, tokenizer, token
         self.url = url.rstrip("/")
         self.timeout, self.chunk_bytes = timeout, int(chunk_mb * 2 ** 20)
         self.weight_version = 0
@@ -232,30 +254,14 @@ class ServerEngine:
             self.update_weights(model.named_parameters())
 
     def _request(self, path: str, data: bytes | None = None, headers: dict | None = None) -> dict:
-        req = urllib.request.Request(self.url + path, data=data, headers=headers or {},
-                                     method="GET" if data is None else "POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            msg = e.read().decode(errors="replace")
-            raise RuntimeError(f"rollout server {path}: HTTP {e.code}: {msg[:500]}") from None
+        return http.request(self.url, path, data, headers, token=self.token, timeout=self.timeout)
 
     def _post_json(self, path: str, obj) -> dict:
-        return self._request(path, json.dumps(obj).encode(), {"Content-Type": "application/json"})
+        return http.post_json(self.url, path, obj, token=self.token, timeout=self.timeout)
 
     def wait_ready(self, wait_s: float) -> dict:
         """Poll /health for up to ``wait_s`` seconds (a server takes a while to load)."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                return self._request("/health")
-            except (urllib.error.URLError, ConnectionError, OSError):
-                if time.monotonic() >= deadline:
-                    if wait_s:
-                        raise RuntimeError(f"rollout server at {self.url} did not answer in {wait_s:.0f}s")
-                    return {}
-                time.sleep(0.5)
+        return http.wait_ready(self.url, "/health", wait_s, token=self.token) or {}
 
     def generate(self, prompts: list[str], sampling: SamplingParams) -> list[Group]:
         out = self._post_json("/generate", {"prompts": prompts, "sampling": asdict(sampling)})
@@ -330,15 +336,25 @@ class ServerEngine:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="grpo vllm-serve", description="serve a model for rollouts over HTTP")
     ap.add_argument("--model", required=True, help="model directory (the policy's starting checkpoint)")
-    ap.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    ap.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only; any other "
+                    "needs --token-env)")
+    ap.add_argument("--token-env", default=None, metavar="VAR",
+                    help="environment variable holding the shared token every request must carry")
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     ap.add_argument("--max-model-len", type=int, default=None)
     a = ap.parse_args(argv)
+    token = http.token_from_env(a.token_env)
+    if a.token_env and token is None:
+        ap.error(f"--token-env {a.token_env}: that environment variable is empty or unset")
+    try:
+        check_bind(a.host, token)
+    except ValueError as e:
+        ap.error(str(e))
 
     class _Cfg:                                     # what VLLMEngine reads from a rollout config
         gpu_memory_utilization = a.gpu_memory_utilization
-    serve(a.model, a.host, a.port, rollout_cfg=_Cfg(), max_model_len=a.max_model_len)
+    serve(a.model, a.host, a.port, token=token, rollout_cfg=_Cfg(), max_model_len=a.max_model_len)
     return 0
 
 

@@ -74,20 +74,22 @@ def _slot(n: int) -> int:
 
 
 class WeightChannel:
-    """One side of the trainer -> server weight group. Rank 0 (the trainer) hosts the store."""
+    """One member of the trainer -> server weight group. Rank 0 (the trainer) hosts the
+    store and sends; ranks 1..world_size-1 (a server, or each vLLM worker) receive."""
 
     def __init__(self, host: str, port: int, rank: int, backend: str | None = None,
-                 timeout_s: float = 600.0, bucket_mb: float = 512.0, device: str | None = None):
-        self.rank = rank
+                 timeout_s: float = 600.0, bucket_mb: float = 512.0, device: str | None = None,
+                 world_size: int = 2):
+        self.rank, self.world_size = rank, world_size
         self.backend = backend or default_backend()
         timeout = timedelta(seconds=timeout_s)
-        store = dist.TCPStore(host, port, world_size=2, is_master=(rank == 0), timeout=timeout)
+        store = dist.TCPStore(host, port, world_size=world_size, is_master=(rank == 0), timeout=timeout)
         if self.backend == "gloo":
-            self.pg = dist.ProcessGroupGloo(store, rank, 2, timeout)
+            self.pg = dist.ProcessGroupGloo(store, rank, world_size, timeout)
             self.device = torch.device("cpu")
         elif self.backend == "nccl":
             self.device = torch.device(device or f"cuda:{torch.cuda.current_device()}")
-            self.pg = dist.ProcessGroupNCCL(store, rank, 2)          # GPU builds only
+            self.pg = dist.ProcessGroupNCCL(store, rank, world_size)          # GPU builds only
         else:
             raise ValueError(f"backend must be gloo or nccl, not {self.backend!r}")
         self.bucket_bytes = int(bucket_mb * 2 ** 20)
@@ -96,9 +98,9 @@ class WeightChannel:
         self.pg.broadcast([buf], _root(root)).wait()
 
     def _ack(self) -> None:
-        """The receiver's word that every bucket arrived (one byte from rank 1): ``send``
-        returns only then, so neither side tears the group down under a transfer."""
-        self._broadcast(torch.ones(1, dtype=torch.uint8, device=self.device), root=1)
+        """Every member's word that every bucket arrived (a one-element all-reduce): ``send``
+        returns only then, so no side tears the group down under a transfer."""
+        self.pg.allreduce([torch.ones(1, dtype=torch.int32, device=self.device)]).wait()
 
     # ----------------------------------------------------------------- trainer (rank 0)
     @staticmethod
@@ -119,7 +121,7 @@ class WeightChannel:
             self._broadcast(buf)
         self._ack()
 
-    # ----------------------------------------------------------------- server (rank 1)
+    # ----------------------------------------------------------------- receivers (rank >= 1)
     def receive(self, meta: list[tuple[str, str, list[int]]]) -> Iterator[tuple[str, torch.Tensor]]:
         """The tensors rank 0 sends, as (name, tensor) on this side's device."""
         for bucket in plan_buckets(meta, self.bucket_bytes):
