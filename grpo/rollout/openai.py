@@ -199,3 +199,17 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
         return s.getsockname()[1]
+
+
+def vllm_server_command(model: str, port: int, *, python: str = "python", host: str = "127.0.0.1",
+                        dtype: str = "float32", max_model_len: int = 1024, extra: tuple = ()) -> list[str]:
+    """The command line of a stock vLLM OpenAI server this engine can train against (run it
+    with ``VLLM_SERVER_DEV_MODE=1`` in the environment: the RL weight endpoints).
+
+    >>> " ".join(vllm_server_command("m", 8000)[1:4])
+    '-m vllm.entrypoints.openai.api_server --model'
+    """
+    return [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", host,
+            "--port", str(port), "--dtype", dtype, "--max-model-len", str(max_model_len),
+            "--weight-transfer-config", '{"backend":"grpo_gloo"}', "--logprobs-mode", "processed_logprobs",
+            "--enforce-eager", *extra]
