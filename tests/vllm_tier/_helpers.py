@@ -75,3 +75,20 @@ def perturbed(policy, seed: int):
         for p in new.parameters():
             p.add_(0.05 * torch.randn_like(p))
     return new
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(proc) -> None:
+    """Terminate a server process, killing it if it does not exit in 30 s."""
+    import subprocess
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()

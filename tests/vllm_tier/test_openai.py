@@ -3,7 +3,6 @@ process `vllm serve` runs), weights through vLLM's native RL endpoints and the g
 transfer engine this package registers as a vLLM plugin; rollout.fully_async on it."""
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -19,17 +18,11 @@ from grpo.rollout.base import SamplingParams
 from grpo.rollout.openai import OpenAIEngine, vllm_server_command
 from grpo.trainer import Trainer
 
-from _helpers import (LENGTH_REWARD, ROOT, engine_lag, max_diff, metrics, perturbed, policy_logprobs, probe,
+from _helpers import (free_port, stop, LENGTH_REWARD, ROOT, engine_lag, max_diff, metrics, perturbed, policy_logprobs, probe,
                       trajectory_logprobs)
 
 PROMPT = apply_template("r1_zero_tiny", "What is 2+3?")
 KEY = "grpo-test-key"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _up(url: str) -> bool:
@@ -43,7 +36,7 @@ def _up(url: str) -> bool:
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
     """A stock vLLM server with --api-key (the key reaches the engine through api_key_env)."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("vllm_serve") / "server.log"
     env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}
     cmd = vllm_server_command(str(tiny_model_dir), port, python=sys.executable, max_model_len=512,
@@ -60,11 +53,7 @@ def server(tiny_model_dir, tmp_path_factory):
         assert proc.poll() is None, "vLLM server exited:\n" + log_path.read_text()[-3000:]
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 @pytest.fixture

@@ -1,5 +1,4 @@
 """Server mode on CPU: a ``grpo.rollout.server`` process and the ServerEngine client."""
-import socket
 import subprocess
 import sys
 
@@ -12,31 +11,21 @@ from grpo.rollout.base import SamplingParams
 from grpo.rollout.server import ServerEngine
 from grpo.trainer import Trainer
 
-from _helpers import LENGTH_REWARD, ROOT, engine_lag, max_diff, metrics, perturbed, policy_logprobs, probe
+from _helpers import free_port, stop, LENGTH_REWARD, ROOT, engine_lag, max_diff, metrics, perturbed, policy_logprobs, probe
 
 PROMPT = apply_template("r1_zero_tiny", "What is 2+3?")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path_factory.mktemp("server") / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "grpo.rollout.server", "--model", str(tiny_model_dir),
                              "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield f"http://127.0.0.1:{port}", proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
 
 
@@ -92,7 +81,7 @@ def test_broadcast_weight_sync_with_overlap(server, tiny_overrides):
     url, _ = server
     cfg = load_config(ROOT / "recipes" / "tiny" / "r1_zero.yaml", tiny_overrides + [
         "rollout.engine=server", f"rollout.server_url={url}", "rollout.weight_sync=broadcast",
-        f"rollout.broadcast_port={_free_port()}", "rollout.overlap=true", "train.steps=3", LENGTH_REWARD])
+        f"rollout.broadcast_port={free_port()}", "rollout.overlap=true", "train.steps=3", LENGTH_REWARD])
     trainer = Trainer(cfg)
     assert trainer.engine.channel is not None and trainer.engine.channel.backend == "gloo"
     tok = trainer.tok
