@@ -18,7 +18,7 @@ other in this process (the server is shared, so the modes are measured side by s
 Reported per mode: completions/s and seconds per step over the steps after ``--warmup``
 (sum of ``time/step``: rollout wait, reward, update, sync, log), the share of samples whose
 request spanned an update, the largest staleness, the training reward of the first and last
-10 steps, and pass@1 on the recipe's held-out rows (grpo.eval.eval_config: fresh problems of
+10 steps, and pass@1 on the recipe's held-out rows (grpo.stages.eval.eval_config: fresh problems of
 another seed, k samples each at temperature 0.6 / top-p 0.95, hf engine) before and after.
 """
 from __future__ import annotations
@@ -71,13 +71,13 @@ def overrides(a, out: str, url: str, mode: str, seed: int = 0) -> list[str]:
 
 
 def held_out(cfg, model: str, a) -> float:
-    from grpo.eval import eval_config
+    from grpo.stages.eval import eval_config
     return eval_config(cfg, model=model, k=a.k, n=a.eval_n, engine="hf", progress=False)["pass@1"]
 
 
 def run_mode(a, url: str, mode: str, out: str, seed: int) -> dict:
     from grpo.config import load_config
-    from grpo.trainer import Trainer
+    from grpo.train.trainer import Trainer
     cfg = load_config(RECIPE, overrides(a, out, url, mode, seed))
     t0 = time.perf_counter()
     run_dir = Trainer(cfg).train()

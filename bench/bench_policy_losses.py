@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from grpo.config import load_config  # noqa: E402
-from grpo.trainer import Trainer  # noqa: E402
+from grpo.train.trainer import Trainer  # noqa: E402
 
 LOSSES = [("ppo_clip", []), ("cispo", []), ("sapo", []),
           ("sapo", ["algorithm.sapo_tau_pos=4.0", "algorithm.sapo_tau_neg=4.2"]),

@@ -68,7 +68,7 @@ def _recipe(a):
 
 def run_grpo(a, engine: str) -> dict:
     from grpo.config import load_config
-    from grpo.trainer import Trainer
+    from grpo.train.trainer import Trainer
     with tempfile.TemporaryDirectory() as out:
         cfg = load_config(_recipe(a), _overrides(a, out, engine))
         t0 = time.perf_counter()
@@ -97,7 +97,7 @@ def run_trl(a) -> dict:
     import rewards as rewards_lib
     from grpo.config import load_config
     from grpo.data import PromptSampler, load_rows, prompt_format, render_prompt
-    from grpo.policy import load_tokenizer
+    from grpo.model.policy import load_tokenizer
 
     torch.set_num_threads(a.threads)
     cfg = load_config(_recipe(a), _overrides(a, tempfile.gettempdir(), "hf"))

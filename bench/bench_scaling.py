@@ -9,7 +9,7 @@ only thing that changes is how many processes share it. 1 process is the plain r
 torch.distributed); N > 1 is torchrun + FSDP2. Reported per model and process count: the
 median step and update time over the steps after the first (warm-up), the speed-up over
 1 process, the per-rank bytes of parameters + AdamW state (local shards) and their ratio
-to 1 process, and what one unshard of the whole policy costs (grpo.fsdp.gathered: what the
+to 1 process, and what one unshard of the whole policy costs (grpo.dist.fsdp.gathered: what the
 hf engine pays per generation under FSDP).
 
 SmolLM2-135M needs ``python scripts/build_real_model.py`` first (skipped when absent).

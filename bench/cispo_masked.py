@@ -9,7 +9,7 @@ import torch
 
 
 def _cispo(logp, old_logp, adv, mask, clip_low, clip_high, side):
-    """grpo.losses.cispo_loss, times the mask M on ``side`` ('high': A > 0 and r > 1 + clip_high;
+    """grpo.algos.losses.cispo_loss, times the mask M on ``side`` ('high': A > 0 and r > 1 + clip_high;
     'low': A < 0 and r < 1 - clip_low), which PPO's clip zeroes implicitly."""
     ratio = torch.exp(logp - old_logp).detach()
     w = torch.clamp(ratio, max=1 + clip_high)

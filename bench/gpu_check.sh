@@ -55,7 +55,7 @@ grpo_step() {  # grpo_step NAME MODEL PRECISION DTYPE STEPS TIMEOUT
   step "$1" "$6" python - "$2" "$3" "$4" "$5" "$WORK/$1" <<'PY'
 import json, sys, time, torch
 from grpo.config import load_config
-from grpo.trainer import train
+from grpo.train.trainer import train
 model, prec, dtype, steps, out = sys.argv[1:]
 sets = [f"model.path={model}", f"model.precision={prec}", f"model.dtype={dtype}", f"train.steps={steps}",
         "train.prompts_per_step=8", "rollout.n=8", "rollout.max_new_tokens=64", "rollout.engine=hf",

@@ -7,7 +7,7 @@
 Deterministic: fixed seeds, a fixed thread count and deterministic torch algorithms,
 so the same torch version on the same CPU type rebuilds the same weights.
 
-The corpus is ``grpo.tasks.arithmetic_trace`` under the R1-Zero tiny template: sums of
+The corpus is ``grpo.data.tasks.arithmetic_trace`` under the R1-Zero tiny template: sums of
 3-4 one-digit numbers worked step by step. Most traces are quick and slip on 35% of
 steps; 15% open with "wait, let me verify each step." and make no slips; 15% give the
 answer outside <answer> tags. The model therefore starts as a base model should for
@@ -16,7 +16,7 @@ temperature 1, and rarely verifies. The tokenizer is character level plus four t
 tokens. Build time: about 4.5 minutes on 2 idle cores (400 steps), final loss ~0.18.
 
 ``--tools`` builds the tool-using variant (recipes/tiny/tools.yaml): sums of 3-5 terms,
-``grpo.tasks.tool_corpus_trace``: at a low base rate (``--tool-rate``, 8%) the trace hands
+``grpo.data.tasks.tool_corpus_trace``: at a low base rate (``--tool-rate``, 8%) the trace hands
 every step to the calculator (``<think><calc>3+7</calc><result>10</result> <calc>10+2</calc>
 <result>12</result></think> ...``, observations written as the calculator env writes
 them), the rest are quick traces (35% slips per step, 5% untagged, no careful style).
@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from grpo.data import apply_template  # noqa: E402
-from grpo.tasks import (TOOL_TAGS, arithmetic_problem, arithmetic_trace,  # noqa: E402
+from grpo.data.tasks import (TOOL_TAGS, arithmetic_problem, arithmetic_trace,  # noqa: E402
                         tool_corpus_trace)
 
 TAGS = ["<think>", "</think>", "<answer>", "</answer>"]

@@ -13,7 +13,7 @@ it never trained on; their patterns ("Please ...", "Can you ...?") occur in trai
 other kinds.
 
 The reward model is a ~0.15M-parameter ``LlamaForSequenceClassification`` with two logits,
-trained with binary cross-entropy on generated, labelled texts (``grpo.reward_model.rm_input``):
+trained with binary cross-entropy on generated, labelled texts (``grpo.train.reward_model.rm_input``):
 
 * logit 0, **helpfulness**, reads prompt + *summary* (the answer): 1 for the reply that
   fits the request; 0 for another request's reply, a reply with a typo, a cut-off reply,
@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "data"))
 from build_tiny_model import build_tokenizer  # noqa: E402
 from grpo.data import apply_template  # noqa: E402
-from grpo.reward_model import rm_input  # noqa: E402
+from grpo.train.reward_model import rm_input  # noqa: E402
 
 REQUESTS = [  # (plan in the reasoning, the reply, phrasings of the request; two held out, HELD_OUT)
     ("a greeting.", "Hello, nice to meet you!",
@@ -112,7 +112,7 @@ def _insult(rng: random.Random, text: str) -> str:
 
 def examples(n: int, seed: int, helpful_share: float = 0.5) -> list[tuple[str, int, float, str]]:
     """(classifier input, logit index, target, case) tuples, helpfulness then harmlessness."""
-    from grpo.tasks import arithmetic_problem, arithmetic_trace
+    from grpo.data.tasks import arithmetic_problem, arithmetic_trace
     rng, out = random.Random(seed), []
     for i in range(n):
         k = rng.randrange(len(REQUESTS))

@@ -5,7 +5,7 @@ recipes/tiny/opd/.
     python data/build_tiny_teacher.py          # writes data/tiny_teacher/
     python data/build_tiny_teacher.py --steps 50 --out /tmp/t   # a quick smoke build
 
-It reuses the student's tokenizer and corpus code (data/build_tiny_model.py, grpo.tasks), so
+It reuses the student's tokenizer and corpus code (data/build_tiny_model.py, grpo.data.tasks), so
 token ids mean the same to both models; what differs: width 160 and 6 layers (the student:
 128 and 4), and traces that slip on 8% of steps (the student's corpus: 35%), open with the
 careful "wait, let me verify each step." style 40% of the time (15%), and leave the answer
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_tiny_model import build_tokenizer, llama, n_params, pretrain, save  # noqa: E402
 from grpo.data import apply_template  # noqa: E402
-from grpo.tasks import arithmetic_problem, arithmetic_trace  # noqa: E402
+from grpo.data.tasks import arithmetic_problem, arithmetic_trace  # noqa: E402
 
 
 def careful_corpus(n: int, seed: int, slip: float, careful: float, untagged: float) -> list[str]:

@@ -1,6 +1,6 @@
 """Write the shipped easy GSM8K-style word problems: data/word_problems/{train,test}.jsonl.
 
-One- and two-step problems on small numbers (grpo.tasks.word_problem), in openai/gsm8k's
+One- and two-step problems on small numbers (grpo.data.tasks.word_problem), in openai/gsm8k's
 columns (``question``, ``answer`` ending "#### N"), so `preset: gsm8k` reads them as it
 reads GSM8K itself. The held-out file shares no question with the training file.
 
@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from grpo.tasks import word_problem_splits  # noqa: E402
+from grpo.data.tasks import word_problem_splits  # noqa: E402
 
 
 def main(out: Path = ROOT / "data" / "word_problems", n_train: int = 2000, n_test: int = 500) -> Path:

@@ -13,9 +13,9 @@ import importlib
 import logging
 import sys
 
-USER_ERRORS = ("grpo.recipe:ConfigError", "grpo.data:DataError", "grpo.policy:ModelError",
+USER_ERRORS = ("grpo.recipe:ConfigError", "grpo.data:DataError", "grpo.model.policy:ModelError",
                "rewards:RewardLoadError", "rewards:RewardError",
-               "grpo.report:ReportError", "grpo.rundir:RunError", "grpo.checkpoint:CheckpointError")
+               "grpo.run.report:ReportError", "grpo.run.rundir:RunError", "grpo.run.checkpoint:CheckpointError")
 
 
 def _user_error_types() -> tuple[type, ...]:
@@ -39,7 +39,7 @@ def _recipe_parser(sub, name: str, help: str) -> argparse.ArgumentParser:
 
 def cmd_train(args) -> int:
     from .config import load_config
-    from .trainer import train
+    from .train.trainer import train
     cfg = load_config(args.recipe, args.overrides)
     run_dir = train(cfg, resume=args.resume, overwrite=args.overwrite)
     print(f"run finished: {run_dir}")
@@ -60,7 +60,7 @@ def _leave_process_group() -> None:
     group vLLM started (colocated engine, one process) is vLLM's to destroy at its shutdown."""
     import torch.distributed as dist
 
-    from .parallel import OWNS_PROCESS_GROUP
+    from .dist.parallel import OWNS_PROCESS_GROUP
     if OWNS_PROCESS_GROUP and dist.is_available() and dist.is_initialized():
         try:
             dist.destroy_process_group()
@@ -72,7 +72,7 @@ def cmd_eval(args) -> int:
     import json
 
     from .config import ConfigError, load_config
-    from .eval import eval_config
+    from .stages.eval import eval_config
     if args.k < 1:
         raise ConfigError(f"--k {args.k}: need at least 1 sample per prompt")
     if args.n is not None and args.n < 1:
@@ -86,21 +86,21 @@ def cmd_eval(args) -> int:
 
 
 def cmd_sft(args) -> int:
-    from .sft import load_sft_config, sft
+    from .stages.sft import load_sft_config, sft
     res = sft(load_sft_config(args.recipe, args.overrides))
     print(f"sft finished: {res['model']} (loss {res['loss_before']:.4f} -> {res['loss_after']:.4f})")
     return 0
 
 
 def cmd_sample(args) -> int:
-    from .sample import load_sample_config, sample
+    from .stages.sample import load_sample_config, sample
     res = sample(load_sample_config(args.recipe, args.overrides))
     print(f"dataset written: {res['data']} ({res['dataset_rows']} rows; stats in stats.json)")
     return 0
 
 
 def cmd_pipeline(args) -> int:
-    from .pipeline import describe, load_pipeline, plan, run_pipeline
+    from .stages.pipeline import describe, load_pipeline, plan, run_pipeline
     cfg, base_dir = load_pipeline(args.recipe, args.overrides)
     if args.dry_run:
         print(describe(plan(cfg, base_dir)))
@@ -110,7 +110,7 @@ def cmd_pipeline(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import report
+    from .run.report import report
     out = report(args.run_dir)
     print(f"report written: {out}")
     return 0

@@ -78,7 +78,7 @@ class DataConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _expand_preset(cls, data):
-        from .presets import expand
+        from .data.presets import expand
         return expand(data) if isinstance(data, dict) else data
     eval_samples: int = Field(200, gt=0)
     overlong_prompts: Literal["error", "truncate", "drop"] = Field(
@@ -189,7 +189,7 @@ class RewardConfig(_Strict):
 def _registered(table_name: str, kind: str):
     """A validator: the name is in the registry, or a ``file.py:fn`` / ``module:fn`` that loads."""
     def check(v: str) -> str:
-        from . import algorithms, losses
+        from .algos import core as algorithms, losses
         table = getattr(algorithms, table_name, None) or getattr(losses, table_name)
         algorithms.get(table, v, kind)          # ValueError -> pydantic's one-line message
         return v
@@ -249,7 +249,7 @@ class AlgorithmConfig(_Strict):
     def _paper_clip_defaults(cls, data: Any) -> Any:
         """Unset clip bounds take the policy loss's own paper values (GSPO clips at 3e-4/4e-4)."""
         if isinstance(data, dict):
-            from .losses import clip_defaults
+            from .algos.losses import clip_defaults
             lo, hi = clip_defaults(data.get("policy_loss", "ppo_clip"))
             data = {**data, "clip_low": lo if data.get("clip_low") is None else data["clip_low"],
                     "clip_high": hi if data.get("clip_high") is None else data["clip_high"]}
@@ -274,7 +274,7 @@ class TrainConfig(_Strict):
     warmup_steps: int = Field(0, ge=0)
     schedule: Literal["constant", "linear", "cosine"] = Field(
         "constant", description="lr after warmup: constant (GRPO's usual), or linear / cosine decay to 0 over "
-        "steps x mu optimizer steps (grpo/optim.py); a decayed final iterate is less noisy")
+        "steps x mu optimizer steps (grpo/train/optim.py); a decayed final iterate is less noisy")
     max_grad_norm: float = Field(1.0, gt=0, allow_inf_nan=False)
     seed: int = 0
     threads: Optional[int] = Field(None, gt=0, description="torch CPU threads for train, eval, sample and sft "

@@ -60,6 +60,17 @@ def _fit(q: Fraction) -> Fraction:
     return q
 
 
+_FOUR = ("add", "sub", "mul", "div")
+
+
+def _four(kind: str, a, b, check):
+    """``a kind b`` for the four operations of both evaluators; ``check`` bounds the result
+    (_fit: exact size, _big: magnitude); a division by zero declines."""
+    if kind == "div" and b == 0:
+        raise Decline
+    return check(a + b if kind == "add" else a - b if kind == "sub" else a * b if kind == "mul" else a / b)
+
+
 def _exact(node, env: dict) -> Fraction:
     """Exact value of a rational ``node``; sizes checked before every product and power."""
     kind = node[0]
@@ -70,16 +81,8 @@ def _exact(node, env: dict) -> Fraction:
     if kind == "neg":
         return -_exact(node[1], env)
     a, b = _exact(node[1], env), _exact(node[2], env)
-    if kind == "add":
-        return _fit(a + b)
-    if kind == "sub":
-        return _fit(a - b)
-    if kind == "mul":
-        return _fit(a * b)
-    if kind == "div":
-        if b == 0:
-            raise Decline
-        return _fit(a / b)
+    if kind in _FOUR:
+        return _four(kind, a, b, _fit)
     if b.denominator != 1 or abs(b) > MAX_EXP or (a == 0 and b <= 0):
         raise Decline
     bits = a.numerator.bit_length() + a.denominator.bit_length()
@@ -123,16 +126,8 @@ def _approx(node, env: dict):
             raise Decline
         return _big(mpmath.power(z, 1 / n)) if z != 0 else mpmath.mpc(0)
     a, b = _approx(node[1], env), _approx(node[2], env)
-    if kind == "add":
-        return _big(a + b)
-    if kind == "sub":
-        return _big(a - b)
-    if kind == "mul":
-        return _big(a * b)
-    if kind == "div":
-        if b == 0:
-            raise Decline
-        return _big(a / b)
+    if kind in _FOUR:
+        return _four(kind, a, b, _big)
     if abs(b) > MAX_EXP or (a == 0 and b.real <= 0):
         raise Decline
     return _big(mpmath.power(a, b))

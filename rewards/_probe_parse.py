@@ -151,11 +151,7 @@ class _Parser:
             if isinstance(v, int) and v > 9:
                 raise Decline  # x^23 is read x^2 * 3 by TeX
             return ("num", v)
-        if k == "var":
-            self.take()
-            self.vars.add(v)
-            return ("var", v)
-        raise Decline
+        return self.var_or_decline(k, v)
 
     def tex_arg(self):
         """A TeX macro argument: ``{...}``, one digit (``\\frac12``) or one letter."""
@@ -174,11 +170,15 @@ class _Parser:
             else:
                 self.i += 1
             return ("num", int(digits[0]))
-        if k == "var":
-            self.take()
-            self.vars.add(v)
-            return ("var", v)
-        raise Decline
+        return self.var_or_decline(k, v)
+
+    def var_or_decline(self, k, v):
+        """A variable (remembered), else what no atom may be."""
+        if k != "var":
+            raise Decline
+        self.take()
+        self.vars.add(v)
+        return ("var", v)
 
     def braced(self):
         self.take("op", "{")

@@ -20,35 +20,42 @@ from rewards._boxes import last_boxed  # noqa: F401 (public here too)
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
+def _text(x, from_list) -> str:
+    """A string as it is; a message dict's content; a list of messages by ``from_list``."""
+    if x is None:
+        return ""
+    if isinstance(x, str):
+        return x
+    if isinstance(x, dict):
+        return _content(x.get("content"))
+    if isinstance(x, (list, tuple)):
+        return from_list(x)
+    return str(x)
+
+
+def _assistant_text(msgs) -> str:
+    msgs = [m for m in msgs if isinstance(m, dict)]
+    asst = [m for m in msgs if m.get("role", "assistant") == "assistant"] or msgs
+    return "".join(_content(m.get("content")) for m in asst)
+
+
+def _last_text(msgs) -> str:
+    if not msgs:
+        return str(msgs)
+    return _content(msgs[-1].get("content")) if isinstance(msgs[-1], dict) else str(msgs[-1])
+
+
 def completion_text(c) -> str:
     """Text of one completion: a string, a chat message dict, or a list of
     messages (TRL's conversational format).  For message lists the contents of
     all assistant messages are joined (multi-part ``content`` lists too)."""
-    if c is None:
-        return ""
-    if isinstance(c, str):
-        return c
-    if isinstance(c, dict):
-        return _content(c.get("content"))
-    if isinstance(c, (list, tuple)):
-        msgs = [m for m in c if isinstance(m, dict)]
-        asst = [m for m in msgs if m.get("role", "assistant") == "assistant"] or msgs
-        return "".join(_content(m.get("content")) for m in asst)
-    return str(c)
+    return _text(c, _assistant_text)
 
 
 def prompt_text(p) -> str:
     """Text of a prompt; for message lists, the content of the last message
     (that is where an R1-Zero style ``Assistant: <think>`` would be)."""
-    if p is None:
-        return ""
-    if isinstance(p, str):
-        return p
-    if isinstance(p, dict):
-        return _content(p.get("content"))
-    if isinstance(p, (list, tuple)) and p:
-        return _content(p[-1].get("content")) if isinstance(p[-1], dict) else str(p[-1])
-    return str(p)
+    return _text(p, _last_text)
 
 
 def _content(content) -> str:

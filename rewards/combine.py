@@ -349,7 +349,7 @@ def _suggest_only(spec, named) -> None:
 
 def reward_metrics(names: list[str], total: list[float], per_fn: dict[str, list], errors: list[dict]) -> dict:
     """Mean and std of the total and of each function's applicable values, its None share and
-    its error counts (also over several ranks' completions gathered: grpo.dist_metrics)."""
+    its error counts (also over several ranks' completions gathered: grpo.dist.metrics)."""
     n = len(total)
     metrics = {"reward/mean": _mean(total), "reward/std": _std(total)}
     for name in names:

@@ -25,6 +25,7 @@ import re
 from collections import Counter
 from fractions import Fraction
 
+from rewards._arith import ArithError, exact_value
 from rewards._text import completion_text
 from rewards.registry import register
 
@@ -35,43 +36,12 @@ _ALLOWED = re.compile(r"^[\d\s+\-*/().^×÷=]+$")
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
 
 
-class _Invalid(ValueError):
+class _Invalid(ArithError):
     pass
 
 
-def _eval(node):
-    if isinstance(node, ast.Expression):
-        return _eval(node.body)
-    if isinstance(node, ast.Constant) and type(node.value) is int:
-        return Fraction(node.value)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        v = _eval(node.operand)
-        return -v if isinstance(node.op, ast.USub) else v
-    if isinstance(node, ast.BinOp):
-        a, b = _eval(node.left), _eval(node.right)
-        op = node.op
-        if isinstance(op, ast.Add):
-            r = a + b
-        elif isinstance(op, ast.Sub):
-            r = a - b
-        elif isinstance(op, ast.Mult):
-            r = a * b
-        elif isinstance(op, ast.Div):
-            if b == 0:
-                raise _Invalid("division by zero")
-            r = a / b
-        elif isinstance(op, ast.Pow):
-            if b.denominator != 1 or abs(b) > MAX_EXPONENT:
-                raise _Invalid("exponent too large or fractional")
-            if a == 0 and b < 0:
-                raise _Invalid("division by zero")
-            r = a ** int(b)
-        else:
-            raise _Invalid(f"operator {type(op).__name__} not allowed")
-        if r.numerator.bit_length() + r.denominator.bit_length() > MAX_BITS:
-            raise _Invalid("number too large")
-        return r
-    raise _Invalid(f"{type(node).__name__} not allowed")
+def _eval(node) -> Fraction:
+    return exact_value(node, max_exponent=MAX_EXPONENT, max_bits=MAX_BITS)
 
 
 def _numbers(node) -> list[int]:
@@ -118,7 +88,7 @@ def score_one(text: str, target, numbers, require_all: bool = False, format_scor
         return 0.0
     try:
         value, used = evaluate(found[-1])
-    except _Invalid:
+    except ArithError:
         return format_score
     have, want = Counter(used), Counter(_as_list(numbers))
     if have - want:  # a number used more often than given, or not given at all

@@ -126,7 +126,9 @@ def _census():
 def _run_files():
     """Entries of /tmp, /var/tmp and /dev/shm (the zygote's own: bwrap's tmpfs, or
     the host's for unshare) owned by a sandbox uid (_slots.UID_BASE and up): only
-    a run makes those, and the host's own files never count."""
+    a run makes those, and the host's own files never count. The host's
+    _slots.remove_leftovers walks the same directories the same way: this file runs
+    in the jail as source text (``python -I -S -B -c``) and cannot import it."""
     out = []
     for d in ("/tmp", "/var/tmp", "/dev/shm"):
         try:

@@ -35,7 +35,7 @@ def build(out: Path | None = None) -> Path:
     if (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file():
         return out
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from grpo.gguf import convert_gguf
+    from grpo.model.gguf import convert_gguf
     return convert_gguf(str(gguf_path()), out, "float32")
 
 

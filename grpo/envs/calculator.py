@@ -12,33 +12,25 @@ import ast
 import re
 from fractions import Fraction
 
+from rewards._arith import ArithError, DivisionByZero, exact_value
+
 from .base import Env
 
 _ALLOWED = re.compile(r"[0-9+\-*/() ]*")
-_OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b}
 
 
 class CalcError(ValueError):
     pass
 
 
-def _walk(node) -> Fraction:
-    if isinstance(node, ast.Expression):
-        return _walk(node.body)
-    if isinstance(node, ast.Constant) and type(node.value) is int:
-        return Fraction(node.value)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
-        v = _walk(node.operand)
-        return -v if isinstance(node.op, ast.USub) else v
-    if isinstance(node, ast.BinOp):
-        a, b = _walk(node.left), _walk(node.right)
-        if isinstance(node.op, ast.Div):
-            if b == 0:
-                raise CalcError("division by zero")
-            return a / b
-        if type(node.op) in _OPS:
-            return _OPS[type(node.op)](a, b)
-    raise CalcError("not an arithmetic expression")
+def _walk(tree) -> Fraction:
+    """The exact value (rewards._arith, countdown's evaluator, without powers)."""
+    try:
+        return exact_value(tree)
+    except DivisionByZero:
+        raise CalcError("division by zero") from None
+    except ArithError:
+        raise CalcError("not an arithmetic expression") from None
 
 
 def evaluate(expr: str, max_chars: int = 200) -> int:

@@ -1,6 +1,6 @@
 """The one HTTP client of the rollout engines that talk to a server (server.py's
 ``ServerEngine``, openai.py's ``OpenAIEngine``): JSON or bytes, a bearer token, one-line
-errors that name the server and the endpoint."""
+errors that name the server and the endpoint; and the server side's JSON answer."""
 from __future__ import annotations
 
 import json
@@ -56,6 +56,16 @@ def wait_ready(url: str, path: str, wait_s: float, **kw):
                     raise ServerError(f"rollout server at {url} did not answer in {wait_s:.0f}s", None) from None
                 return None
             time.sleep(0.5)
+
+
+def reply_json(handler, status: int, obj) -> None:
+    """Answer a ``BaseHTTPRequestHandler`` request with ``obj`` as JSON (the server side)."""
+    data = json.dumps(obj).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
 
 
 class ServerError(RuntimeError):

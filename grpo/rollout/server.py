@@ -168,13 +168,7 @@ def _handler(engine, token: str | None = None):
 
         def _answer(self, method: str):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
-            status, obj = service.handle(method, self.path, body, self.headers)
-            data = json.dumps(obj).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            http.reply_json(self, *service.handle(method, self.path, body, self.headers))
 
         def do_GET(self):
             self._answer("GET")
@@ -205,7 +199,7 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, ready=None
     ``ready`` (optional callable) is called with the bound (host, port) once serving;
     ``token``: the shared token every request must carry (required off loopback).
     """
-    from ..policy import load_tokenizer
+    from ..model.policy import load_tokenizer
     from .vllm import VLLMEngine
     check_bind(host, token)
     engine = VLLMEngine(model_path, load_tokenizer(model_path), **engine_kwargs)

@@ -343,7 +343,7 @@ class VLLMEngine:
     def score(self, prompt_ids: list[list[int]], completion_ids: list[list[int]]) -> list[list[float]]:
         """Log-probs of given completions under the engine's current weights (temperature 1).
 
-        A check that the engine serves the trainer's policy: compare with grpo.policy.score.
+        A check that the engine serves the trainer's policy: compare with grpo.model.policy.score.
         """
         from vllm.inputs import TokensPrompt
         self.wake()

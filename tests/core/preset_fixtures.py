@@ -1,5 +1,5 @@
 """Small parquet files with the exact column names and types of the hub datasets the
-presets load (grpo/presets.py), written down from the datasets' cards and viewers."""
+presets load (grpo/data/presets.py), written down from the datasets' cards and viewers."""
 from pathlib import Path
 
 import pandas as pd

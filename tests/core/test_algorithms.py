@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from grpo import algorithms as A
+from grpo.algos import core as A
 
 
 def test_grpo_advantage_hand_computed():

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from grpo import algorithms as A
-from grpo import losses as L
+from grpo.algos import core as A
+from grpo.algos import losses as L
 
 ONE = torch.ones(1, 3)
 
@@ -119,7 +119,7 @@ def test_registry_names_and_user_functions(tmp_path):
     f.write_text("def adv(rewards, group_size):\n    return rewards * 2\n")
     fn = A.get(A.ADVANTAGES, f"{f}:adv", "advantage")
     assert fn(torch.tensor([1.0]), 1).item() == 2.0
-    assert A.get(L.POLICY_LOSSES, "grpo.losses:cispo_loss", "policy loss") is L.cispo_loss
+    assert A.get(L.POLICY_LOSSES, "grpo.algos.losses:cispo_loss", "policy loss") is L.cispo_loss
     for bad, msg in [(f"{f}:nope", "no function 'nope'"), (f"{tmp_path}/x.py:f", "not found"),
                      ("no_such_mod_xyz:f", "cannot import"), ("gspoo", "did you mean 'gspo'")]:
         with pytest.raises(ValueError, match=msg):
@@ -138,7 +138,7 @@ def test_each_loss_takes_its_paper_clip_when_the_recipe_leaves_it_unset():
     assert got == {"ppo_clip": (0.2, 0.2), "gspo": (3e-4, 4e-4), "cispo": (0.2, 4.0), "sapo": (0.2, 0.2)}
     assert AlgorithmConfig(policy_loss="gspo", clip_high=0.28).clip_high == 0.28     # the recipe wins
     assert AlgorithmConfig(policy_loss="gspo", clip_low=None).clip_low == 3e-4       # explicit null: default
-    assert AlgorithmConfig(policy_loss="grpo.losses:gspo_loss").clip_high == 0.2     # a user's fn: PPO's
+    assert AlgorithmConfig(policy_loss="grpo.algos.losses:gspo_loss").clip_high == 0.2     # a user's fn: PPO's
 
 
 def test_gspo_at_its_paper_clip_stops_a_sequence_that_moved_by_a_tenth_of_a_percent():

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from grpo.config import load_config
-from grpo.metrics import read_metrics
-from grpo.policy import load_policy
-from grpo.trainer import Trainer
+from grpo.run.metrics import read_metrics
+from grpo.model.policy import load_policy
+from grpo.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "data/tiny_model"
@@ -107,7 +107,7 @@ def _forward(logp, logq):      # KL(q || pi) and its gradient pi - q (cross-entr
 def test_full_vocabulary_kls_have_the_analytic_gradient(form, want):
     """distill.KL_FORMS: each KL's value and its gradient in the student's logits z match the
     closed forms; nothing reaches the teacher's logits; KL >= 0."""
-    from grpo.distill import KL_FORMS
+    from grpo.algos.distill import KL_FORMS
     g = torch.Generator().manual_seed(0)
     z = torch.randn(2, 3, 7, generator=g, requires_grad=True)
     zt = torch.randn(2, 3, 7, generator=g, requires_grad=True)
@@ -152,8 +152,8 @@ def test_teacher_temperature_scores_the_teachers_logits_over_it():
     """algorithm.teacher_temperature T: the sampled form's teacher log-probs are those of
     logits / T, in both scoring paths (plain and shared prompt), and the full form's target
     is softmax(logits / T): a teacher equal to the student is no longer a zero KL."""
-    from grpo.distill import full_reverse_kl, score_with_teacher
-    from grpo.policy import build_batch, completion_logits, score_all, token_logprobs
+    from grpo.algos.distill import full_reverse_kl, score_with_teacher
+    from grpo.model.policy import build_batch, completion_logits, score_all, token_logprobs
     tok, model = load_policy(str(TINY), trainable=False)
     g = torch.Generator().manual_seed(0)
     P = [p for p in (torch.randint(4, 100, (5,), generator=g).tolist() for _ in range(2)) for _ in range(3)]
@@ -179,7 +179,7 @@ def test_a_sharpened_copy_of_the_student_as_teacher_lowers_its_entropy(tmp_path,
     learn is the sharpening. Both forms see a non-zero KL (at T 1 it is exactly 0, test
     above); with the exact KL the student's entropy on fixed text must fall within 6 steps
     (the sampled form's one-token estimate is too noisy to show it in a few steps)."""
-    from grpo.policy import load_tokenizer
+    from grpo.model.policy import load_tokenizer
     tok = load_tokenizer(str(TINY))
     ids = torch.tensor([tok(f"User: What is {a}+{b}? Assistant: <think> {a}+{b}=").input_ids
                         for a, b in [(3, 4), (6, 2), (5, 1)]])
@@ -207,8 +207,8 @@ def test_teacher_temperature_is_validated():
 def test_the_sft_baseline_recipes_chain():
     """`grpo sample opd/teacher_samples.yaml` writes exactly the file `grpo sft opd/sft.yaml`
     reads (they named different paths, so the README's two commands did not chain)."""
-    from grpo.sample import load_sample_config
-    from grpo.sft import load_sft_config
+    from grpo.stages.sample import load_sample_config
+    from grpo.stages.sft import load_sft_config
     sample = load_sample_config(ROOT / "recipes/tiny/opd/teacher_samples.yaml")
     sft = load_sft_config(ROOT / "recipes/tiny/opd/sft.yaml")
     assert Path(sft.data.source) == sample.run_dir() / "data.jsonl"
@@ -238,7 +238,7 @@ def test_distill_replay_reuses_kept_batches_without_new_teacher_tokens(tmp_path)
     the teacher logits kept from when they were scored: the teacher runs once per micro-batch
     of each *new* batch only, the replayed KL is logged, and the lr schedule counts the extra
     optimizer steps (linear decay ends at 0 on the last one)."""
-    from grpo import update as U
+    from grpo.train import update as U
     _perturbed_teacher(tmp_path / "teacher", seed=1)
     cfg = _cfg(tmp_path, "replay", tmp_path / "teacher", 4, "full", "algorithm.distill_replay=2",
                "train.schedule=linear", "train.warmup_steps=0", "train.lr=3e-3")

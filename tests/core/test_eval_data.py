@@ -10,7 +10,7 @@ import pytest
 
 from grpo.config import load_config
 from grpo.data import DataError, load_rows
-from grpo.eval import held_out_rows
+from grpo.stages.eval import held_out_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -97,7 +97,7 @@ def test_uncached_hub_dataset_offline_is_one_line_in_seconds(env):
 def test_eval_is_reproducible_by_seed():
     """grpo eval samples: the same --seed gives the same numbers, another seed other samples
     (before, two evals of one model differed by 0.02-0.04 pass@1)."""
-    from grpo.eval import eval_config
+    from grpo.stages.eval import eval_config
     cfg = load_config(ROOT / "recipes/tiny/r1_zero.yaml")
     run = lambda seed: eval_config(cfg, n=12, k=2, seed=seed, progress=False)   # noqa: E731
     a, b, c = run(0), run(0), run(1)

@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from grpo import checkpoint
-from grpo import trainer as trainer_mod
-from grpo.checkpoint import CheckpointError
+from grpo.run import checkpoint
+from grpo.train import trainer as trainer_mod
+from grpo.run.checkpoint import CheckpointError
 from grpo.config import load_config
-from grpo.metrics import read_metrics
-from grpo.trainer import train
+from grpo.run.metrics import read_metrics
+from grpo.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "tiny" / "r1_zero.yaml"
@@ -210,7 +210,7 @@ def test_logged_lr_is_the_lr_of_this_steps_update(tiny_overrides, tmp_path):
 
 
 def test_sft_logs_the_lr_of_each_steps_update(tmp_path):
-    from grpo.sft import load_sft_config, sft
+    from grpo.stages.sft import load_sft_config, sft
     rows = [{"prompt": f"What is {a}+1?", "completion": f" <answer>{a + 1}</answer>"} for a in range(8)]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = load_sft_config(None, tree={
@@ -242,12 +242,12 @@ def test_weights_made_non_finite_by_an_update_stop_the_run_before_any_save(tiny_
 
 
 def test_full_disk_anywhere_in_a_run_is_one_line(monkeypatch, capsys):
-    import grpo.trainer
+    import grpo.train.trainer
     from grpo.cli import main
 
     def full(cfg, resume=False, overwrite=False):
         raise OSError(errno.ENOSPC, "No space left on device", "runs/x/metrics.jsonl")
-    monkeypatch.setattr(grpo.trainer, "train", full)
+    monkeypatch.setattr(grpo.train.trainer, "train", full)
     assert main(["train", str(RECIPE)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["grpo: error: no space left on device writing runs/x/metrics.jsonl; free some space, "

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from grpo.config import load_config
-from grpo.metrics import read_metrics
-from grpo.trainer import Trainer
+from grpo.run.metrics import read_metrics
+from grpo.train.trainer import Trainer
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

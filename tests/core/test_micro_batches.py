@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from grpo.config import load_config
-from grpo.policy import build_batch, load_policy, micro_batches, score
-from grpo.trainer import Trainer
+from grpo.model.policy import build_batch, load_policy, micro_batches, score
+from grpo.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,7 +75,7 @@ def test_packed_update_gives_the_same_gradient(tmp_path, agg):
 def test_shared_prompt_scoring_matches_per_row_scoring():
     """Each prompt run once with its KV cache shared by its G completions: same log-probs,
     entropies and gradients as scoring every row whole."""
-    from grpo.policy import score_shared_prompt
+    from grpo.model.policy import score_shared_prompt
     tok, model = load_policy(str(ROOT / "data/tiny_model"), trainable=True)
     g = torch.Generator().manual_seed(0)
     prompts = [torch.randint(3, 100, (int(torch.randint(3, 12, (1,), generator=g)),), generator=g).tolist()
@@ -109,7 +109,7 @@ def test_share_prompt_refuses_gradient_checkpointing(tmp_path):
 
 
 def test_score_all_with_shared_prompts_matches():
-    from grpo.policy import score_all
+    from grpo.model.policy import score_all
     tok, model = load_policy(str(ROOT / "data/tiny_model"), trainable=False)
     P, C, _ = _batch(seed=3, n=12, pad=tok.pad_token_id)
     P = [P[i - i % 4] for i in range(12)]                       # 3 prompts x 4 completions

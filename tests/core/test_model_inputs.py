@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from grpo.config import load_config
-from grpo.policy import ModelError, check_model_dir, default_threads, load_policy, set_threads
+from grpo.model.policy import ModelError, check_model_dir, default_threads, load_policy, set_threads
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = str(ROOT / "recipes" / "tiny" / "r1_zero.yaml")
@@ -64,10 +64,10 @@ def test_default_threads(monkeypatch):
 
 def test_eval_sample_sft_honour_the_thread_setting(monkeypatch, tmp_path):
     """Every command sets threads through policy.set_threads (the same default as train)."""
-    import grpo.eval
-    import grpo.policy
-    import grpo.sample
-    import grpo.sft
+    import grpo.stages.eval
+    import grpo.model.policy
+    import grpo.stages.sample
+    import grpo.stages.sft
     calls = []
 
     class Stop(Exception):
@@ -76,21 +76,21 @@ def test_eval_sample_sft_honour_the_thread_setting(monkeypatch, tmp_path):
     def record(n=None):
         calls.append(n)
         raise Stop
-    monkeypatch.setattr(grpo.policy, "set_threads", record)
-    monkeypatch.setattr(grpo.sft, "set_threads", record)
+    monkeypatch.setattr(grpo.model.policy, "set_threads", record)
+    monkeypatch.setattr(grpo.stages.sft, "set_threads", record)
     cfg = load_config(RECIPE, ["train.threads=3"])
-    for run in (lambda: grpo.eval.eval_config(cfg),
-                lambda: grpo.sample.sample(grpo.sample.load_sample_config(None, ["threads=2"])),
-                lambda: grpo.sft.sft(grpo.sft.load_sft_config(None, ["data.source=builtin:arithmetic_cot",
+    for run in (lambda: grpo.stages.eval.eval_config(cfg),
+                lambda: grpo.stages.sample.sample(grpo.stages.sample.load_sample_config(None, ["threads=2"])),
+                lambda: grpo.stages.sft.sft(grpo.stages.sft.load_sft_config(None, ["data.source=builtin:arithmetic_cot",
                                                                      "train.threads=4"])),
-                lambda: grpo.eval.evaluate_model("data/tiny_model", grpo.eval.EvalSpec())):
+                lambda: grpo.stages.eval.evaluate_model("data/tiny_model", grpo.stages.eval.EvalSpec())):
         with pytest.raises(Stop):
             run()
     assert calls == [3, 2, 4, None]
 
 
 def _train(tmp_path, tiny_overrides, reward_body, *extra):
-    from grpo.trainer import Trainer
+    from grpo.train.trainer import Trainer
     f = tmp_path / "const_reward.py"
     f.write_text(f"def reward(prompts, completions, **kw):\n    return [{reward_body} for _ in completions]\n")
     cfg = load_config(RECIPE, tiny_overrides + ["train.steps=1", "output.save_every=100",
@@ -104,7 +104,7 @@ def _train(tmp_path, tiny_overrides, reward_body, *extra):
 
 @pytest.mark.parametrize("extra", [(), ("algorithm.advantage=rloo",), ("algorithm.dynamic_sampling=true",)])
 def test_zero_variance_step_skips_the_update(tmp_path, tiny_overrides, extra, monkeypatch):
-    from grpo.trainer import Trainer
+    from grpo.train.trainer import Trainer
     calls = []
     real = Trainer._update
     monkeypatch.setattr(Trainer, "_update", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from grpo.config import ConfigError, load_config
-from grpo.metrics import read_metrics
-from grpo.trainer import Trainer
+from grpo.run.metrics import read_metrics
+from grpo.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,7 +88,7 @@ def test_reward_gets_trainer_state(tmp_path, user_file):
     ("algorithm.policy_loss", "ppo", "unknown policy loss 'ppo'"),
     ("algorithm.loss_agg", "missing_file.py:agg", "not found"),
     ("algorithm.kl_estimator", "k4", "unknown KL estimator"),
-    ("algorithm.policy_loss", "grpo.losses:nope", "no function 'nope'"),
+    ("algorithm.policy_loss", "grpo.algos.losses:nope", "no function 'nope'"),
 ])
 def test_bad_names_are_one_line_config_errors(key, value, msg):
     with pytest.raises(ConfigError, match=msg) as e:

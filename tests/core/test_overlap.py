@@ -6,11 +6,11 @@ import torch
 
 from grpo.config import ConfigError, load_config
 from grpo.data import apply_template
-from grpo.metrics import read_metrics
-from grpo.policy import build_batch, load_policy, score
+from grpo.run.metrics import read_metrics
+from grpo.model.policy import build_batch, load_policy, score
 from grpo.rollout.base import SamplingParams
 from grpo.rollout.hf import HFEngine
-from grpo.trainer import Trainer
+from grpo.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,7 +87,7 @@ def test_overlap_needs_the_policy_distribution():
 
 def test_overlapped_run_resumes(tmp_path):
     """The batch in flight is not checkpointed: a resumed run samples its first step on-policy."""
-    from grpo.trainer import train
+    from grpo.train.trainer import train
     train(_cfg(tmp_path, "r", True, steps=2))
     cfg = _cfg(tmp_path, "r", True, steps=4)
     cfg.output.save_every = 2

@@ -71,9 +71,9 @@ def test_train_and_eval_render_identical_prompts(tmp_path, monkeypatch, tiny_ove
     """The trainer and grpo eval send the same text for the same row, with the recipe's
     system prompt, instruction and stop strings (eval on the training rows, by flag)."""
     from grpo.config import load_config
-    from grpo.eval import eval_config
+    from grpo.stages.eval import eval_config
     from grpo.rollout.hf import HFEngine
-    from grpo.trainer import Trainer
+    from grpo.train.trainer import Trainer
     cfg = load_config("recipes/tiny/r1_zero.yaml", tiny_overrides + [
         "data.system_prompt=Solve it.", "data.instruction=Answer in tags.", "rollout.stop=[</answer>]"])
     tr = Trainer(cfg)

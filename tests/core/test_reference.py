@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from grpo.config import ConfigError, load_config
-from grpo.metrics import accuracy_reward
-from grpo.reference import AdapterOff, FrozenCopy, load_reference
+from grpo.run.metrics import accuracy_reward
+from grpo.train.reference import AdapterOff, FrozenCopy, load_reference
 
 RECIPE = "recipes/tiny/r1_zero.yaml"
 
@@ -23,7 +23,7 @@ def test_reference_kind_follows_the_recipe(tiny_overrides):
 
 
 def test_frozen_copy_scores_like_the_model_it_holds(tiny_overrides):
-    from grpo.policy import build_batch, load_policy, score_all
+    from grpo.model.policy import build_batch, load_policy, score_all
     cfg = load_config(RECIPE, tiny_overrides + ["algorithm.track_kl=true"])
     ref = load_reference(cfg, policy=None)
     tok, model = load_policy(cfg.model.path, trainable=False)
@@ -46,7 +46,7 @@ def test_accuracy_reward(names, chosen, want):
 
 
 def test_unknown_accuracy_reward_is_a_one_line_error(tiny_overrides):
-    from grpo.trainer import Trainer
+    from grpo.train.trainer import Trainer
     cfg = load_config(RECIPE, tiny_overrides + ["accuracy_reward=math_acuracy"])
     with pytest.raises(ConfigError, match="accuracy_reward 'math_acuracy' is not one of the recipe's rewards"):
         Trainer(cfg)

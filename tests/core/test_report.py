@@ -1,10 +1,10 @@
-"""grpo.report on a synthetic run directory: plots, summary numbers, turn-up steps, errors."""
+"""grpo.run.report on a synthetic run directory: plots, summary numbers, turn-up steps, errors."""
 import json
 from statistics import mean
 
 import pytest
 
-from grpo.report import ReportError, report
+from grpo.run.report import ReportError, report
 
 N = 50
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

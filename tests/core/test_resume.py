@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from grpo.config import load_config
-from grpo.metrics import read_metrics
-from grpo.trainer import train
+from grpo.run.metrics import read_metrics
+from grpo.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "tiny" / "r1_zero.yaml"

@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from grpo.config import load_config
-from grpo.metrics import read_metrics
-from grpo.rundir import MAY_CHANGE, RunError, resume_changes
-from grpo.trainer import train
+from grpo.run.metrics import read_metrics
+from grpo.run.rundir import MAY_CHANGE, RunError, resume_changes
+from grpo.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "tiny" / "r1_zero.yaml"

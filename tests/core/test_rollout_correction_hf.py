@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from grpo import losses as L
+from grpo.algos import losses as L
 from grpo.data import apply_template
-from grpo.policy import build_batch, load_policy, score_shared_prompt
+from grpo.model.policy import build_batch, load_policy, score_shared_prompt
 from grpo.rollout.base import SamplingParams, end_token_ids
 from grpo.rollout.hf import HFEngine
 from grpo.rollout.overlap import behaviour_logprobs

@@ -9,7 +9,7 @@ pieces (policy loss by name, rollout_correction weights, a sum over tokens / N).
 import pytest
 import torch
 
-from grpo import losses as L
+from grpo.algos import losses as L
 
 T, V, N = 4, 6, 40000
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from grpo.metrics import read_metrics
-from grpo.rundir import RunError, RunLock, open_run
+from grpo.run.metrics import read_metrics
+from grpo.run.rundir import RunError, RunLock, open_run
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = str(ROOT / "recipes" / "tiny" / "r1_zero.yaml")
@@ -73,7 +73,7 @@ def test_second_concurrent_run_is_refused_and_the_first_finishes(tiny_overrides,
 
 
 def test_lock_between_two_processes_without_training(tmp_path):
-    code = ("import sys, time; from grpo.rundir import RunLock; l = RunLock(sys.argv[1]).acquire(); "
+    code = ("import sys, time; from grpo.run.rundir import RunLock; l = RunLock(sys.argv[1]).acquire(); "
             "print('locked', flush=True); time.sleep(30)")
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -1,13 +1,13 @@
-"""train.schedule: the lr after warm-up (grpo/optim.py), one step of it per optimizer step."""
+"""train.schedule: the lr after warm-up (grpo/train/optim.py), one step of it per optimizer step."""
 from pathlib import Path
 
 import pytest
 
-from grpo import trainer as trainer_mod
+from grpo.train import trainer as trainer_mod
 from grpo.config import ConfigError, load_config
-from grpo.metrics import read_metrics
-from grpo.optim import lr_factor
-from grpo.trainer import train
+from grpo.run.metrics import read_metrics
+from grpo.train.optim import lr_factor
+from grpo.train.trainer import train
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny" / "r1_zero.yaml"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from grpo.data import apply_template
-from grpo.policy import build_batch, load_policy, score
+from grpo.model.policy import build_batch, load_policy, score
 from grpo.rollout.base import SamplingParams
 from grpo.rollout.hf import HFEngine
 

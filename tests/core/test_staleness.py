@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from grpo.config import ConfigError, load_config
-from grpo.metrics import read_metrics
-from grpo.policy import load_policy
+from grpo.run.metrics import read_metrics
+from grpo.model.policy import load_policy
 from grpo.rollout.overlap import Prefetcher
-from grpo.trainer import Trainer
+from grpo.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 

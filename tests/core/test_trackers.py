@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from grpo.config import ConfigError, load_config
-from grpo.metrics import read_metrics
-from grpo.trackers import missing_trackers
-from grpo.trainer import train
+from grpo.run.metrics import read_metrics
+from grpo.run.trackers import missing_trackers
+from grpo.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "tiny" / "r1_zero.yaml"
@@ -82,7 +82,7 @@ def test_an_unknown_or_missing_tracker_is_a_one_line_error(tiny_overrides, monke
     with pytest.raises(ConfigError) as e:
         load_config(RECIPE, tiny_overrides + ["output.report_to=[wandbb]"])
     assert "report_to" in str(e.value)
-    import grpo.trackers as T
+    import grpo.run.trackers as T
     monkeypatch.setitem(T.TRACKERS, "wandb", ("no_such_module_xyz", "wandb"))
     assert missing_trackers(["wandb"]) == ["output.report_to: wandb is not installed: pip install 'grpo[wandb]'"]
     with pytest.raises(ValueError, match=r"pip install 'grpo\[wandb\]'"):

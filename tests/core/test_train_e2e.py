@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from grpo.config import load_config
-from grpo.metrics import read_metrics
-from grpo.trainer import train
+from grpo.run.metrics import read_metrics
+from grpo.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = ["step", "reward/mean", "reward/math_accuracy/mean", "completion_len/mean", "truncated_frac",

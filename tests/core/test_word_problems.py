@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from grpo.config import ConfigError, load_config
-from grpo.eval import eval_engine_name, held_out_rows
+from grpo.stages.eval import eval_engine_name, held_out_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "cpu" / "smollm2_word_problems.yaml"

@@ -6,7 +6,7 @@ Each scenario builds a Trainer from the tiny recipe with its ``--set`` overrides
 rollout engine for :class:`FixedEngine` (the same completions for a prompt on any number of
 ranks: a seeded function of the prompt text), runs its steps, and rank 0 writes, per
 scenario, the logged metrics, the full weights after the steps and every rank's
-parameter / gradient / optimizer bytes (grpo.fsdp.shard_bytes).
+parameter / gradient / optimizer bytes (grpo.dist.fsdp.shard_bytes).
 """
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from grpo import fsdp as F  # noqa: E402
+from grpo.dist import fsdp as F  # noqa: E402
 from grpo.config import load_config  # noqa: E402
 from grpo.rollout.base import Completion, Group  # noqa: E402
-from grpo.trainer import Trainer  # noqa: E402
+from grpo.train.trainer import Trainer  # noqa: E402
 
 REWARDS = '''
 import os, zlib

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from grpo import fsdp as F
+from grpo.dist import fsdp as F
 from grpo.config import ConfigError, load_config
-from grpo.parallel import Parallel
-from grpo.policy import load_policy
+from grpo.dist.parallel import Parallel
+from grpo.model.policy import load_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "tiny" / "r1_zero.yaml"

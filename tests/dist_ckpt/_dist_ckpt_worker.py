@@ -64,7 +64,7 @@ def crash_during_save(rank: int, world: int, root: str) -> None:
     """Each failure of WHERE in turn (one pair of processes: spawning is the slow part)."""
     import torch.distributed.checkpoint as dcp
 
-    from grpo import dist_ckpt as D
+    from grpo.dist import ckpt as D
     from transformers import PreTrainedModel
     saved = (D.rng_state, PreTrainedModel.save_pretrained, dcp.FileSystemWriter.write_data)
     for where in WHERE:
@@ -75,8 +75,8 @@ def crash_during_save(rank: int, world: int, root: str) -> None:
 
 
 def _crash_one(rank: int, root: Path, where: str) -> None:
-    from grpo import checkpoint
-    from grpo import dist_ckpt as D
+    from grpo.run import checkpoint
+    from grpo.dist import ckpt as D
     model, tok, opt, sched = _model()
     _train_step(model, opt, sched, rank, 1)
     checkpoint.save(root, 1, model, tok, opt, sched, keep=3)
@@ -123,7 +123,7 @@ def fsdp_roundtrip(rank: int, world: int, root: str) -> None:
     freshly wrapped model continues exactly as the uninterrupted one."""
     from safetensors.torch import load_file
 
-    from grpo import checkpoint
+    from grpo.run import checkpoint
     root = Path(root)
     model, tok, opt, sched = _model(fsdp=True)
     for s in (1, 2):

@@ -132,11 +132,11 @@ def test_exported_checkpoint_loads_in_grpo_eval(runs):
 def test_two_process_checkpoint_resumes_in_one_process_resharded(runs, tmp_path):
     """Another world size: DCP reshards the weights and the optimizer state; the run says the
     sampling RNG restarted, and continues from the checkpoint's weights."""
-    from grpo import checkpoint
+    from grpo.run import checkpoint
     out = runs[0]
     src = out / "full/checkpoints/step-4"
     assert json.loads((src / "trainer_state.json").read_text())["world"] == 2
-    from grpo.policy import load_policy
+    from grpo.model.policy import load_policy
     _, model = load_policy(str(src))
     want = {n: p.detach().clone() for n, p in model.named_parameters()}
     with torch.no_grad():                      # the DCP copy, not the exported one, must win

@@ -153,7 +153,7 @@ def test_dedup_dispatch_equals_pairwise_with_hostile_routing():
 def test_single_process_balancing_through_parallel_wiring():
     """parallel.expert=1 + expert_balance_rate: blocks swapped (1 rank, no FP8), bias stepped per step."""
     from grpo.config import load_config
-    from grpo.parallel import Parallel
+    from grpo.dist.parallel import Parallel
 
     root = Path(__file__).resolve().parents[2]
     cfg = load_config(root / "recipes/tiny/r1_zero.yaml", ["parallel.expert_balance_rate=0.01"])

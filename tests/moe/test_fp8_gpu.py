@@ -9,7 +9,7 @@ pytestmark = pytest.mark.gpu
                     reason="needs an FP8-capable GPU (sm89+)")
 def test_fp8_linear_trains():
     pytest.importorskip("torchao")
-    from grpo.fp8 import enable_fp8_training
+    from grpo.train.fp8 import enable_fp8_training
     model = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256)).cuda().bfloat16()
     enable_fp8_training(model)
     assert "Float8" in type(model[0]).__name__

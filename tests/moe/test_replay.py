@@ -10,7 +10,7 @@ import torch
 
 from grpo.moe import apply_expert_parallel
 from grpo.moe.replay import dense_routing, moe_gates, record_routing, replay_batch, replay_routing
-from grpo.policy import build_batch
+from grpo.model.policy import build_batch
 from grpo.rollout.base import SamplingParams
 from grpo.rollout.hf import HFEngine
 

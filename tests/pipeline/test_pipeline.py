@@ -1,10 +1,10 @@
-"""grpo.pipeline: automatic wiring between stages, resume at a stage boundary, summary."""
+"""grpo.stages.pipeline: automatic wiring between stages, resume at a stage boundary, summary."""
 import json
 
 import pytest
 import yaml
 
-import grpo.pipeline as P
+import grpo.stages.pipeline as P
 from grpo.config import ConfigError
 from grpo.config import SourceConfig
 

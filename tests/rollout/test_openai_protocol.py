@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
-from grpo.policy import load_policy
+from grpo.model.policy import load_policy
 from grpo.rollout import http
 from grpo.rollout.base import SamplingParams
 from grpo.rollout.openai import OpenAIEngine
@@ -46,12 +46,12 @@ class FakeVLLM:
     def handle(self, h, body):
         path = h.path
         if path.startswith("/v1") and self.key and h.headers.get("Authorization") != f"Bearer {self.key}":
-            return self.reply(h, 401, {"error": "Unauthorized"})
+            return http.reply_json(h, 401, {"error": "Unauthorized"})
         if not self.rl and not path.startswith(("/v1", "/health")):
-            return self.reply(h, 404, {"detail": "Not Found"})
+            return http.reply_json(h, 404, {"detail": "Not Found"})
         self.calls.append(path.split("?")[0] if path != "/pause?mode=keep" else path)
         self.bodies.append(body)
-        return self.reply(h, 200, self.answer(path, body))
+        return http.reply_json(h, 200, self.answer(path, body))
 
     def answer(self, path, body):
         if path == "/v1/models":
@@ -75,15 +75,6 @@ class FakeVLLM:
         if path == "/shutdown_weight_transfer_engine" and self.channel:
             self.channel.close()
         return {}
-
-    @staticmethod
-    def reply(h, code, obj):
-        data = json.dumps(obj).encode()
-        h.send_response(code)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
 
     def close(self):
         self.httpd.shutdown()

@@ -5,10 +5,10 @@ import pytest
 import torch
 from tools_fixtures import ScriptedEngine, tiny_dir, tiny_tok  # noqa: F401
 
-from grpo import algorithms as A
-from grpo import losses as L
+from grpo.algos import core as A
+from grpo.algos import losses as L
 from grpo.envs.calculator import Calculator
-from grpo.policy import build_batch
+from grpo.model.policy import build_batch
 from grpo.rollout.base import SamplingParams
 from grpo.rollout.multiturn import MultiTurnEngine, with_rows
 

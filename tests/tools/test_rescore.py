@@ -4,7 +4,7 @@ never asked to encode sampled text (no decode -> re-encode between turns)."""
 import torch
 from tools_fixtures import observations_env, tiny_dir, tiny_tok, trajectory_logprobs  # noqa: F401
 
-from grpo.policy import build_batch, load_policy, score
+from grpo.model.policy import build_batch, load_policy, score
 from grpo.rollout.base import SamplingParams
 from grpo.rollout.hf import HFEngine
 from grpo.rollout.multiturn import MultiTurnEngine, with_rows

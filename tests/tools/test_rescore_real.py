@@ -25,7 +25,7 @@ def smollm():
     d = cache_dir()
     if not (d / "model.safetensors").is_file():
         pytest.skip(f"the real model is not built at {d} (scripts/build_real_model.py)")
-    from grpo.policy import load_policy
+    from grpo.model.policy import load_policy
     return load_policy(str(d), trainable=False)
 
 

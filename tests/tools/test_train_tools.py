@@ -10,7 +10,7 @@ import pytest
 from tools_fixtures import ROOT, tiny_dir  # noqa: F401
 
 from grpo.config import ConfigError, load_config
-from grpo.trainer import train
+from grpo.train.trainer import train
 
 HERE = Path(__file__).parent
 
@@ -71,7 +71,7 @@ def test_a_run_whose_tool_calls_are_all_hostile_finishes(tmp_path, tiny_dir):
     ("grpo.nope_module:X", "cannot import module 'grpo.nope_module'"),
 ])
 def test_bad_env_specs_are_one_line_errors(tmp_path, tiny_dir, env, msg):
-    from grpo.trainer import Trainer
+    from grpo.train.trainer import Trainer
     with pytest.raises(ConfigError, match=msg.replace("(", r"\(").replace("?", r"\?")):
         Trainer(load_config(None, recipe(tmp_path, tiny_dir, env)), overwrite=True)
 

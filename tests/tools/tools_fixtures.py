@@ -18,7 +18,7 @@ def tiny_dir(tiny_model_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tok(tiny_dir):
-    from grpo.policy import load_tokenizer
+    from grpo.model.policy import load_tokenizer
     return load_tokenizer(str(tiny_dir))
 
 

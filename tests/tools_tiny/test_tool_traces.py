@@ -7,7 +7,7 @@ import re
 import pytest
 
 from grpo.envs.calculator import Calculator
-from grpo.tasks import (arithmetic_problem, calculator_trace, long_arithmetic_problem,
+from grpo.data.tasks import (arithmetic_problem, calculator_trace, long_arithmetic_problem,
                         tool_corpus_trace)
 
 

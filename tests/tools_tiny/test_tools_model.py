@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from grpo.data import apply_template
-from grpo.tasks import TOOL_TAGS, arithmetic_problem, calculator_trace
+from grpo.data.tasks import TOOL_TAGS, arithmetic_problem, calculator_trace
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "data" / "tiny_tools_model"

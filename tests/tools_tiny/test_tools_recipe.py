@@ -7,7 +7,7 @@ from pathlib import Path
 
 from grpo.config import load_config
 from grpo.envs.calculator import CalcError, evaluate
-from grpo.trainer import train
+from grpo.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[2]
 

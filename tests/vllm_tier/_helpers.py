@@ -50,7 +50,7 @@ def probe(tok, a: int = 2, b: int = 3) -> tuple[list[list[int]], list[list[int]]
 
 def policy_logprobs(model, tok, P, C) -> list[list[float]]:
     """The trainer's per-token log-probs of each completion (unpadded rows)."""
-    from grpo.policy import build_batch, score
+    from grpo.model.policy import build_batch, score
     with torch.no_grad():
         lp, _ = score(model, build_batch(P, C, tok.pad_token_id))
     return [lp[i, :len(c)].tolist() for i, c in enumerate(C)]

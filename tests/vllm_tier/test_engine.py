@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from grpo.data import apply_template
-from grpo.policy import load_policy
+from grpo.model.policy import load_policy
 from grpo.rollout.base import SamplingParams
 from grpo.rollout.vllm import VLLMEngine
 

@@ -8,7 +8,7 @@ exceeds the cap ``rollout_is_high``.
 """
 from grpo.config import load_config
 from grpo.rollout.base import end_token_ids
-from grpo.trainer import Trainer
+from grpo.train.trainer import Trainer
 
 from _helpers import ROOT, Recorder, engine_lag, max_diff, metrics, policy_logprobs
 

@@ -6,10 +6,10 @@ import pytest
 
 from grpo.config import load_config
 from grpo.data import apply_template
-from grpo.policy import load_policy
+from grpo.model.policy import load_policy
 from grpo.rollout.base import SamplingParams
 from grpo.rollout.server import ServerEngine
-from grpo.trainer import Trainer
+from grpo.train.trainer import Trainer
 
 from _helpers import free_port, stop, LENGTH_REWARD, ROOT, engine_lag, max_diff, metrics, perturbed, policy_logprobs, probe
 

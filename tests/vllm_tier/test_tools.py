@@ -7,10 +7,10 @@ import torch
 
 from grpo.config import load_config
 from grpo.envs.wiring import episode_prompts
-from grpo.policy import build_batch
+from grpo.model.policy import build_batch
 from grpo.rollout.multiturn import MultiTurnEngine
 from grpo.rollout.vllm import VLLMEngine
-from grpo.trainer import Trainer
+from grpo.train.trainer import Trainer
 
 from _helpers import ROOT, metrics, trajectory_logprobs
 

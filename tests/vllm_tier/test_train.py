@@ -4,7 +4,7 @@ import json
 
 from grpo.config import load_config
 from grpo.rollout.vllm import VLLMEngine
-from grpo.trainer import Trainer
+from grpo.train.trainer import Trainer
 
 from _helpers import LENGTH_REWARD, ROOT, engine_lag, max_diff, metrics, policy_logprobs, probe
 
@@ -12,7 +12,7 @@ from _helpers import LENGTH_REWARD, ROOT, engine_lag, max_diff, metrics, policy_
 def test_vllm_engine_samples_from_the_updated_policy(tiny_overrides):
     cfg = load_config(ROOT / "recipes" / "tiny" / "r1_zero.yaml",
                       tiny_overrides + ["rollout.engine=vllm", LENGTH_REWARD])
-    trainer = Trainer(cfg)                      # what grpo.trainer.train(cfg) runs
+    trainer = Trainer(cfg)                      # what grpo.train.trainer.train(cfg) runs
     assert isinstance(trainer.engine, VLLMEngine)
     P, C = probe(trainer.tok)
     before = trainer.engine.score(P, C)

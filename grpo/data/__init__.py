@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from . import tasks
-from .config import SourceConfig
+from ..config import SourceConfig
 
 # DeepSeek-R1 report, Table 1: the R1-Zero template. The model is asked to reason inside
 # <think> and answer inside <answer>; nothing else constrains the content, so that the
@@ -286,7 +286,7 @@ def _read_hub(name: str, split: str, subset: str | None) -> list[dict]:
 
 
 def _hub_reachable() -> bool:
-    from .policy import _hub_reachable as reachable
+    from ..model.policy import _hub_reachable as reachable
     return reachable()
 
 

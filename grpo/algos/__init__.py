@@ -1,0 +1,1 @@
+"""Pure, vectorized algorithm registries (advantages, KL, aggregation, policy losses, distillation), open to ``file.py:fn``."""

@@ -1,0 +1,1 @@
+"""Several processes: the process group, FSDP2, sharded (DCP) checkpoints, metrics across ranks."""

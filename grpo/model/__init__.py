@@ -1,0 +1,1 @@
+"""Models and tokenizers: loading (Hugging Face, GGUF), checks, batches and log-probs."""

@@ -1,0 +1,1 @@
+"""A run's files: checkpoints and resume, the run directory and its lock, metrics, trackers, reports."""

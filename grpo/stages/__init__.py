@@ -1,0 +1,1 @@
+"""The other stages of a pipeline and the pipeline itself: SFT, rejection sampling, evaluation."""

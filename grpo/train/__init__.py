@@ -1,0 +1,1 @@
+"""One RL step: the trainer loop, the policy update, the KL reference, reward models, optimizer, FP8."""
