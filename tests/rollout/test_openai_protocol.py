@@ -120,13 +120,16 @@ def test_every_sampling_field_is_sent_and_answers_parse(fake, tiny):
         assert groups[0].prompt_ids == tok("a b").input_ids
         c = groups[1].completions[0]
         assert c.token_ids == [7, 8] and c.logprobs == [-1.0, -2.0] and c.finish_reason == "length"
-        body = next(b for p, b in zip(fake.calls, fake.bodies) if p == "/v1/completions")
+        sent = [b for p, b in zip(fake.calls, fake.bodies) if p == "/v1/completions"]
+        # Requests go concurrently (one per prompt): find "a b"'s by its token ids.
+        assert sorted(b["prompt"] for b in sent) == sorted([tok("a b").input_ids, tok("c").input_ids])
+        body = next(b for b in sent if b["prompt"] == tok("a b").input_ids)
         # A field left out would take the served model's generation_config default.
         assert {k: body[k] for k in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty",
                                      "presence_penalty", "frequency_penalty", "n", "logprobs")} == {
             "temperature": 0.7, "top_p": 0.9, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0,
             "presence_penalty": 0.0, "frequency_penalty": 0.0, "n": 3, "logprobs": 0}
-        assert body["prompt"] == tok("a b").input_ids and body["return_token_ids"] is True
+        assert body["return_token_ids"] is True
         assert engine.score([[1, 2]], [[3, 4]]) == [[-0.5, -0.5]]
         with pytest.raises(RuntimeError, match="sync_weights=False"):
             engine.update_weights(policy.named_parameters())
