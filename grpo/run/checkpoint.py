@@ -3,7 +3,7 @@
 ``step-N/`` holds a plain Hugging Face directory (config, tokenizer, ``model.safetensors``
 or the LoRA adapter: what eval, sample, the pipeline and ``from_pretrained`` load), and,
 in a full checkpoint, what a resume needs: ``dcp/`` (model and optimizer state written by
-``torch.distributed.checkpoint``, each rank its own shard: dist_ckpt.py), ``rng-R.pt``
+``torch.distributed.checkpoint``, each rank its own shard: dist/ckpt.py), ``rng-R.pt``
 (rank R's RNG states), ``trainer.pt`` (scheduler, world size); ``trainer_state.json`` is
 the size manifest of every file. The prompts of a step are a function of (seed, step)
 (data.PromptSampler), so they need no state.

@@ -141,7 +141,7 @@ def tool_metrics(comps: list, wall_s: float | None = None) -> dict:
 
 def tool_stats_metrics(stats: list, wall_s: float | None = None) -> dict:
     """``tool_metrics`` on the episodes' ToolStats (None for single-turn completions): the
-    trainer passes all ranks' stats, gathered by ``dist_metrics.gather_step``."""
+    trainer passes all ranks' stats, gathered by ``dist.metrics.gather_step``."""
     st = [s for s in stats if s is not None]
     if not st:
         return {}

@@ -3,7 +3,7 @@
 GRPO (Shao et al. 2024, DeepSeekMath; DeepSeek-R1 report eq. 1-3): for each prompt sample
 G completions, score them with rule-based rewards, use the group-normalised reward as
 every token's advantage, and maximise the clipped surrogate, with no value model.
-Departures from vanilla GRPO are options, each citing its paper in algorithms.py.
+Departures from vanilla GRPO are options, each citing its paper in algos/core.py and algos/losses.py.
 """
 from __future__ import annotations
 
@@ -227,7 +227,7 @@ class Trainer:
 
     def _step_metrics(self, g, t: dict) -> dict:
         """Lengths, truncation, reflection and timing of one step, over all ranks' completions
-        ``g`` (dist_metrics.StepRecords; the update's own metrics come from _update)."""
+        ``g`` (dist.metrics.StepRecords; the update's own metrics come from _update)."""
         lengths, truncated, zero_std = g.lengths, g.truncated, g.zero_std
         correct = self._correct(g.per_fn)
         n_refl = reflection_counts(g.texts, self.cfg.output.reflection_words)
