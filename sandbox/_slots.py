@@ -27,8 +27,8 @@ import threading
 import time
 
 from . import backends, limits
+from ._owned import UID_BASE, owned_entries
 
-UID_BASE = 1_000_000_000
 SLOTS = 64  # max concurrent runs per process; pid_max (2**22) << 7 stays < 2**31
 
 
@@ -128,9 +128,6 @@ class Slots:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-_SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
-
-
 def remove_leftovers(uid: int | None) -> int:
     """``none`` backend, after a run: delete what ``uid`` left in the host's
     world-writable dirs (top-level entries it owns) and its SysV shared-memory
@@ -140,22 +137,15 @@ def remove_leftovers(uid: int | None) -> int:
         return 0
     import shutil
     removed = 0
-    for d in _SHARED_DIRS:
+    for e in owned_entries(lambda owner: owner == uid):
         try:
-            entries = list(os.scandir(d))
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path, ignore_errors=True)
+            else:
+                os.unlink(e.path)
+            removed += 1
         except OSError:
-            continue
-        for e in entries:
-            try:
-                if e.stat(follow_symlinks=False).st_uid != uid:
-                    continue
-                if e.is_dir(follow_symlinks=False):
-                    shutil.rmtree(e.path, ignore_errors=True)
-                else:
-                    os.unlink(e.path)
-                removed += 1
-            except OSError:
-                pass
+            pass
     return removed + _remove_shm_of(uid)
 
 

@@ -125,23 +125,10 @@ def _census():
 
 def _run_files():
     """Entries of /tmp, /var/tmp and /dev/shm (the zygote's own: bwrap's tmpfs, or
-    the host's for unshare) owned by a sandbox uid (_slots.UID_BASE and up): only
-    a run makes those, and the host's own files never count. The host's
-    _slots.remove_leftovers walks the same directories the same way: this file runs
-    in the jail as source text (``python -I -S -B -c``) and cannot import it."""
-    out = []
-    for d in ("/tmp", "/var/tmp", "/dev/shm"):
-        try:
-            entries = list(os.scandir(d))
-        except OSError:
-            continue
-        for e in entries:
-            try:
-                if e.stat(follow_symlinks=False).st_uid >= 1_000_000_000:
-                    out.append(e.path)
-            except OSError:
-                pass
-    return sorted(out)
+    the host's for unshare) owned by a sandbox uid: only a run makes those, and
+    the host's own files never count. ``owned_entries`` and ``UID_BASE`` come from
+    _owned.py, concatenated before this file (the host's _slots.py imports it)."""
+    return sorted(e.path for e in owned_entries(lambda uid: uid >= UID_BASE))  # noqa: F821
 
 
 def _leftover(baseline):

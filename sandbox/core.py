@@ -24,7 +24,7 @@ _HERE = Path(__file__).parent
 # The child's source: executed with ``python -c``, never imported (see _harness.py).
 _HARNESS = "\n".join((_HERE / f).read_text()
                      for f in ("_wire.py", "_candidate.py", "_tester.py", "_harness.py"))
-_ZYGOTE = _HARNESS + "\n" + (_HERE / "_zygote.py").read_text()
+_ZYGOTE = "\n".join([_HARNESS] + [(_HERE / f).read_text() for f in ("_owned.py", "_zygote.py")])
 LAUNCHES = ("zygote", "spawn")  # pre-forked server, or one process per run
 log = logging.getLogger(__name__)
 

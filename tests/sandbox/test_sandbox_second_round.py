@@ -261,11 +261,10 @@ def test_no_run_sees_a_socket_of_an_earlier_one(sb, healthy):
 def test_the_zygote_reports_what_a_run_left_and_is_not_reused():
     """The post-run census itself: a process, a file or a unix socket more than before
     the run is reported, and the host throws that zygote away."""
-    from pathlib import Path
-
     from sandbox._pool import Zygote
+    from sandbox.core import _ZYGOTE
     ns = {"__name__": "zygote_source"}
-    exec(compile((Path(sandbox.__file__).parent / "_zygote.py").read_text(), "_zygote.py", "exec"), ns)
+    exec(compile(_ZYGOTE, "<zygote source>", "exec"), ns)  # the very program the jail runs
     now = ns["_census"]()
     assert ns["_leftover"](now) == ""
     fewer = dict(now, processes=now["processes"][1:], sockets=(now["sockets"] or 1) - 1,
