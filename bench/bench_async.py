@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,27 +38,6 @@ VENV_PY = Path(os.environ.get("GRPO_VLLM_ENV", Path.home() / ".cache" / "grpo" /
 MODES = {"on-policy": [], "overlap": ["rollout.overlap=true"],
          "async-1": ["rollout.fully_async=true", "rollout.max_staleness=1"],
          "async-2": ["rollout.fully_async=true", "rollout.max_staleness=2"]}
-
-
-def start_server(model: str, python: str, log: Path):
-    from grpo.rollout import http
-    from grpo.rollout.openai import vllm_server_command
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = vllm_server_command(model, port, python=python, max_model_len=512)
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    t0 = time.perf_counter()
-    try:
-        http.wait_ready(url, "/health", 300)
-    except http.ServerError:
-        proc.kill()
-        raise SystemExit("the vLLM server did not come up:\n" + log.read_text()[-2000:])
-    print(f"vLLM server up in {time.perf_counter() - t0:.0f} s at {url}", flush=True)
-    return proc, url
 
 
 def overrides(a, out: str, url: str, mode: str, seed: int = 0) -> list[str]:
@@ -110,19 +88,22 @@ def main() -> None:
     if unknown := [m for m in modes if m not in MODES]:
         raise SystemExit(f"unknown mode {unknown[0]!r}; choose from {', '.join(MODES)}")
     from grpo.config import load_config
+    from grpo.rollout import http
+    from grpo.rollout.openai import serve_vllm
     base, res = {}, []
     with tempfile.TemporaryDirectory() as out:
-        proc, url = start_server(a.model, a.vllm_python, Path(out) / "server.log")
+        t0 = time.perf_counter()
         try:
-            for seed in seeds:
-                base[seed] = held_out(load_config(RECIPE, overrides(a, out, url, modes[0], seed)), a.model, a)
-                print(f"seed {seed}: held-out pass@1 of the initial model: {base[seed]:.3f}", flush=True)
-                for m in modes:
-                    res.append(run_mode(a, url, m, out, seed))
-                    print(json.dumps(res[-1]), flush=True)
-        finally:
-            proc.terminate()
-            proc.wait(30)
+            with serve_vllm(a.model, Path(out) / "server.log", python=a.vllm_python, max_model_len=512) as url:
+                print(f"vLLM server up in {time.perf_counter() - t0:.0f} s at {url}", flush=True)
+                for seed in seeds:
+                    base[seed] = held_out(load_config(RECIPE, overrides(a, out, url, modes[0], seed)), a.model, a)
+                    print(f"seed {seed}: held-out pass@1 of the initial model: {base[seed]:.3f}", flush=True)
+                    for m in modes:
+                        res.append(run_mode(a, url, m, out, seed))
+                        print(json.dumps(res[-1]), flush=True)
+        except http.ServerError as e:  # the server did not come up, or failed mid-run: one line
+            raise SystemExit(str(e))
     table(a, modes, seeds, base, res)
     if a.json:
         Path(a.json).write_text(json.dumps({"base": base, "results": res}, indent=1))

@@ -33,7 +33,11 @@ temperature is 1.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -200,9 +204,9 @@ class OpenAIEngine:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _free_port() -> int:
+def _free_port(host: str = "") -> int:
     with socket.socket() as s:
-        s.bind(("", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -218,3 +222,47 @@ def vllm_server_command(model: str, port: int, *, python: str = "python", host: 
             "--port", str(port), "--dtype", dtype, "--max-model-len", str(max_model_len),
             "--weight-transfer-config", '{"backend":"grpo_gloo"}', "--logprobs-mode", "processed_logprobs",
             "--enforce-eager", *extra]
+
+
+# What a stock server needs on a CPU box: the RL routes, a small KV cache, one thread per
+# process (the trainer shares the cores).
+SERVER_ENV = {"VLLM_SERVER_DEV_MODE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def serve_vllm(model: str, log_path, *, python: str = sys.executable, wait_s: float = 300,
+               env: dict | None = None, **command_kw):
+    """Start a stock vLLM server (``vllm_server_command``) on a free loopback port, wait for
+    ``/health``, yield its URL, and stop it on exit. Its output goes to ``log_path``; if it
+    exits or is not up in ``wait_s`` seconds, ServerError carries the log's last lines."""
+    port = _free_port("127.0.0.1")
+    url = f"http://127.0.0.1:{port}"
+    cmd = vllm_server_command(model, port, python=python, **command_kw)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, **SERVER_ENV, **(env or {})})
+    try:
+        _wait_up(proc, url, log_path, wait_s)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_up(proc, url: str, log_path, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            http.request(url, "/health", timeout=5)
+            return
+        except (OSError, http.ServerError):  # not listening yet, or 503 while loading
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            why = f"exited with {proc.returncode}" if proc.poll() is not None else f"was not up in {wait_s:.0f} s"
+            tail = open(log_path, errors="replace").read()[-3000:]
+            raise http.ServerError(f"the vLLM server {why}; the end of {log_path}:\n{tail}", None)
+        time.sleep(1)

@@ -2,9 +2,6 @@
 process `vllm serve` runs), weights through vLLM's native RL endpoints and the grpo_gloo
 transfer engine this package registers as a vLLM plugin; rollout.fully_async on it."""
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -15,45 +12,25 @@ from grpo.data import apply_template
 from grpo.model.policy import load_policy
 from grpo.rollout import http
 from grpo.rollout.base import SamplingParams
-from grpo.rollout.openai import OpenAIEngine, vllm_server_command
+from grpo.rollout.openai import OpenAIEngine, serve_vllm
 from grpo.train.trainer import Trainer
 
-from _helpers import (free_port, stop, LENGTH_REWARD, ROOT, engine_lag, max_diff, metrics, perturbed, policy_logprobs, probe,
+from _helpers import (LENGTH_REWARD, ROOT, engine_lag, max_diff, metrics, perturbed, policy_logprobs, probe,
                       trajectory_logprobs)
 
 PROMPT = apply_template("r1_zero_tiny", "What is 2+3?")
 KEY = "grpo-test-key"
 
 
-def _up(url: str) -> bool:
-    try:
-        http.request(url, "/health", timeout=5)
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
     """A stock vLLM server with --api-key (the key reaches the engine through api_key_env)."""
-    port = free_port()
     log_path = tmp_path_factory.mktemp("vllm_serve") / "server.log"
-    env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = vllm_server_command(str(tiny_model_dir), port, python=sys.executable, max_model_len=512,
-                              extra=("--api-key", KEY))
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while not _up(url) and proc.poll() is None:
-            if time.monotonic() > deadline:
-                pytest.fail("the vLLM server did not come up in 300 s:\n" + log_path.read_text()[-3000:])
-            time.sleep(1)
-        assert proc.poll() is None, "vLLM server exited:\n" + log_path.read_text()[-3000:]
-        yield url
-    finally:
-        stop(proc)
+        with serve_vllm(str(tiny_model_dir), log_path, max_model_len=512, extra=("--api-key", KEY)) as url:
+            yield url
+    except http.ServerError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture
