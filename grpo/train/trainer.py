@@ -296,18 +296,22 @@ class Trainer:
             t0 = time.time()
             got = self.engine.generate(prompts, self._sampling()), time.time() - t0, step
         groups, self._t_sampling, version = got
-        if self.cfg.rollout.fully_async:  # synced in flight right after each update (step 6)
-            pass
-        elif self.prefetch.busy:          # generations still queued: the sync queues behind them
-            self.prefetch.sync([(n, p.detach().clone()) for n, p in self.par.named_full_parameters(self.policy)])
-        else:
-            self._sync()
+        if not self.cfg.rollout.fully_async:  # fully async syncs in flight right after each update (step 6)
+            self._sync_before_prefetch()
         first = self.prefetch.next_step or step + 1
         for s in range(first, min(step + self.cfg.rollout.staleness, self.cfg.train.steps - 1) + 1):
             rs = [self.rows[i] for i in self.par.shard(self.sampler.indices(s))]
             nxt = episode_prompts(self.cfg, [self._prompt(r["prompt"]) for r in rs], rs)
             self.prefetch.start(s, nxt, self._sampling(), version=step)
         return groups, step - version
+
+    def _sync_before_prefetch(self) -> None:
+        """Overlap: the new weights reach the engine before the next step's sampling starts;
+        with generations still queued the sync queues behind them (on a snapshot)."""
+        if self.prefetch.busy:
+            self.prefetch.sync([(n, p.detach().clone()) for n, p in self.par.named_full_parameters(self.policy)])
+        else:
+            self._sync()
 
     def _sync(self) -> None:
         t0 = time.time()
