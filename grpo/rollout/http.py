@@ -43,14 +43,17 @@ def post_json(url: str, path: str, obj=None, **kw):
                    {"Content-Type": "application/json"}, **kw)
 
 
-def wait_ready(url: str, path: str, wait_s: float, **kw):
-    """Poll ``path`` for up to ``wait_s`` seconds (a server takes a while to load)."""
+def wait_ready(url: str, path: str, wait_s: float, *, alive=None, **kw):
+    """Poll ``path`` for up to ``wait_s`` seconds (a server takes a while to load); with
+    ``alive`` (a callable), give up as soon as it says the server's process is gone."""
     deadline = time.monotonic() + wait_s
     kw["timeout"] = min(30.0, kw.get("timeout", 30.0))
     while True:
         try:
             return request(url, path, **kw)
         except (urllib.error.URLError, ConnectionError, OSError):
+            if alive is not None and not alive():
+                raise ServerError(f"rollout server at {url} exited before it answered", None) from None
             if time.monotonic() >= deadline:
                 if wait_s:
                     raise ServerError(f"rollout server at {url} did not answer in {wait_s:.0f}s", None) from None

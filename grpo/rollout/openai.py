@@ -254,15 +254,11 @@ def serve_vllm(model: str, log_path, *, python: str = sys.executable, wait_s: fl
 
 
 def _wait_up(proc, url: str, log_path, wait_s: float) -> None:
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            http.request(url, "/health", timeout=5)
-            return
-        except (OSError, http.ServerError):  # not listening yet, or 503 while loading
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            why = f"exited with {proc.returncode}" if proc.poll() is not None else f"was not up in {wait_s:.0f} s"
-            tail = open(log_path, errors="replace").read()[-3000:]
-            raise http.ServerError(f"the vLLM server {why}; the end of {log_path}:\n{tail}", None)
-        time.sleep(1)
+    try:
+        http.wait_ready(url, "/health", wait_s, alive=lambda: proc.poll() is None, timeout=5)
+    except http.ServerError as e:   # exited, not up in time, or /health answered an error (vLLM: 503, engine dead)
+        why = (f"exited with {proc.returncode}" if proc.poll() is not None
+               else f"was not up in {wait_s:.0f} s" if e.status is None else str(e))
+        with open(log_path, errors="replace") as f:
+            tail = f.read()[-3000:]
+        raise http.ServerError(f"the vLLM server {why}; the end of {log_path}:\n{tail}", None) from None
